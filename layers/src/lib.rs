@@ -1,0 +1,16 @@
+//! `kiro-layers`: tower layers that let OpenAI and Anthropic clients talk to the Kiro API.
+//!
+//! The crate knows no database and runs no server: the host application provides a
+//! [`traits::KeyStore`], a [`traits::TokenSource`], a [`traits::ModelCatalog`] and a
+//! [`traits::UsageSink`], and mounts the stack wherever it likes.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod chat;
+pub mod error;
+pub mod kiro;
+pub mod tokens;
+pub mod traits;
+
+pub use chat::{ChatEvent, ChatRequest, Dialect, EventStream};
+pub use error::GatewayError;

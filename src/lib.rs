@@ -1,0 +1,2 @@
+//! The kiro-gateway application: configuration, credentials, storage, the HTTP server and the
+//! fake Kiro upstream used by tests, benches and the demo mode.
