@@ -233,3 +233,90 @@ pub enum ChatEvent {
 
 /// The typed answer stream every inner layer produces. Errors after the first event are in-band.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<ChatEvent, GatewayError>> + Send>>;
+
+/// What a dialect encoder needs to know about the answer besides the events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponseMeta {
+    /// Response id (`chatcmpl-...` / `msg_...`).
+    pub id: String,
+    /// The model name the client asked for (echoed back).
+    pub model: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// Local estimate of the prompt's tokens (used when Kiro reports no counts).
+    pub input_tokens_estimate: u64,
+    /// The resolved model's context window (turns `contextUsagePercentage` into tokens).
+    pub context_window: u64,
+    /// OpenAI `stream_options.include_usage`.
+    pub include_usage: bool,
+}
+
+/// Accumulates what the upstream says about usage while events stream past, and turns it into
+/// honest token counts at the end: real counts when Kiro sent them, else derived from the
+/// context-usage percentage and the model's window, else the local estimate. Never inflated.
+#[derive(Debug, Clone, Default)]
+pub struct UsageTally {
+    reported: Option<TokenUsage>,
+    context_percent: Option<f64>,
+    credits: f64,
+    output_estimate: u64,
+}
+
+impl UsageTally {
+    /// Takes one event into account.
+    pub fn observe(&mut self, event: &ChatEvent) {
+        match event {
+            ChatEvent::TextDelta(text) | ChatEvent::ReasoningDelta(text) => {
+                self.output_estimate += crate::tokens::estimate_text_tokens(text);
+            }
+            ChatEvent::ToolUseInput { fragment, .. } => {
+                self.output_estimate += crate::tokens::estimate_text_tokens(fragment);
+            }
+            ChatEvent::ToolUseStart { name, .. } => {
+                self.output_estimate += crate::tokens::estimate_text_tokens(name);
+            }
+            ChatEvent::TokenUsage(usage) => self.reported = Some(*usage),
+            ChatEvent::ContextUsage { percent } => self.context_percent = Some(*percent),
+            ChatEvent::Metering { credits } => self.credits += credits,
+            ChatEvent::ReasoningSignature(_)
+            | ChatEvent::ToolUseStop { .. }
+            | ChatEvent::Stop(_) => {}
+        }
+    }
+
+    /// Credits charged so far (`meteringEvent`).
+    pub fn credits(&self) -> f64 {
+        self.credits
+    }
+
+    /// True once the upstream sent its end-of-answer accounting (context usage or metering).
+    pub fn saw_completion_signal(&self) -> bool {
+        self.context_percent.is_some() || self.reported.is_some()
+    }
+
+    /// The best token counts available.
+    pub fn usage(&self, input_tokens_estimate: u64, context_window: u64) -> TokenUsage {
+        if let Some(reported) = self.reported {
+            return reported;
+        }
+        let output_tokens = self.output_estimate;
+        let input_tokens = match self.context_percent {
+            Some(percent) if percent > 0.0 && context_window > 0 => {
+                let total = (percent / 100.0 * context_window as f64) as u64;
+                // A percentage below what the output alone needs says nothing about the input.
+                if total > output_tokens {
+                    total - output_tokens
+                } else {
+                    input_tokens_estimate
+                }
+            }
+            _ => input_tokens_estimate,
+        };
+        TokenUsage {
+            input_tokens,
+            output_tokens,
+            cache_read_input_tokens: 0,
+            cache_write_input_tokens: 0,
+        }
+    }
+}
