@@ -6,11 +6,18 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod body;
 pub mod chat;
 pub mod error;
 pub mod kiro;
+pub mod models;
+pub mod pool;
+pub mod rescue;
+pub mod resolve;
 pub mod tokens;
 pub mod traits;
+pub mod usage;
 
 pub use chat::{ChatEvent, ChatRequest, Dialect, EventStream};
 pub use error::GatewayError;

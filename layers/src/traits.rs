@@ -122,6 +122,37 @@ impl Drop for Lease {
     }
 }
 
+/// Carries a [`Lease`] through request extensions (which need `Clone`) from the pool layer to
+/// the service that calls Kiro; that service takes it out and keeps it in its response stream.
+#[derive(Clone, Default)]
+pub struct LeaseSlot(Arc<std::sync::Mutex<Option<Lease>>>);
+
+impl LeaseSlot {
+    /// A slot holding `lease`.
+    pub fn new(lease: Lease) -> Self {
+        LeaseSlot(Arc::new(std::sync::Mutex::new(Some(lease))))
+    }
+
+    /// Takes the lease out (once).
+    pub fn take(&self) -> Option<Lease> {
+        self.0.lock().ok().and_then(|mut slot| slot.take())
+    }
+
+    /// The account id of the lease, if still in the slot.
+    pub fn account_id(&self) -> Option<String> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|slot| slot.as_ref().map(|l| l.credential.account_id.clone()))
+    }
+}
+
+impl std::fmt::Debug for LeaseSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LeaseSlot")
+    }
+}
+
 impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lease")
