@@ -1,2 +1,10 @@
-//! The kiro-gateway application: configuration, credentials, storage, the HTTP server and the
-//! fake Kiro upstream used by tests, benches and the demo mode.
+//! The kiro-gateway application: configuration, credentials, the HTTP server and the fake Kiro
+//! upstream used by tests, benches and the demo mode.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod config;
+pub mod logging;
+pub mod routes;
+pub mod server;

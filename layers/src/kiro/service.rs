@@ -1,0 +1,260 @@
+//! `KiroService`: the innermost service. Builds the Kiro request body, POSTs it to
+//! `generateAssistantResponse` with the leased credential, forces one refresh and retries once
+//! on a 403, reports the outcome to the pool, and decodes the event-stream answer into
+//! [`ChatEvent`]s. The lease rides inside the returned stream until its last event.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use futures_util::{Stream, StreamExt};
+use http::{Request, Response, StatusCode};
+use tower::Service;
+
+use crate::chat::{ChatEvent, ChatRequest, EventStream};
+use crate::error::GatewayError;
+use crate::kiro::errors::from_status;
+use crate::kiro::events::decode_body;
+use crate::kiro::headers::kiro_headers;
+use crate::kiro::request::{build_request, BuildOptions, ToolNameMap};
+use crate::resolve::resolved_model;
+use crate::traits::{AttemptOutcome, Lease, LeaseSlot};
+
+/// Largest upstream error body read (the rest is dropped).
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Settings of the Kiro call.
+#[derive(Debug, Clone)]
+pub struct KiroConfig {
+    /// Request-building options (tool description limit, placeholder text, ...).
+    pub build: BuildOptions,
+    /// Longest silence allowed between two chunks of an answer (`STREAMING_READ_TIMEOUT`).
+    pub read_timeout: Duration,
+    /// Reuse upstream connections. kiro-gateway closes streaming connections because of
+    /// CLOSE_WAIT leaks seen through VPNs; reqwest's pool expires idle sockets, so keep-alive is
+    /// the default here and `close` is the opt-out.
+    pub keep_alive: bool,
+}
+
+impl Default for KiroConfig {
+    fn default() -> Self {
+        KiroConfig {
+            build: BuildOptions::default(),
+            read_timeout: Duration::from_secs(300),
+            keep_alive: true,
+        }
+    }
+}
+
+/// Per-request changes to the build options, set by layers above (thinking injection).
+#[derive(Debug, Clone, Default)]
+pub struct BuildOverrides {
+    /// Extra system prompt sections.
+    pub system_prompt_additions: Vec<String>,
+    /// Prefix for the current user message.
+    pub current_message_prefix: Option<String>,
+}
+
+/// See the module docs.
+#[derive(Clone)]
+pub struct KiroService {
+    http: reqwest::Client,
+    config: Arc<KiroConfig>,
+}
+
+impl KiroService {
+    /// A service calling Kiro through `http`.
+    pub fn new(http: reqwest::Client, config: KiroConfig) -> Self {
+        KiroService {
+            http,
+            config: Arc::new(config),
+        }
+    }
+}
+
+impl Service<Request<ChatRequest>> for KiroService {
+    type Response = Response<EventStream>;
+    type Error = GatewayError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<EventStream>, GatewayError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<ChatRequest>) -> Self::Future {
+        let http = self.http.clone();
+        let config = Arc::clone(&self.config);
+        Box::pin(async move { call_kiro(http, &config, request).await })
+    }
+}
+
+async fn call_kiro(
+    http: reqwest::Client,
+    config: &KiroConfig,
+    request: Request<ChatRequest>,
+) -> Result<Response<EventStream>, GatewayError> {
+    let mut lease = request
+        .extensions()
+        .get::<LeaseSlot>()
+        .and_then(LeaseSlot::take)
+        .ok_or_else(|| GatewayError::internal("no Kiro credential was leased for this request (stack wiring bug)"))?;
+    let model_id = resolved_model(&request)?.kiro_id.clone();
+    let options = match request.extensions().get::<BuildOverrides>() {
+        Some(overrides) => {
+            let mut options = config.build.clone();
+            options
+                .system_prompt_additions
+                .extend(overrides.system_prompt_additions.iter().cloned());
+            if overrides.current_message_prefix.is_some() {
+                options.current_message_prefix = overrides.current_message_prefix.clone();
+            }
+            std::borrow::Cow::Owned(options)
+        }
+        None => std::borrow::Cow::Borrowed(&config.build),
+    };
+    let kiro = build_request(
+        request.body(),
+        &model_id,
+        lease.credential.profile_arn.as_deref(),
+        &options,
+    )?;
+    drop(request);
+
+    let mut refreshed = false;
+    loop {
+        let url = format!(
+            "{}/generateAssistantResponse",
+            lease.credential.api_base.trim_end_matches('/')
+        );
+        let sent = http
+            .post(url)
+            .headers(kiro_headers(&lease.credential, true, config.keep_alive))
+            .body(kiro.body.clone())
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) => {
+                lease.report(AttemptOutcome::TransportError);
+                return Err(GatewayError::upstream_stream(format!(
+                    "Could not reach the Kiro API: {}",
+                    describe_transport_error(&error)
+                )));
+            }
+        };
+        let status = response.status();
+        if status == StatusCode::FORBIDDEN && !refreshed {
+            // Kiro answers 403 for an expired or revoked access token: refresh once, try again.
+            refreshed = true;
+            tracing::info!(account = %lease.credential.account_id, "Kiro answered 403; refreshing the token and retrying once");
+            lease.force_refresh().await?;
+            continue;
+        }
+        if !status.is_success() {
+            let headers = response.headers().clone();
+            let body = read_error_body(response).await;
+            let error = from_status(status, &headers, &body);
+            lease.report(outcome_for(status, &error));
+            return Err(error);
+        }
+        lease.report(AttemptOutcome::Success);
+        let chunks = with_idle_timeout(response.bytes_stream(), config.read_timeout);
+        let events = LeasedEvents {
+            inner: decode_body(chunks),
+            names: kiro.tool_names,
+            _lease: lease,
+        };
+        return Ok(Response::new(Box::pin(events) as EventStream));
+    }
+}
+
+fn outcome_for(status: StatusCode, error: &GatewayError) -> AttemptOutcome {
+    match status.as_u16() {
+        429 => AttemptOutcome::Throttled {
+            retry_after: error.retry_after(),
+        },
+        402 => AttemptOutcome::QuotaExhausted,
+        403 => AttemptOutcome::Forbidden,
+        s if s >= 500 => AttemptOutcome::TransportError,
+        _ if error.upstream_reason() == Some("MONTHLY_REQUEST_COUNT") => AttemptOutcome::QuotaExhausted,
+        _ => AttemptOutcome::Success,
+    }
+}
+
+fn describe_transport_error(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "the connection timed out".to_owned()
+    } else if error.is_connect() {
+        format!("connection failed ({error})")
+    } else {
+        error.to_string()
+    }
+}
+
+async fn read_error_body(response: reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(Ok(chunk)) = chunks.next().await {
+        let room = MAX_ERROR_BODY.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= MAX_ERROR_BODY {
+            break;
+        }
+    }
+    body
+}
+
+/// Ends a byte stream with an error when no chunk arrives for `idle`, so a stalled upstream can
+/// never hang a client.
+fn with_idle_timeout<S>(
+    chunks: S,
+    idle: Duration,
+) -> impl Stream<Item = Result<Bytes, String>> + Send + 'static
+where
+    S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
+{
+    let chunks = Box::pin(chunks);
+    futures_util::stream::unfold(Some(chunks), move |state| async move {
+        let mut chunks = state?;
+        match tokio::time::timeout(idle, chunks.next()).await {
+            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(chunks))),
+            Ok(Some(Err(error))) => Some((Err(format!("the connection to Kiro broke: {error}")), None)),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(format!("Kiro sent nothing for {} s (STREAMING_READ_TIMEOUT)", idle.as_secs())),
+                None,
+            )),
+        }
+    })
+}
+
+/// The decoded answer, with shortened tool names mapped back and the lease held to the end.
+struct LeasedEvents {
+    inner: EventStream,
+    names: ToolNameMap,
+    _lease: Lease,
+}
+
+impl Stream for LeasedEvents {
+    type Item = Result<ChatEvent, GatewayError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = self.inner.as_mut().poll_next(cx);
+        match item {
+            Poll::Ready(Some(Ok(ChatEvent::ToolUseStart { id, name }))) => {
+                let client_name = self.names.to_client(&name);
+                let name = if client_name == &*name {
+                    name
+                } else {
+                    ByteString::from(client_name.to_owned())
+                };
+                Poll::Ready(Some(Ok(ChatEvent::ToolUseStart { id, name })))
+            }
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The default pipeline, composed in one place. The binary, the tests, the examples and the
+//! benches all call [`chat_stack`], so what is measured is what runs.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use kiro_layers::stack::{chat_stack, StackDeps};
+//!
+//! # fn demo(deps: StackDeps) {
+//! let service = chat_stack(deps);
+//! // Mount `service` with axum: Router::new().route_service("/v1/chat/completions", service)
+//! # }
+//! ```
+
+use std::sync::Arc;
+
+use tower::ServiceBuilder;
+
+use crate::auth::AuthLayer;
+use crate::convert::ConvertLayer;
+use crate::kiro::service::{KiroConfig, KiroService};
+use crate::pool::TokenPoolLayer;
+use crate::rescue::RescueLayer;
+use crate::resolve::ResolveModelLayer;
+use crate::traits::{KeyStore, ModelCatalog, TokenSource, UsageSink};
+use crate::usage::UsageLayer;
+
+/// What the stack needs from its host.
+#[derive(Clone)]
+pub struct StackDeps {
+    /// API keys.
+    pub keys: Arc<dyn KeyStore>,
+    /// Kiro credentials.
+    pub tokens: Arc<dyn TokenSource>,
+    /// Models.
+    pub models: Arc<dyn ModelCatalog>,
+    /// Usage records.
+    pub usage: Arc<dyn UsageSink>,
+    /// HTTP client for Kiro.
+    pub http: reqwest::Client,
+    /// Kiro call settings.
+    pub kiro: KiroConfig,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+}
+
+/// The chat pipeline (`/v1/chat/completions`, `/v1/messages`), outermost first:
+/// rescue, auth, convert, model resolution, token pool, usage, Kiro.
+pub fn chat_stack(
+    deps: StackDeps,
+) -> crate::rescue::Rescue<
+    crate::auth::Auth<
+        crate::convert::Convert<
+            crate::resolve::ResolveModel<
+                crate::pool::TokenPool<crate::usage::Usage<KiroService>>,
+            >,
+        >,
+    >,
+> {
+    ServiceBuilder::new()
+        .layer(RescueLayer)
+        .layer(AuthLayer::new(deps.keys))
+        .layer(ConvertLayer::new(deps.max_body_bytes))
+        .layer(ResolveModelLayer::new(deps.models))
+        .layer(TokenPoolLayer::new(deps.tokens))
+        .layer(UsageLayer::new(deps.usage))
+        .service(KiroService::new(deps.http, deps.kiro))
+}

@@ -1,0 +1,193 @@
+//! Command line and environment configuration. Every option can be given as a flag or as an
+//! environment variable (names compatible with kiro-gateway), and a `.env` file in the working
+//! directory is read first.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// kiro-gateway: use the models behind Amazon's Kiro API from any OpenAI- or
+/// Anthropic-compatible client.
+#[derive(Debug, Parser)]
+#[command(name = "kiro-gateway", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (OpenAI /v1/chat/completions, Anthropic /v1/messages, /v1/models).
+    Serve(Box<ServeArgs>),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Options of `kiro-gateway serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long = "host", env = "SERVER_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to listen on.
+    #[arg(long = "port", env = "SERVER_PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// The API key clients must send (`Authorization: Bearer` or `x-api-key`).
+    #[arg(
+        long = "proxy-api-key",
+        env = "PROXY_API_KEY",
+        default_value = "my-super-secret-password-123",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub proxy_api_key: String,
+
+    /// Kiro desktop refresh token (social login) for a single account.
+    #[arg(long = "refresh-token", env = "REFRESH_TOKEN", hide_env_values = true)]
+    pub refresh_token: Option<String>,
+
+    /// Kiro profile ARN sent with every request (arn:aws:codewhisperer:<region>:<account>:profile/<id>).
+    #[arg(long = "profile-arn", env = "PROFILE_ARN")]
+    pub profile_arn: Option<String>,
+
+    /// Region of the login (refresh endpoints).
+    #[arg(long = "region", env = "KIRO_REGION", default_value = "us-east-1")]
+    pub region: String,
+
+    /// Region of the Kiro API when it differs from the login region (us-east-1 or eu-central-1).
+    #[arg(long = "api-region", env = "KIRO_API_REGION")]
+    pub api_region: Option<String>,
+
+    /// Kiro IDE / AWS SSO JSON credentials file (e.g. ~/.aws/sso/cache/kiro-auth-token.json).
+    #[arg(long = "creds-file", env = "KIRO_CREDS_FILE")]
+    pub creds_file: Option<PathBuf>,
+
+    /// kiro-cli SQLite database (e.g. ~/.local/share/kiro-cli/data.sqlite3).
+    #[arg(long = "cli-db-file", env = "KIRO_CLI_DB_FILE")]
+    pub cli_db_file: Option<PathBuf>,
+
+    /// Never write refreshed tokens back into the kiro-cli database.
+    #[arg(long = "sqlite-readonly", env = "SQLITE_READONLY", default_value_t = false)]
+    pub sqlite_readonly: bool,
+
+    /// Kiro API base URL; `{region}` is replaced by the API region.
+    #[arg(long = "kiro-api-url", env = "KIRO_API_URL", default_value = "https://runtime.{region}.kiro.dev")]
+    pub kiro_api_url: String,
+
+    /// Kiro desktop refresh base URL; `{region}` is replaced by the login region.
+    #[arg(
+        long = "kiro-desktop-auth-url",
+        env = "KIRO_DESKTOP_AUTH_URL",
+        default_value = "https://prod.{region}.auth.desktop.kiro.dev"
+    )]
+    pub kiro_desktop_auth_url: String,
+
+    /// AWS SSO OIDC base URL; `{region}` is replaced by the login region.
+    #[arg(long = "kiro-oidc-url", env = "KIRO_OIDC_URL", default_value = "https://oidc.{region}.amazonaws.com")]
+    pub kiro_oidc_url: String,
+
+    /// Log level: error, warn, info, debug, trace (or a tracing filter such as `kiro_layers=debug`).
+    #[arg(long = "log-level", env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Log format.
+    #[arg(long = "log-format", env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Run against the built-in fake Kiro upstream: no account needed, answers are canned.
+    #[arg(long = "demo", env = "KIRO_DEMO", default_value_t = false)]
+    pub demo: bool,
+
+    /// Largest accepted request body in bytes.
+    #[arg(long = "max-body-bytes", env = "MAX_BODY_BYTES", default_value_t = kiro_layers::convert::DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+
+    /// Seconds of upstream silence after which a stream ends with an error.
+    #[arg(long = "streaming-read-timeout", env = "STREAMING_READ_TIMEOUT", default_value_t = 300)]
+    pub streaming_read_timeout: u64,
+
+    /// Tool descriptions longer than this move into the system prompt (0 = never).
+    #[arg(long = "tool-description-max-length", env = "TOOL_DESCRIPTION_MAX_LENGTH", default_value_t = 10_000)]
+    pub tool_description_max_length: usize,
+
+    /// Model aliases, `alias=model` separated by commas.
+    #[arg(long = "model-aliases", env = "MODEL_ALIASES", default_value = "auto-kiro=auto")]
+    pub model_aliases: String,
+
+    /// Send unknown model names to Kiro as they are instead of answering 404.
+    #[arg(long = "pass-through-unknown-models", env = "PASS_THROUGH_UNKNOWN_MODELS", default_value_t = false)]
+    pub pass_through_unknown_models: bool,
+
+    /// Reuse upstream connections (set false to close each streaming connection, as kiro-gateway does).
+    #[arg(long = "upstream-keep-alive", env = "UPSTREAM_KEEP_ALIVE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub upstream_keep_alive: bool,
+
+    /// Seconds open streams get to finish after SIGTERM / Ctrl-C.
+    #[arg(long = "shutdown-timeout", env = "SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    pub shutdown_timeout: u64,
+}
+
+impl ServeArgs {
+    /// The socket address to bind.
+    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+        let host = self.host.trim_matches(['[', ']']);
+        let ip: std::net::IpAddr = host
+            .parse()
+            .map_err(|_| format!("SERVER_HOST `{}` is not an IP address", self.host))?;
+        Ok(SocketAddr::new(ip, self.port))
+    }
+
+    /// `MODEL_ALIASES` as pairs.
+    pub fn aliases(&self) -> Result<Vec<(String, String)>, String> {
+        self.model_aliases
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|pair| {
+                pair.split_once('=')
+                    .map(|(a, m)| (a.trim().to_owned(), m.trim().to_owned()))
+                    .filter(|(a, m)| !a.is_empty() && !m.is_empty())
+                    .ok_or_else(|| format!("MODEL_ALIASES entry `{pair}` is not `alias=model`"))
+            })
+            .collect()
+    }
+
+    /// Upstream silence limit.
+    pub fn read_timeout(&self) -> Duration {
+        Duration::from_secs(self.streaming_read_timeout.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_aliases() {
+        let cli = Cli::try_parse_from(["kiro-gateway", "serve", "--model-aliases", "a=b, c = d"]).unwrap();
+        let Command::Serve(args) = cli.command;
+        assert_eq!(args.aliases().unwrap(), vec![("a".into(), "b".into()), ("c".into(), "d".into())]);
+        let bad = Cli::try_parse_from(["kiro-gateway", "serve", "--model-aliases", "oops"]).unwrap();
+        let Command::Serve(args) = bad.command;
+        assert!(args.aliases().is_err());
+    }
+}
