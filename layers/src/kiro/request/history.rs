@@ -218,3 +218,66 @@ fn pair_tool_results<'a>(turns: &mut [Turn<'a>]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn msg(role: Role, content: Vec<ContentBlock>) -> Message {
+        Message { role, content }
+    }
+
+    fn call(id: &str) -> ContentBlock {
+        ContentBlock::ToolUse {
+            id: id.to_owned(),
+            name: "f".to_owned(),
+            input: json!({}),
+        }
+    }
+
+    fn result(id: &str) -> ContentBlock {
+        ContentBlock::ToolResult {
+            tool_use_id: id.to_owned(),
+            content: vec![ContentBlock::Text("r".to_owned())],
+            is_error: false,
+        }
+    }
+
+    fn kinds(turn: &Turn<'_>) -> Vec<&'static str> {
+        turn.pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Text(_) => "text",
+                Piece::ToolUse { .. } => "use",
+                Piece::ToolResult { .. } => "result",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_call_is_answered_at_most_once_and_duplicate_calls_become_text() {
+        let messages = vec![
+            msg(Role::User, vec![ContentBlock::Text("q".to_owned())]),
+            msg(Role::Assistant, vec![call("a"), call("a"), call("b")]),
+            msg(Role::User, vec![result("a"), result("a"), result("b")]),
+        ];
+        let turns = build_turns(&messages, true).unwrap();
+        assert_eq!(kinds(&turns[1]), ["use", "text", "use"]);
+        assert_eq!(kinds(&turns[2]), ["result", "text", "result"]);
+    }
+
+    #[test]
+    fn leading_tool_result_is_an_orphan_and_assistant_start_gets_a_user_turn() {
+        let messages = vec![msg(Role::User, vec![result("x")])];
+        let turns = build_turns(&messages, true).unwrap();
+        assert_eq!(kinds(&turns[0]), ["text"]);
+        assert_eq!(turns[0].joined_text(), "[Tool Result (x)]\nr");
+
+        let messages = vec![msg(Role::Assistant, vec![call("a")])];
+        let turns = build_turns(&messages, true).unwrap();
+        assert_eq!(turns.len(), 2);
+        assert_eq!(turns[0].role, Role::User);
+        assert!(turns[0].pieces.is_empty());
+    }
+}
