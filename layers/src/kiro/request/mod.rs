@@ -154,31 +154,7 @@ pub fn build_request(
     };
     let history_is_empty = turns.is_empty();
 
-    let mut history = Vec::with_capacity(turns.len());
-    for (index, turn) in turns.into_iter().enumerate() {
-        history.push(match turn.role {
-            Role::User => {
-                let mut text = turn.joined_text();
-                if index == 0 {
-                    if let Some(system) = &system {
-                        text = prepend_system(system, text);
-                    }
-                }
-                HistoryEntry::UserInputMessage(user_message(
-                    turn,
-                    text,
-                    model_id,
-                    placeholder,
-                    Vec::new(),
-                ))
-            }
-            Role::Assistant => HistoryEntry::AssistantResponseMessage(assistant_message(
-                turn,
-                &tool_names,
-                placeholder,
-            )),
-        });
-    }
+    let history = history_entries(turns, system.as_deref(), model_id, &tool_names, placeholder);
 
     let mut text = if prefill {
         CONTINUE_TEXT.to_owned()
@@ -221,6 +197,43 @@ pub fn build_request(
         conversation_id,
         tool_names,
     })
+}
+
+/// The history entries; the system prompt goes to the first (user) turn (§2.3 step 10).
+fn history_entries<'a>(
+    turns: Vec<Turn<'a>>,
+    system: Option<&str>,
+    model_id: &'a str,
+    tool_names: &'a ToolNameMap,
+    placeholder: &str,
+) -> Vec<HistoryEntry<'a>> {
+    let mut history = Vec::with_capacity(turns.len());
+    for (index, turn) in turns.into_iter().enumerate() {
+        history.push(match turn.role {
+            Role::User => {
+                let mut text = turn.joined_text();
+                if index == 0 {
+                    if let Some(system) = system {
+                        text = prepend_system(system, text);
+                    }
+                }
+                HistoryEntry::UserInputMessage(user_message(
+                    turn,
+                    text,
+                    model_id,
+                    placeholder,
+                    Vec::new(),
+                ))
+            }
+            Role::Assistant => HistoryEntry::AssistantResponseMessage(assistant_message(
+                turn,
+                &tool_names,
+                placeholder,
+            )),
+        });
+    }
+
+    history
 }
 
 /// The client's system prompt, then the moved tool documentation, then the additions, each
