@@ -227,7 +227,7 @@ fn history_entries<'a>(
             }
             Role::Assistant => HistoryEntry::AssistantResponseMessage(assistant_message(
                 turn,
-                &tool_names,
+                tool_names,
                 placeholder,
             )),
         });
