@@ -2,3 +2,5 @@
 //! service that calls `generateAssistantResponse`.
 
 pub mod eventstream;
+pub mod headers;
+pub mod request;
