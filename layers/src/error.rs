@@ -136,12 +136,11 @@ impl GatewayError {
             429 => Kind::RateLimited,
             503 | 529 => Kind::Overloaded,
             400 | 422 => Kind::InvalidRequest,
-            401 | 403 => Kind::Upstream,
             _ => Kind::Upstream,
         };
         // A Kiro 401/403 is about the gateway's account, not the client's key: report 502.
         let client_status = match status.as_u16() {
-            401 | 403 | 402 => StatusCode::BAD_GATEWAY,
+            401..=403 => StatusCode::BAD_GATEWAY,
             s if s >= 500 && s != 503 => StatusCode::BAD_GATEWAY,
             _ => status,
         };

@@ -15,18 +15,6 @@ pub fn estimate_text_tokens(text: &str) -> u64 {
     ascii.div_ceil(4) + other
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn estimates_grow_with_text() {
-        assert_eq!(estimate_text_tokens(""), 0);
-        assert_eq!(estimate_text_tokens("abcd"), 1);
-        assert_eq!(estimate_text_tokens("abcde"), 2);
-        assert_eq!(estimate_text_tokens("格格"), 2);
-    }
-}
 
 /// Estimates the prompt tokens of a whole request: system, messages, tools. Images count a flat
 /// amount each, tool calls their name and arguments.
@@ -65,3 +53,16 @@ pub fn estimate_request_tokens(request: &crate::chat::ChatRequest) -> u64 {
 
 /// Flat token cost of one image.
 pub const IMAGE_TOKENS: u64 = 100;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimates_grow_with_text() {
+        assert_eq!(estimate_text_tokens(""), 0);
+        assert_eq!(estimate_text_tokens("abcd"), 1);
+        assert_eq!(estimate_text_tokens("abcde"), 2);
+        assert_eq!(estimate_text_tokens("格格"), 2);
+    }
+}
