@@ -1,0 +1,164 @@
+//! Assembling a gateway from its configuration: credentials, pool, models, the route table, and
+//! (in demo mode) the built-in fake upstream.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use kiro_layers::auth::SingleKeyStore;
+use kiro_layers::kiro::auth::{Endpoints, RefreshingCredential};
+use kiro_layers::kiro::headers::fingerprint;
+use kiro_layers::kiro::service::KiroConfig;
+use kiro_layers::models::{fallback_models, ModelRegistry};
+use kiro_layers::pool::{CredentialProvider, PoolPolicy, RoundRobinPool, NO_ACCOUNT_HELP};
+use kiro_layers::stack::StackDeps;
+use kiro_layers::traits::UsageSink;
+use kiro_layers::usage::LogUsageSink;
+use tokio::net::TcpListener;
+
+use crate::config::ServeArgs;
+use crate::credentials::{load_configured, CredentialSettings};
+use crate::fake_kiro::{FakeKiroConfig, FakeKiroHandle};
+use crate::routes::{router, VERSION};
+use crate::server::{serve, shutdown_signal};
+
+/// A gateway ready to serve: its routes and the handles tests and operators look at.
+pub struct Gateway {
+    /// All routes.
+    pub router: Router,
+    /// What the stack was built from.
+    pub deps: StackDeps,
+    /// The account pool.
+    pub pool: RoundRobinPool,
+    /// The configured credentials, in pool order.
+    pub credentials: Vec<Arc<RefreshingCredential>>,
+    /// The fake upstream, in demo mode.
+    pub demo_upstream: Option<FakeKiroHandle>,
+}
+
+/// The fingerprint seed kiro-gateway uses: host and user name of this machine.
+fn machine_seed() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "default".to_owned());
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "user".to_owned());
+    format!("{host}-{user}")
+}
+
+/// The HTTP client used for every call to Kiro and its login services.
+pub fn upstream_http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(30))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| format!("could not build the HTTP client: {e}"))
+}
+
+/// Builds everything `args` describes. `usage` receives the usage records.
+pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gateway, String> {
+    let mut args = args.clone();
+    let demo_upstream = if args.demo {
+        let fake = crate::fake_kiro::start(FakeKiroConfig::default())
+            .await
+            .map_err(|e| format!("could not start the demo upstream: {e}"))?;
+        let base = fake.base_url();
+        tracing::info!("demo mode: using the built-in fake Kiro upstream at {base}");
+        args.kiro_api_url = base.clone();
+        args.kiro_desktop_auth_url = base.clone();
+        args.kiro_oidc_url = base;
+        args.refresh_token = Some(FakeKiroConfig::default().refresh_token);
+        args.creds_file = None;
+        args.cli_db_file = None;
+        args.profile_arn = Some("arn:aws:codewhisperer:us-east-1:000000000000:profile/DEMO".to_owned());
+        Some(fake)
+    } else {
+        None
+    };
+
+    let http = upstream_http_client()?;
+    let settings = CredentialSettings {
+        refresh_token: args.refresh_token.clone(),
+        profile_arn: args.profile_arn.clone(),
+        region: args.region.clone(),
+        api_region: args.api_region.clone(),
+        creds_file: args.creds_file.clone(),
+        cli_db_file: args.cli_db_file.clone(),
+        sqlite_readonly: args.sqlite_readonly,
+        endpoints: Endpoints {
+            desktop_auth_url: args.kiro_desktop_auth_url.clone(),
+            oidc_url: args.kiro_oidc_url.clone(),
+            api_url: args.kiro_api_url.clone(),
+        },
+    };
+    let credentials = load_configured(&settings, http.clone(), fingerprint(&machine_seed()))?;
+    if credentials.is_empty() {
+        tracing::warn!("{NO_ACCOUNT_HELP}");
+    } else {
+        for credential in &credentials {
+            tracing::info!(account = credential.account_id(), "Kiro account from {}", credential.describe_store());
+        }
+    }
+    let providers = credentials
+        .iter()
+        .map(|c| Arc::clone(c) as Arc<dyn CredentialProvider>)
+        .collect();
+    let pool = RoundRobinPool::new(providers, PoolPolicy::default());
+
+    let aliases: HashMap<String, String> = args.aliases()?.into_iter().collect();
+    let models = ModelRegistry::new(fallback_models(), aliases)
+        .pass_through_unknown(args.pass_through_unknown_models);
+
+    let kiro = KiroConfig {
+        read_timeout: args.read_timeout(),
+        keep_alive: args.upstream_keep_alive,
+        build: kiro_layers::kiro::request::BuildOptions {
+            tool_description_max_len: args.tool_description_max_length,
+            ..Default::default()
+        },
+    };
+    let deps = StackDeps {
+        keys: Arc::new(SingleKeyStore::new(&args.proxy_api_key)),
+        tokens: Arc::new(pool.clone()),
+        models: Arc::new(models),
+        usage,
+        http,
+        kiro,
+        max_body_bytes: args.max_body_bytes,
+    };
+    Ok(Gateway {
+        router: router(deps.clone()),
+        deps,
+        pool,
+        credentials,
+        demo_upstream,
+    })
+}
+
+/// Runs the gateway until SIGTERM or Ctrl-C.
+pub async fn run(args: ServeArgs) -> Result<(), String> {
+    let addr = args.listen_addr()?;
+    if args.proxy_api_key == "my-super-secret-password-123" && !addr.ip().is_loopback() {
+        tracing::warn!("PROXY_API_KEY is the public default while listening on {addr}: set your own key");
+    }
+    let gateway = assemble(&args, Arc::new(LogUsageSink)).await?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("could not listen on {addr}: {e} (is another process using the port? set SERVER_PORT)"))?;
+    tracing::info!("kiro-gateway {VERSION} listening on http://{addr} (OpenAI: /v1/chat/completions, Anthropic: /v1/messages)");
+    serve(
+        listener,
+        gateway.router,
+        shutdown_signal(),
+        Duration::from_secs(args.shutdown_timeout),
+    )
+    .await
+    .map_err(|e| format!("server error: {e}"))
+}
