@@ -1,2 +1,3 @@
 //! The kiro-gateway application: configuration, credentials, storage, the HTTP server and the
 //! fake Kiro upstream used by tests, benches and the demo mode.
+pub mod fake_kiro;
