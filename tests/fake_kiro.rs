@@ -40,7 +40,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &byte in bytes {
         crc ^= u32::from(byte);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -60,7 +64,11 @@ fn decode(body: &[u8]) -> (Vec<Frame>, usize) {
             break;
         }
         let frame = &body[at..at + total];
-        assert_eq!(be(at + total - 4), crc32(&frame[..total - 4]), "message CRC");
+        assert_eq!(
+            be(at + total - 4),
+            crc32(&frame[..total - 4]),
+            "message CRC"
+        );
         let mut headers = Vec::new();
         let mut h = 12;
         while h < 12 + headers_len {
@@ -173,7 +181,11 @@ async fn chat(fake: &FakeKiroHandle, body: &Value) -> (u16, Vec<Frame>, Vec<Vec<
         chunks.push(chunk.expect("body chunk").to_vec());
     }
     let all: Vec<u8> = chunks.concat();
-    let (frames, tail) = if status == 200 { decode(&all) } else { (Vec::new(), 0) };
+    let (frames, tail) = if status == 200 {
+        decode(&all)
+    } else {
+        (Vec::new(), 0)
+    };
     assert_eq!(tail, 0, "body ends on a frame boundary");
     (status, frames, chunks)
 }
@@ -191,16 +203,32 @@ async fn desktop_refresh_issues_a_working_token_and_rejects_unknown_ones() {
     let fake = start_default().await;
     let url = format!("{}/refreshToken", fake.base_url());
     let refresh = fake.current_refresh_token();
-    let response = client().post(&url).json(&json!({"refreshToken": refresh})).send().await.unwrap();
+    let response = client()
+        .post(&url)
+        .json(&json!({"refreshToken": refresh}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["expiresIn"], 3600);
     assert_eq!(answer["refreshToken"], refresh.as_str());
-    assert!(answer["profileArn"].as_str().unwrap().starts_with("arn:aws:codewhisperer:"));
+    assert!(answer["profileArn"]
+        .as_str()
+        .unwrap()
+        .starts_with("arn:aws:codewhisperer:"));
     let access = answer["accessToken"].as_str().unwrap();
-    assert_eq!(post_chat(&fake, access, &body_with("hi")).await.status(), 200);
+    assert_eq!(
+        post_chat(&fake, access, &body_with("hi")).await.status(),
+        200
+    );
 
-    let bad = client().post(&url).json(&json!({"refreshToken": "nope"})).send().await.unwrap();
+    let bad = client()
+        .post(&url)
+        .json(&json!({"refreshToken": "nope"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 401);
     assert_eq!(
         bad.json::<Value>().await.unwrap(),
@@ -211,16 +239,38 @@ async fn desktop_refresh_issues_a_working_token_and_rejects_unknown_ones() {
 
 #[tokio::test]
 async fn rotating_refresh_tokens_retire_the_old_one() {
-    let fake = start(FakeKiroConfig { rotate_refresh_tokens: true, ..Default::default() }).await;
+    let fake = start(FakeKiroConfig {
+        rotate_refresh_tokens: true,
+        ..Default::default()
+    })
+    .await;
     let url = format!("{}/refreshToken", fake.base_url());
     let first = fake.current_refresh_token();
-    let answer: Value = client().post(&url).json(&json!({"refreshToken": first})).send().await.unwrap().json().await.unwrap();
+    let answer: Value = client()
+        .post(&url)
+        .json(&json!({"refreshToken": first}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let second = answer["refreshToken"].as_str().unwrap().to_owned();
     assert_ne!(first, second);
     assert_eq!(second, fake.current_refresh_token());
-    let reuse = client().post(&url).json(&json!({"refreshToken": first})).send().await.unwrap();
+    let reuse = client()
+        .post(&url)
+        .json(&json!({"refreshToken": first}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(reuse.status(), 401);
-    let next = client().post(&url).json(&json!({"refreshToken": second})).send().await.unwrap();
+    let next = client()
+        .post(&url)
+        .json(&json!({"refreshToken": second}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(next.status(), 200);
 }
 
@@ -231,13 +281,28 @@ async fn oidc_refresh_checks_client_and_token() {
     let url = format!("{}/token", fake.base_url());
     let good = json!({"grantType": "refresh_token", "clientId": config.oidc_client_id,
         "clientSecret": config.oidc_client_secret, "refreshToken": config.refresh_token});
-    let answer: Value = client().post(&url).json(&good).send().await.unwrap().json().await.unwrap();
+    let answer: Value = client()
+        .post(&url)
+        .json(&good)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(answer["expiresIn"], 3600);
     assert!(answer.get("profileArn").is_none());
     let access = answer["accessToken"].as_str().unwrap();
-    assert_eq!(post_chat(&fake, access, &body_with("hi")).await.status(), 200);
+    assert_eq!(
+        post_chat(&fake, access, &body_with("hi")).await.status(),
+        200
+    );
 
-    for (field, value) in [("refreshToken", "stale"), ("clientSecret", "wrong"), ("grantType", "password")] {
+    for (field, value) in [
+        ("refreshToken", "stale"),
+        ("clientSecret", "wrong"),
+        ("grantType", "password"),
+    ] {
         let mut bad = good.clone();
         bad[field] = json!(value);
         let response = client().post(&url).json(&bad).send().await.unwrap();
@@ -252,30 +317,48 @@ async fn oidc_refresh_checks_client_and_token() {
 #[tokio::test]
 async fn chat_needs_a_valid_unexpired_bearer_token() {
     let fake = start_default().await;
-    let forbidden = json!({"message": "The bearer token included in the request is invalid.", "reason": null});
+    let forbidden =
+        json!({"message": "The bearer token included in the request is invalid.", "reason": null});
     let response = post_chat(&fake, "made-up", &body_with("hi")).await;
     assert_eq!(response.status(), 403);
     assert_eq!(response.json::<Value>().await.unwrap(), forbidden);
 
     let token = fake.issue_access_token();
-    assert_eq!(post_chat(&fake, &token, &body_with("hi")).await.status(), 200);
+    assert_eq!(
+        post_chat(&fake, &token, &body_with("hi")).await.status(),
+        200
+    );
     fake.expire_all_tokens();
     let response = post_chat(&fake, &token, &body_with("hi")).await;
     assert_eq!(response.status(), 403);
     assert_eq!(response.json::<Value>().await.unwrap(), forbidden);
 
-    let no_header = client().post(format!("{}/generateAssistantResponse", fake.base_url()))
-        .json(&body_with("hi")).send().await.unwrap();
+    let no_header = client()
+        .post(format!("{}/generateAssistantResponse", fake.base_url()))
+        .json(&body_with("hi"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(no_header.status(), 403);
 }
 
 #[tokio::test]
 async fn tokens_expire_after_the_configured_ttl() {
-    let fake = start(FakeKiroConfig { access_token_ttl: Duration::from_millis(150), ..Default::default() }).await;
+    let fake = start(FakeKiroConfig {
+        access_token_ttl: Duration::from_millis(150),
+        ..Default::default()
+    })
+    .await;
     let token = fake.issue_access_token();
-    assert_eq!(post_chat(&fake, &token, &body_with("hi")).await.status(), 200);
+    assert_eq!(
+        post_chat(&fake, &token, &body_with("hi")).await.status(),
+        200
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(post_chat(&fake, &token, &body_with("hi")).await.status(), 403);
+    assert_eq!(
+        post_chat(&fake, &token, &body_with("hi")).await.status(),
+        403
+    );
 }
 
 // ---------- models ----------
@@ -283,8 +366,16 @@ async fn tokens_expire_after_the_configured_ttl() {
 #[tokio::test]
 async fn list_available_models_has_the_real_shape() {
     let fake = start_default().await;
-    let url = format!("{}/ListAvailableModels?origin=AI_EDITOR&profileArn={ARN}", fake.base_url());
-    let response = client().get(&url).bearer_auth(fake.issue_access_token()).send().await.unwrap();
+    let url = format!(
+        "{}/ListAvailableModels?origin=AI_EDITOR&profileArn={ARN}",
+        fake.base_url()
+    );
+    let response = client()
+        .get(&url)
+        .bearer_auth(fake.issue_access_token())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let list: Value = response.json().await.unwrap();
     let keys: Vec<&String> = list.as_object().unwrap().keys().collect();
@@ -292,8 +383,14 @@ async fn list_available_models_has_the_real_shape() {
     assert_eq!(list["defaultModel"]["modelId"], "auto");
     let models = list["models"].as_array().unwrap();
     assert_eq!(models.len(), 13);
-    let haiku = models.iter().find(|m| m["modelId"] == "claude-haiku-4.5").unwrap();
-    assert_eq!(haiku["tokenLimits"], json!({"maxInputTokens": 200000, "maxOutputTokens": 64000}));
+    let haiku = models
+        .iter()
+        .find(|m| m["modelId"] == "claude-haiku-4.5")
+        .unwrap();
+    assert_eq!(
+        haiku["tokenLimits"],
+        json!({"maxInputTokens": 200000, "maxOutputTokens": 64000})
+    );
     assert_eq!(haiku["rateUnit"], "Credit");
     assert_eq!(haiku["supportedInputTypes"], json!(["TEXT", "IMAGE"]));
     for key in ["modelName", "description", "rateMultiplier"] {
@@ -306,9 +403,18 @@ async fn list_available_models_has_the_real_shape() {
 
 #[tokio::test]
 async fn list_available_models_can_be_switched_off_like_the_runtime_host() {
-    let fake = start(FakeKiroConfig { serve_list_models: false, ..Default::default() }).await;
+    let fake = start(FakeKiroConfig {
+        serve_list_models: false,
+        ..Default::default()
+    })
+    .await;
     let url = format!("{}/ListAvailableModels?origin=AI_EDITOR", fake.base_url());
-    let response = client().get(&url).bearer_auth(fake.issue_access_token()).send().await.unwrap();
+    let response = client()
+        .get(&url)
+        .bearer_auth(fake.issue_access_token())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
 }
 
@@ -331,7 +437,8 @@ async fn a_lax_body_gets_the_real_400() {
     let mut empty_content = body_with("");
     empty_content["conversationState"]["currentMessage"]["userInputMessage"]["content"] = json!("");
     let mut unknown_model = body_with("hi");
-    unknown_model["conversationState"]["currentMessage"]["userInputMessage"]["modelId"] = json!("gpt-4o");
+    unknown_model["conversationState"]["currentMessage"]["userInputMessage"]["modelId"] =
+        json!("gpt-4o");
     let mut no_arn = body_with("hi");
     no_arn.as_object_mut().unwrap().remove("profileArn");
 
@@ -339,8 +446,14 @@ async fn a_lax_body_gets_the_real_400() {
         (starts_with_assistant, improperly_formed.clone()),
         (additional_properties, improperly_formed.clone()),
         (empty_content, improperly_formed.clone()),
-        (unknown_model, json!({"message": "Invalid model. Please select a different model to continue.", "reason": "INVALID_MODEL_ID"})),
-        (no_arn, json!({"message": "profileArn is required for this request.", "reason": null})),
+        (
+            unknown_model,
+            json!({"message": "Invalid model. Please select a different model to continue.", "reason": "INVALID_MODEL_ID"}),
+        ),
+        (
+            no_arn,
+            json!({"message": "profileArn is required for this request.", "reason": null}),
+        ),
     ];
     for (body, expected) in cases {
         let response = post_chat(&fake, &fake.issue_access_token(), &body).await;
@@ -348,16 +461,28 @@ async fn a_lax_body_gets_the_real_400() {
         assert_eq!(response.json::<Value>().await.unwrap(), expected);
     }
 
-    let not_json = client().post(format!("{}/generateAssistantResponse", fake.base_url()))
-        .bearer_auth(fake.issue_access_token()).body("{not json").send().await.unwrap();
+    let not_json = client()
+        .post(format!("{}/generateAssistantResponse", fake.base_url()))
+        .bearer_auth(fake.issue_access_token())
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(not_json.status(), 400);
     assert_eq!(fake.stats().chat_requests, 6);
 }
 
 #[tokio::test]
 async fn oversized_input_for_the_model_window_is_too_long() {
-    let rules = ValidationRules { known_models: vec![("tiny".into(), 500)], ..Default::default() };
-    let fake = start(FakeKiroConfig { rules, ..Default::default() }).await;
+    let rules = ValidationRules {
+        known_models: vec![("tiny".into(), 500)],
+        ..Default::default()
+    };
+    let fake = start(FakeKiroConfig {
+        rules,
+        ..Default::default()
+    })
+    .await;
     let mut body = body_with(&"lots of words ".repeat(300));
     body["conversationState"]["currentMessage"]["userInputMessage"]["modelId"] = json!("tiny");
     let response = post_chat(&fake, &fake.issue_access_token(), &body).await;
@@ -372,12 +497,19 @@ async fn oversized_input_for_the_model_window_is_too_long() {
 async fn stats_keep_the_last_request() {
     let fake = start_default().await;
     let body = body_with("remember me");
-    post_chat(&fake, &fake.issue_access_token(), &body).await.bytes().await.unwrap();
+    post_chat(&fake, &fake.issue_access_token(), &body)
+        .await
+        .bytes()
+        .await
+        .unwrap();
     let stats = fake.stats();
     assert_eq!(stats.chat_requests, 1);
     assert_eq!(stats.last_request_body, Some(body));
     let headers = stats.last_headers.unwrap();
-    assert!(headers["authorization"].to_str().unwrap().starts_with("Bearer "));
+    assert!(headers["authorization"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer "));
 }
 
 // ---------- chunking and load ----------
@@ -406,22 +538,39 @@ async fn awkward_chunking_splits_inside_preludes_and_characters() {
     assert_eq!(text_of(&frames), "你好，世界！👋🏽 café 日本語テキスト🎉 ✓");
     let (frame_ends, chunk_ends) = frame_boundaries(&chunks);
     assert!(chunks.len() > frames.len(), "more chunks than frames");
-    assert!(chunks[0].len() < 12, "the first chunk ends inside the prelude");
-    let off_boundary = chunk_ends.iter().filter(|end| !frame_ends.contains(end)).count();
-    assert!(off_boundary > frames.len() / 2, "most chunk ends fall inside frames");
+    assert!(
+        chunks[0].len() < 12,
+        "the first chunk ends inside the prelude"
+    );
+    let off_boundary = chunk_ends
+        .iter()
+        .filter(|end| !frame_ends.contains(end))
+        .count();
+    assert!(
+        off_boundary > frames.len() / 2,
+        "most chunk ends fall inside frames"
+    );
     // At least one chunk ends on a UTF-8 lead byte, i.e. inside a character.
     assert!(chunks.iter().any(|c| c.last().is_some_and(|&b| b >= 0xC0)));
 }
 
 #[tokio::test]
 async fn whole_and_fixed_chunking_behave_as_named() {
-    let fake = start(FakeKiroConfig { chunking: Chunking::Whole, ..Default::default() }).await;
+    let fake = start(FakeKiroConfig {
+        chunking: Chunking::Whole,
+        ..Default::default()
+    })
+    .await;
     let (_, frames, chunks) = chat(&fake, &body_with("hello")).await;
     let (frame_ends, chunk_ends) = frame_boundaries(&chunks);
     assert_eq!(frame_ends, chunk_ends);
     assert_eq!(chunks.len(), frames.len());
 
-    let fake = start(FakeKiroConfig { chunking: Chunking::Fixed(7), ..Default::default() }).await;
+    let fake = start(FakeKiroConfig {
+        chunking: Chunking::Fixed(7),
+        ..Default::default()
+    })
+    .await;
     let (_, frames, chunks) = chat(&fake, &body_with("hello")).await;
     assert!(text_of(&frames).contains("hello"));
     assert!(chunks.iter().all(|c| c.len() <= 7));
@@ -448,7 +597,11 @@ async fn fifty_parallel_requests_all_get_their_own_answer() {
 
 #[tokio::test]
 async fn precomputed_mode_answers_in_one_chunk_without_validation() {
-    let fake = start(FakeKiroConfig { precomputed_deltas: Some(25), ..Default::default() }).await;
+    let fake = start(FakeKiroConfig {
+        precomputed_deltas: Some(25),
+        ..Default::default()
+    })
+    .await;
     // Not a valid Kiro body, but the fast mode only parses JSON.
     let (status, frames, chunks) = chat(&fake, &json!({"anything": true})).await;
     assert_eq!(status, 200);

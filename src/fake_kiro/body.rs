@@ -18,7 +18,9 @@ pub(crate) type FakeBody = UnsyncBoxBody<Bytes, io::Error>;
 
 /// A body of one buffer, written in one piece.
 pub(crate) fn full(bytes: Bytes) -> FakeBody {
-    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// What the body writer does next.

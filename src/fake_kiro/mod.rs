@@ -55,7 +55,8 @@ pub enum Chunking {
 }
 
 /// The profile ARN the fake hands out with desktop refreshes.
-pub const FAKE_PROFILE_ARN: &str = "arn:aws:codewhisperer:us-east-1:699475941385:profile/FAKEKIRO01";
+pub const FAKE_PROFILE_ARN: &str =
+    "arn:aws:codewhisperer:us-east-1:699475941385:profile/FAKEKIRO01";
 
 /// How the fake behaves.
 #[derive(Debug, Clone)]
@@ -101,7 +102,10 @@ impl Default for FakeKiroConfig {
             oidc_client_secret: "fake-oidc-client-secret".to_owned(),
             profile_arn: FAKE_PROFILE_ARN.to_owned(),
             precomputed_deltas: None,
-            capture_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/kiro-captures")),
+            capture_dir: PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/kiro-captures"
+            )),
         }
     }
 }

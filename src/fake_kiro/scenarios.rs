@@ -355,9 +355,7 @@ pub(crate) fn script(
                 json!({"content": "dle of a frame", "modelId": ctx.model_id}).to_string(),
             )
             .encode();
-            frames
-                .parts
-                .push(Part::Bytes(last.slice(..last.len() / 2)));
+            frames.parts.push(Part::Bytes(last.slice(..last.len() / 2)));
             // Let hyper flush the half frame before the connection is torn down.
             frames.parts.push(Part::Pause(Duration::from_millis(30)));
             frames.parts.push(Part::Cut);
@@ -464,7 +462,15 @@ pub(crate) fn precomputed_body(deltas: usize) -> Bytes {
 }
 
 const MULTIBYTE_DELTAS: [&str; 9] = [
-    "你", "好，世界", "！", "👋", "🏽 café ", "日本語", "テキスト", "🎉", " ✓",
+    "你",
+    "好，世界",
+    "！",
+    "👋",
+    "🏽 café ",
+    "日本語",
+    "テキスト",
+    "🎉",
+    " ✓",
 ];
 const THINKING_DELTAS: [&str; 7] = [
     "<thin",

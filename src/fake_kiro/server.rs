@@ -62,11 +62,7 @@ impl State {
     pub(crate) fn issue_access_token(&self) -> String {
         let mut inner = self.lock();
         inner.counter += 1;
-        let token = format!(
-            "aoaFAKE{}{}",
-            inner.counter,
-            uuid::Uuid::new_v4().simple()
-        );
+        let token = format!("aoaFAKE{}{}", inner.counter, uuid::Uuid::new_v4().simple());
         let expiry = Instant::now() + self.config.access_token_ttl;
         inner.access_tokens.insert(token.clone(), expiry);
         token
@@ -138,11 +134,7 @@ fn accept_refresh_token(state: &State, presented: Option<&str>) -> Option<String
     }
     if state.config.rotate_refresh_tokens {
         inner.counter += 1;
-        inner.refresh_token = format!(
-            "aorFAKE{}{}",
-            inner.counter,
-            uuid::Uuid::new_v4().simple()
-        );
+        inner.refresh_token = format!("aorFAKE{}{}", inner.counter, uuid::Uuid::new_v4().simple());
     }
     inner.stats.refreshes += 1;
     Some(inner.refresh_token.clone())
@@ -168,7 +160,10 @@ async fn desktop_refresh(
     )
 }
 
-async fn oidc_refresh(state: &State, request: Request<hyper::body::Incoming>) -> Response<FakeBody> {
+async fn oidc_refresh(
+    state: &State,
+    request: Request<hyper::body::Incoming>,
+) -> Response<FakeBody> {
     let body = read_json(request).await.map(|(value, _)| value);
     let body = body.unwrap_or(Value::Null);
     let config = &state.config;
@@ -266,10 +261,9 @@ async fn chat(state: &State, request: Request<hyper::body::Incoming>) -> Respons
 
 fn stream_response(body: FakeBody) -> Response<FakeBody> {
     let mut response = Response::new(body);
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(EVENT_STREAM),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(EVENT_STREAM));
     add_request_id(&mut response);
     response
 }
