@@ -24,6 +24,7 @@ mod body;
 mod models;
 mod scenarios;
 mod server;
+mod tool_args;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

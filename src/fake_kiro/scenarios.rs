@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kiro_layers::kiro::eventstream::Message;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
+
+use super::tool_args::sample_arguments;
 
 /// One scripted answer of the fake upstream.
 ///
@@ -537,56 +539,4 @@ fn split_frames(body: Bytes) -> Vec<Part> {
         offset += total;
     }
     parts
-}
-
-/// Arguments for a tool call, following the schema: sample strings, numbers, booleans.
-pub(crate) fn sample_arguments(schema: &Value) -> Value {
-    sample_value(schema, "")
-}
-
-fn sample_value(schema: &Value, key: &str) -> Value {
-    if let Some(first) = schema["enum"].as_array().and_then(|values| values.first()) {
-        return first.clone();
-    }
-    let kind = match &schema["type"] {
-        Value::String(kind) => kind.as_str(),
-        Value::Array(kinds) => kinds
-            .iter()
-            .filter_map(Value::as_str)
-            .find(|k| *k != "null")
-            .unwrap_or("string"),
-        _ if schema["properties"].is_object() => "object",
-        _ => "string",
-    };
-    match kind {
-        "object" => {
-            let mut object = Map::new();
-            if let Some(properties) = schema["properties"].as_object() {
-                for (name, property) in properties {
-                    object.insert(name.clone(), sample_value(property, name));
-                }
-            }
-            Value::Object(object)
-        }
-        "array" => json!([sample_value(&schema["items"], key)]),
-        "integer" => json!(42),
-        "number" => json!(3.5),
-        "boolean" => json!(true),
-        _ => json!(sample_string(key)),
-    }
-}
-
-fn sample_string(key: &str) -> &'static str {
-    let key = key.to_ascii_lowercase();
-    if key.contains("path") || key.contains("file") {
-        "/tmp/example.txt"
-    } else if key.contains("command") || key.contains("cmd") {
-        "echo hello"
-    } else if key.contains("url") {
-        "https://example.com"
-    } else if key.contains("query") {
-        "weather in Paris"
-    } else {
-        "Paris"
-    }
 }

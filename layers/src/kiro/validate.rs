@@ -20,7 +20,8 @@
 //!
 //! Checks run in this order, and the first failure wins: payload size (the real service
 //! rejects oversized bodies before reading them, with the generic message), shape, profileArn,
-//! model id, tool configuration, tool-use/result pairing, input length.
+//! model id, tool configuration, thinking tags beside tool results, tool-use/result pairing,
+//! input length.
 
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -149,6 +150,7 @@ pub fn validate_request(body: &Value, rules: &ValidationRules) -> Result<(), Rej
     };
 
     check_tools(&conversation)?;
+    check_thinking_with_tool_results(&conversation)?;
     check_tool_pairing(&conversation.turns)?;
 
     // bytes/4 is the usual rough token estimate; good enough to trip on an oversized request.
@@ -428,6 +430,23 @@ fn schema_is_clean(schema: &Value) -> bool {
         Value::Array(items) => items.iter().all(schema_is_clean),
         _ => true,
     }
+}
+
+/// Thinking-mode tags and tool results in the same current message are refused
+/// (jwadow/kiro-gateway#20, OpenCode compaction): a gateway must skip the injection there.
+fn check_thinking_with_tool_results(conversation: &Conversation<'_>) -> Result<(), Rejection> {
+    let Some(current) = conversation.turns.last() else {
+        return Ok(());
+    };
+    let content = current
+        .message
+        .get("content")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if content.contains("<thinking_mode>") && !current.tool_results().is_empty() {
+        return Err(Rejection::improperly_formed());
+    }
+    Ok(())
 }
 
 /// Every user turn with tool results follows an assistant turn whose `toolUses` contain each

@@ -416,3 +416,14 @@ fn default_rules_know_the_captured_models() {
     assert_eq!(rules.max_payload_bytes, 600_000);
     assert!(rules.require_profile_arn);
 }
+
+#[test]
+fn thinking_tags_beside_tool_results_are_refused() {
+    let mut body = valid();
+    current(&mut body)["content"] =
+        json!("<thinking_mode>enabled</thinking_mode>\n<max_thinking_length>4000</max_thinking_length>\n\n");
+    assert_rejected(&body, None);
+    // The same prefix without tool results is how fake reasoning works.
+    let body = simple("<thinking_mode>enabled</thinking_mode>\n\nhello");
+    assert_eq!(check(&body), Ok(()));
+}
