@@ -516,3 +516,34 @@ async fn precomputed_mode_answers_in_one_chunk_without_validation() {
 
 #[path = "fake_kiro/scenarios.rs"]
 mod scenarios;
+
+#[tokio::test]
+async fn dropping_the_handle_closes_open_streams_and_the_port() {
+    let fake = start(FakeKiroConfig {
+        chunking: Chunking::Whole,
+        ..Default::default()
+    })
+    .await;
+    let base = fake.base_url();
+    let response = post_chat(
+        &fake,
+        &fake.issue_access_token(),
+        &body_with("[fake:stall]"),
+    )
+    .await;
+    let mut stream = response.bytes_stream();
+    stream.next().await.unwrap().unwrap();
+    drop(fake);
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stalled stream ends when the fake stops");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let refused = client()
+        .post(format!("{base}/refreshToken"))
+        .json(&json!({"refreshToken": "x"}))
+        .send()
+        .await;
+    assert!(refused.is_err(), "nothing listens any more");
+}
