@@ -4,3 +4,4 @@
 pub mod eventstream;
 pub mod headers;
 pub mod request;
+pub mod validate;

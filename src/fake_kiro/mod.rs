@@ -1,0 +1,241 @@
+//! A fake Kiro upstream, as strict as the real service, for end-to-end tests, benches, the
+//! `fake_kiro` example and `serve --demo`.
+//!
+//! One port serves the desktop refresh (`POST /refreshToken`), the OIDC refresh
+//! (`POST /token`), `GET /ListAvailableModels` and `POST /generateAssistantResponse`, which
+//! validates the body with [`kiro_layers::kiro::validate`] (a request the real service would
+//! refuse gets the same 400) and answers with genuine event-stream frames, split at awkward
+//! byte boundaries by default.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use kiro_gateway::fake_kiro::{FakeKiro, FakeKiroConfig, Scenario};
+//! let fake = FakeKiro::start(FakeKiroConfig::default()).await?;
+//! let token = fake.issue_access_token();
+//! fake.push_scenario(Scenario::Status(429)); // the next chat call gets a 429
+//! println!("{} (Bearer {token})", fake.base_url());
+//! # Ok(()) }
+//! ```
+//!
+//! Which answer a chat request gets: the next pushed [`Scenario`], else a `[fake:NAME]` /
+//! `[fake:NAME:ARG]` directive in the current user message, else an echo.
+
+mod body;
+mod models;
+mod scenarios;
+mod server;
+mod tool_args;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use kiro_layers::kiro::validate::ValidationRules;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+pub use scenarios::Scenario;
+
+use server::State;
+
+/// How the fake splits a stream into the chunks it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Chunking {
+    /// One chunk per frame.
+    Whole,
+    /// Small varying sizes (1..=23 bytes), cutting inside preludes, headers and multi-byte
+    /// UTF-8 characters.
+    #[default]
+    Awkward,
+    /// Chunks of exactly this many bytes (the last may be shorter).
+    Fixed(usize),
+}
+
+/// The profile ARN the fake hands out with desktop refreshes.
+pub const FAKE_PROFILE_ARN: &str =
+    "arn:aws:codewhisperer:us-east-1:699475941385:profile/FAKEKIRO01";
+
+/// How the fake behaves.
+#[derive(Debug, Clone)]
+pub struct FakeKiroConfig {
+    /// `expiresIn` of refreshed tokens, and how long an issued access token is accepted.
+    pub access_token_ttl: Duration,
+    /// Delay between the response head and the first body byte of every stream.
+    pub first_byte_delay: Duration,
+    /// How streams are split into chunks.
+    pub chunking: Chunking,
+    /// What `generateAssistantResponse` accepts (also the model list it serves).
+    pub rules: ValidationRules,
+    /// Whether `ListAvailableModels` is served (the runtime host does not serve it).
+    pub serve_list_models: bool,
+    /// The refresh token accepted by both refresh endpoints.
+    pub refresh_token: String,
+    /// Issue a new refresh token on every refresh (the old one stops working).
+    pub rotate_refresh_tokens: bool,
+    /// The OIDC client id `/token` accepts.
+    pub oidc_client_id: String,
+    /// The OIDC client secret `/token` accepts.
+    pub oidc_client_secret: String,
+    /// The `profileArn` returned by the desktop refresh.
+    pub profile_arn: String,
+    /// Load-test mode: answer every authorised chat request with one pre-encoded body of this
+    /// many text deltas, in one chunk, after only a JSON parse (no validation, no scenarios).
+    pub precomputed_deltas: Option<usize>,
+    /// Where `capture:<name>` looks for `.bin` bodies.
+    pub capture_dir: PathBuf,
+}
+
+impl Default for FakeKiroConfig {
+    fn default() -> Self {
+        FakeKiroConfig {
+            access_token_ttl: Duration::from_secs(3600),
+            first_byte_delay: Duration::ZERO,
+            chunking: Chunking::Awkward,
+            rules: ValidationRules::default(),
+            serve_list_models: true,
+            refresh_token: "aorFAKE-refresh-token-0001".to_owned(),
+            rotate_refresh_tokens: false,
+            oidc_client_id: "fake-oidc-client-id".to_owned(),
+            oidc_client_secret: "fake-oidc-client-secret".to_owned(),
+            profile_arn: FAKE_PROFILE_ARN.to_owned(),
+            precomputed_deltas: None,
+            capture_dir: PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/kiro-captures"
+            )),
+        }
+    }
+}
+
+/// Counters and the last chat request, for assertions.
+#[derive(Debug, Clone, Default)]
+pub struct FakeStats {
+    /// Successful refreshes (desktop and OIDC).
+    pub refreshes: u64,
+    /// Calls to `generateAssistantResponse`, accepted or not.
+    pub chat_requests: u64,
+    /// Calls to `ListAvailableModels`.
+    pub list_models_requests: u64,
+    /// The last chat body that parsed as JSON (not kept in precomputed mode).
+    pub last_request_body: Option<serde_json::Value>,
+    /// The headers of the last chat request (not kept in precomputed mode).
+    pub last_headers: Option<http::HeaderMap>,
+}
+
+/// Starts fake Kiro servers.
+#[derive(Debug, Clone, Copy)]
+pub struct FakeKiro;
+
+impl FakeKiro {
+    /// Binds `127.0.0.1:0` and serves until the handle is dropped.
+    pub async fn start(config: FakeKiroConfig) -> std::io::Result<FakeKiroHandle> {
+        start(config).await
+    }
+}
+
+/// Binds `127.0.0.1:0` and serves until the handle is dropped.
+pub async fn start(config: FakeKiroConfig) -> std::io::Result<FakeKiroHandle> {
+    start_on(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// Binds `addr` and serves until the handle is dropped.
+pub async fn start_on(config: FakeKiroConfig, addr: SocketAddr) -> std::io::Result<FakeKiroHandle> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(State::new(config));
+    let task = tokio::spawn(accept_loop(listener, Arc::clone(&state)));
+    Ok(FakeKiroHandle { addr, state, task })
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<State>) {
+    // Connections live in this set, so aborting this task (handle dropped) drops them all,
+    // stalled streams included.
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let state = Arc::clone(&state);
+                connections.spawn(async move {
+                    let service = service_fn(move |request| server::handle(Arc::clone(&state), request));
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    // A client hanging up mid-stream is an expected outcome here, not a failure.
+                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+/// A running fake. Dropping it stops the server and closes every connection.
+#[derive(Debug)]
+pub struct FakeKiroHandle {
+    addr: SocketAddr,
+    state: Arc<State>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State").finish_non_exhaustive()
+    }
+}
+
+impl FakeKiroHandle {
+    /// `http://127.0.0.1:<port>`, the base of every endpoint.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> FakeStats {
+        self.state.lock().stats.clone()
+    }
+
+    /// Queues `scenario` for the next chat request (FIFO, one request each).
+    pub fn push_scenario(&self, scenario: Scenario) {
+        self.state.lock().queue.push_back(scenario);
+    }
+
+    /// A valid access token, without going through a refresh.
+    pub fn issue_access_token(&self) -> String {
+        self.state.issue_access_token()
+    }
+
+    /// Makes every access token issued so far invalid (the next chat call gets a 403).
+    pub fn expire_all_tokens(&self) {
+        let now = Instant::now();
+        for expiry in self.state.lock().access_tokens.values_mut() {
+            *expiry = now;
+        }
+    }
+
+    /// The refresh token currently accepted (changes on refresh with rotation on).
+    pub fn current_refresh_token(&self) -> String {
+        self.state.lock().refresh_token.clone()
+    }
+
+    /// The configuration the fake runs with.
+    pub fn config(&self) -> &FakeKiroConfig {
+        &self.state.config
+    }
+
+    /// Stops the server now (the same as dropping the handle).
+    pub fn shutdown(self) {}
+}
+
+impl Drop for FakeKiroHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
