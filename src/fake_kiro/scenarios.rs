@@ -46,6 +46,9 @@ pub enum Scenario {
     Stall,
     /// `status:<code>`: the real error body for that status (Retry-After on 429).
     Status(u16),
+    /// `status:<code>:<REASON>`: an error answer with that Kiro `reason` (e.g.
+    /// `status:400:CONTENT_LENGTH_EXCEEDS_THRESHOLD`), with the real message where one is known.
+    StatusWithReason(u16, String),
     /// `slow_first_byte:<ms>`: the head at once, the first body byte after the delay, then echo.
     SlowFirstByte(Duration),
     /// `long:<n>`: n text deltas.
@@ -89,9 +92,20 @@ impl FromStr for Scenario {
             "cut_stream" => Scenario::CutStream,
             "truncated_tool" => Scenario::TruncatedTool,
             "stall" => Scenario::Stall,
-            "status" => Scenario::Status(
-                u16::try_from(number(arg)?).map_err(|_| "status out of range".to_owned())?,
-            ),
+            "status" => {
+                let (code, reason) = match arg.and_then(|a| a.split_once(':')) {
+                    Some((code, reason)) => (Some(code), Some(reason)),
+                    None => (arg, None),
+                };
+                let code =
+                    u16::try_from(number(code)?).map_err(|_| "status out of range".to_owned())?;
+                match reason {
+                    Some(reason) if !reason.is_empty() => {
+                        Scenario::StatusWithReason(code, reason.to_owned())
+                    }
+                    _ => Scenario::Status(code),
+                }
+            }
             "slow_first_byte" => Scenario::SlowFirstByte(Duration::from_millis(number(arg)?)),
             "long" => Scenario::Long((number(arg)? as usize).min(MAX_LONG_DELTAS)),
             "capture" => Scenario::Capture(arg.unwrap_or_default().to_owned()),
@@ -383,6 +397,9 @@ pub(crate) fn script(
             return Script::stream(frames.parts);
         }
         Scenario::Status(code) => return status_script(*code),
+        Scenario::StatusWithReason(code, reason) => {
+            return Script::error(*code, reason_message(reason), Some(reason))
+        }
         Scenario::Long(count) => {
             for index in 0..*count {
                 frames.delta(&format!("w{index} "));
@@ -440,6 +457,16 @@ pub(crate) fn status_script(code: u16) -> Script {
         ),
         503 => Script::error(503, "Service Unavailable", None),
         other => Script::error(other, &format!("Fake status {other}"), None),
+    }
+}
+
+/// The message the real service sends with a known `reason` (protocol §7.1).
+fn reason_message(reason: &str) -> &'static str {
+    match reason {
+        "CONTENT_LENGTH_EXCEEDS_THRESHOLD" => "Input is too long.",
+        "INVALID_MODEL_ID" => "Invalid model. Please select a different model to continue.",
+        "MONTHLY_REQUEST_COUNT" => "You have reached the limit.",
+        _ => "Improperly formed request.",
     }
 }
 
