@@ -7,8 +7,10 @@
 #![forbid(unsafe_code)]
 
 pub mod chat;
+pub mod dialect;
 pub mod error;
 pub mod kiro;
+pub mod thinking;
 pub mod tokens;
 pub mod traits;
 
