@@ -23,9 +23,8 @@
 //!     context_window: 200_000,
 //!     include_usage: false,
 //! };
-//! let frames: Vec<_> = futures_util::executor::block_on(
-//!     anthropic::sse_stream(events, meta).collect::<Vec<_>>(),
-//! );
+//! let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! let frames: Vec<_> = runtime.block_on(anthropic::sse_stream(events, meta).collect::<Vec<_>>());
 //! let text = frames.concat();
 //! let text = String::from_utf8_lossy(&text);
 //! assert!(text.starts_with("event: message_start\n"));
