@@ -9,6 +9,8 @@ use serde_json::{json, Value};
 
 use super::blocks::{BlockDelta, BlockSink, BlockStart, BlockTracker};
 use super::sse::{self, DeltaKind};
+#[cfg(doc)]
+use crate::chat::UsageTally;
 use crate::chat::{ChatEvent, Dialect, EventStream, ResponseMeta, TokenUsage};
 use crate::error::GatewayError;
 
@@ -18,6 +20,13 @@ const CHUNK_TARGET: usize = 16 * 1024;
 /// Encodes an answer as Anthropic SSE: `message_start`, the content blocks in order, then
 /// `message_delta` and `message_stop`. An error after the start becomes an `error` event that
 /// ends the stream.
+///
+/// `message_start` goes out on the first poll, before any event arrives, as Anthropic's API does;
+/// a caller that wants an HTTP error status for a failure before any output must look at the first
+/// event before calling this. Usage in `message_start` is the prompt estimate with
+/// `output_tokens: 0`; `message_delta` carries the final figures from [`UsageTally`]
+/// (real counts, else derived from context usage, else estimates). Wrap the result in
+/// [`with_keepalive`](super::with_keepalive) to add `ping` frames during silence.
 pub fn sse_stream(
     events: EventStream,
     meta: ResponseMeta,
