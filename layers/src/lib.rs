@@ -9,12 +9,16 @@
 pub mod auth;
 pub mod body;
 pub mod chat;
+pub mod convert;
+pub mod dialect;
 pub mod error;
 pub mod kiro;
 pub mod models;
 pub mod pool;
 pub mod rescue;
+pub mod stack;
 pub mod resolve;
+pub mod thinking;
 pub mod tokens;
 pub mod traits;
 pub mod usage;

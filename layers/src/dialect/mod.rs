@@ -1,0 +1,3 @@
+//! Client dialects: request JSON -> [`crate::ChatRequest`], [`crate::ChatEvent`]s -> SSE or JSON.
+
+pub mod anthropic;
