@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod chat;
+pub mod dialect;
 pub mod error;
 pub mod kiro;
 pub mod tokens;
