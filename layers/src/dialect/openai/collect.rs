@@ -34,14 +34,12 @@ pub async fn collect_response(
         match event {
             ChatEvent::TextDelta(delta) => text.push_str(&delta),
             ChatEvent::ReasoningDelta(delta) => reasoning.push_str(&delta),
-            ChatEvent::ToolUseStart { id, name } => {
-                if !calls.iter().any(|call| call.id == id) {
-                    calls.push(CollectedCall {
-                        id,
-                        name,
-                        arguments: String::new(),
-                    });
-                }
+            ChatEvent::ToolUseStart { id, name } if !calls.iter().any(|call| call.id == id) => {
+                calls.push(CollectedCall {
+                    id,
+                    name,
+                    arguments: String::new(),
+                });
             }
             ChatEvent::ToolUseInput { id, fragment } => {
                 match calls.iter_mut().find(|call| call.id == id) {
