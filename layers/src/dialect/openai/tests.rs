@@ -449,3 +449,94 @@ async fn collect_returns_the_stream_error() {
     assert_eq!(err.message(), "upstream too slow");
     assert_eq!(err.status(), http::StatusCode::GATEWAY_TIMEOUT);
 }
+
+mod random_answers {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Piece {
+        Text(String),
+        Reasoning(String),
+        /// A tool call whose arguments JSON is cut at these char positions.
+        Tool(String, Value, Vec<usize>),
+    }
+
+    fn piece() -> impl Strategy<Value = Piece> {
+        prop_oneof![
+            any::<String>().prop_map(Piece::Text),
+            "[\\x00-\\x7f]{0,20}".prop_map(Piece::Reasoning),
+            (
+                "[a-z_]{1,12}",
+                prop::collection::hash_map("[a-z\"\\\\\n ]{1,8}", any::<String>(), 0..4),
+                prop::collection::vec(0usize..64, 0..4),
+            )
+                .prop_map(|(name, args, cuts)| Piece::Tool(name, json!(args), cuts)),
+        ]
+    }
+
+    fn run(pieces: &[Piece], include_usage: bool) -> String {
+        let mut answer = Vec::new();
+        for (number, piece) in pieces.iter().enumerate() {
+            match piece {
+                Piece::Text(text) => answer.push(ChatEvent::TextDelta(text.as_str().into())),
+                Piece::Reasoning(text) => {
+                    answer.push(ChatEvent::ReasoningDelta(text.as_str().into()))
+                }
+                Piece::Tool(name, args, cuts) => {
+                    let id: bytestring::ByteString = format!("tooluse_{number}").into();
+                    answer.push(ChatEvent::ToolUseStart {
+                        id: id.clone(),
+                        name: name.as_str().into(),
+                    });
+                    let encoded = args.to_string();
+                    let chars: Vec<char> = encoded.chars().collect();
+                    let mut bounds: Vec<usize> =
+                        cuts.iter().map(|cut| cut % (chars.len() + 1)).collect();
+                    bounds.push(0);
+                    bounds.push(chars.len());
+                    bounds.sort_unstable();
+                    for window in bounds.windows(2) {
+                        let fragment: String = chars[window[0]..window[1]].iter().collect();
+                        answer.push(ChatEvent::ToolUseInput {
+                            id: id.clone(),
+                            fragment: fragment.into(),
+                        });
+                    }
+                    answer.push(ChatEvent::ToolUseStop { id });
+                }
+            }
+        }
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(sse_body(ok(answer), meta(include_usage)))
+    }
+
+    proptest! {
+        #[test]
+        fn every_line_parses_and_the_answer_reassembles(
+            pieces in prop::collection::vec(piece(), 0..8),
+            include_usage in any::<bool>(),
+        ) {
+            let body = run(&pieces, include_usage);
+            let (chunks, done) = payloads(&body);
+            prop_assert!(done);
+            let delta_text = |key: &str| -> String {
+                chunks.iter().filter_map(|chunk| chunk["choices"][0]["delta"][key].as_str()).collect()
+            };
+            let texts: String = pieces.iter().filter_map(|piece| match piece { Piece::Text(text) => Some(text.as_str()), _ => None }).collect();
+            let reasoning: String = pieces.iter().filter_map(|piece| match piece { Piece::Reasoning(text) => Some(text.as_str()), _ => None }).collect();
+            prop_assert_eq!(delta_text("content"), texts);
+            prop_assert_eq!(delta_text("reasoning_content"), reasoning);
+            let tools: Vec<&Value> = pieces.iter().filter_map(|piece| match piece { Piece::Tool(_, args, _) => Some(args), _ => None }).collect();
+            for (index, args) in tools.iter().enumerate() {
+                let assembled: Value = serde_json::from_str(&arguments_of(&chunks, index as u64)).unwrap();
+                prop_assert_eq!(&assembled, *args);
+            }
+            let finish = if include_usage { &chunks[chunks.len() - 2] } else { &chunks[chunks.len() - 1] };
+            let expected = if tools.is_empty() { "stop" } else { "tool_calls" };
+            prop_assert_eq!(&finish["choices"][0]["finish_reason"], expected);
+        }
+    }
+}
