@@ -470,3 +470,12 @@ fn wrong_types_name_the_field_path() {
         );
     }
 }
+
+#[test]
+fn huge_bad_values_are_not_echoed_whole() {
+    let role = "x".repeat(100_000);
+    let (message, param) = rejected(with_messages(json!([{"role": role, "content": "x"}])));
+    assert_eq!(param, "messages[0].role");
+    assert!(message.len() < 200, "{message}");
+    assert!(message.contains("xxxx..."), "{message}");
+}

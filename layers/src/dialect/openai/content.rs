@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::fields::{invalid, take_bool, take_string, wrong_type};
+use super::fields::{excerpt, invalid, take_bool, take_string, wrong_type};
 use crate::chat::{ContentBlock, Image};
 use crate::error::GatewayError;
 
@@ -81,7 +81,8 @@ pub(super) fn parse_parts(
             (other, _) => {
                 return Err(invalid(
                     format!(
-                        "`{part_path}.type` `{other}` is not supported here; the gateway accepts text{} parts.",
+                        "`{part_path}.type` `{}` is not supported here; the gateway accepts text{} parts.",
+                        excerpt(other),
                         if owner == PartsOf::Assistant { "" } else { " and image_url" }
                     ),
                     format!("{part_path}.type"),

@@ -73,3 +73,13 @@ pub(super) fn type_name(value: &Value) -> &'static str {
         Value::Object(_) => "an object",
     }
 }
+
+/// At most the first 40 characters of a client-supplied value, for echoing it in an error
+/// message without copying a huge string back.
+pub(super) fn excerpt(value: &str) -> String {
+    const LIMIT: usize = 40;
+    match value.char_indices().nth(LIMIT) {
+        Some((cut, _)) => format!("{}...", &value[..cut]),
+        None => value.to_owned(),
+    }
+}

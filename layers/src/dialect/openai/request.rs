@@ -8,7 +8,7 @@
 use serde_json::{Map, Value};
 
 use super::content::{parse_parts, parse_text_only, PartsOf};
-use super::fields::{invalid, take_bool, take_string, take_u64, type_name, wrong_type};
+use super::fields::{excerpt, invalid, take_bool, take_string, take_u64, type_name, wrong_type};
 use crate::chat::{ChatRequest, ContentBlock, Dialect, Message, Role, ThinkingRequest, Tool};
 use crate::error::GatewayError;
 
@@ -139,7 +139,8 @@ fn effort_to_thinking(
         other => {
             return Err(invalid(
                 format!(
-                    "`reasoning_effort` must be one of none, minimal, low, medium, high, xhigh; got `{other}`."
+                    "`reasoning_effort` must be one of none, minimal, low, medium, high, xhigh; got `{}`.",
+                    excerpt(other)
                 ),
                 "reasoning_effort",
             ))
@@ -223,7 +224,8 @@ fn parse_messages(messages: Vec<Value>) -> Result<(Option<String>, Vec<Message>)
             other => {
                 return Err(invalid(
                     format!(
-                        "`{path}.role` must be one of system, developer, user, assistant, tool; got `{other}`."
+                        "`{path}.role` must be one of system, developer, user, assistant, tool; got `{}`.",
+                        excerpt(other)
                     ),
                     format!("{path}.role"),
                 ))
@@ -281,7 +283,10 @@ fn parse_assistant(
         if let Some(kind) = take_string(&mut call, "type", &format!("{call_path}.type"))? {
             if kind != "function" {
                 return Err(invalid(
-                    format!("`{call_path}.type` must be `function`; got `{kind}`."),
+                    format!(
+                        "`{call_path}.type` must be `function`; got `{}`.",
+                        excerpt(&kind)
+                    ),
                     format!("{call_path}.type"),
                 ));
             }
@@ -356,7 +361,10 @@ fn parse_tools(tools: Vec<Value>, list: &str) -> Result<Vec<Tool>, GatewayError>
         if let Some(kind) = take_string(&mut tool, "type", &format!("{path}.type"))? {
             if kind != "function" {
                 return Err(invalid(
-                    format!("`{path}.type` `{kind}` is not supported; only `function` tools are."),
+                    format!(
+                        "`{path}.type` `{}` is not supported; only `function` tools are.",
+                        excerpt(&kind)
+                    ),
                     format!("{path}.type"),
                 ));
             }
