@@ -13,6 +13,7 @@ pub mod convert;
 pub mod dialect;
 pub mod error;
 pub mod kiro;
+pub mod limits;
 pub mod models;
 pub mod pool;
 pub mod rescue;

@@ -27,6 +27,7 @@
 //! );
 //! ```
 
+mod layer;
 mod parser;
 mod stream;
 
@@ -35,6 +36,7 @@ use std::str::FromStr;
 
 use crate::chat::ThinkingRequest;
 
+pub use layer::{Thinking, ThinkingConfig, ThinkingLayer};
 pub use parser::{ThinkingParser, DEFAULT_INITIAL_BUFFER, OPEN_TAGS};
 pub use stream::thinking_stream;
 

@@ -12,38 +12,11 @@ use crate::chat::{ResponseMeta, TokenUsage};
 /// The keep-alive frame Anthropic sends while a response is quiet.
 pub(crate) const PING_FRAME: &[u8] = b"event: ping\ndata: {\"type\": \"ping\"}\n\n";
 
-/// Appends `text` as a JSON string literal (quotes included), escaped exactly as `serde_json` does.
+/// Appends `text` as a JSON string literal (quotes included), escaped exactly as `serde_json`
+/// does; the one escaper of the crate lives in [`crate::dialect::json`].
 pub fn write_json_string(buf: &mut BytesMut, text: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = text.as_bytes();
-    buf.reserve(bytes.len() + 2);
-    buf.put_u8(b'"');
-    let mut clean_from = 0;
-    for (i, &byte) in bytes.iter().enumerate() {
-        let escape: &[u8] = match byte {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => {
-                buf.put_slice(&bytes[clean_from..i]);
-                buf.put_slice(b"\\u00");
-                buf.put_u8(HEX[usize::from(byte >> 4)]);
-                buf.put_u8(HEX[usize::from(byte & 0xf)]);
-                clean_from = i + 1;
-                continue;
-            }
-            _ => continue,
-        };
-        buf.put_slice(&bytes[clean_from..i]);
-        buf.put_slice(escape);
-        clean_from = i + 1;
-    }
-    buf.put_slice(&bytes[clean_from..]);
-    buf.put_u8(b'"');
+    buf.reserve(text.len() + 2);
+    crate::dialect::json::write_str(buf, text);
 }
 
 fn write_u64(buf: &mut BytesMut, n: u64) {
