@@ -2,3 +2,4 @@
 //! service that calls `generateAssistantResponse`.
 
 pub mod eventstream;
+pub mod auth;
