@@ -40,7 +40,11 @@ impl AuthServer {
         let hits = Arc::new(AtomicUsize::new(0));
         let (seen_in, hits_in) = (Arc::clone(&seen), Arc::clone(&hits));
         let app = Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
-            let (seen, hits, reply) = (Arc::clone(&seen_in), Arc::clone(&hits_in), Arc::clone(&reply));
+            let (seen, hits, reply) = (
+                Arc::clone(&seen_in),
+                Arc::clone(&hits_in),
+                Arc::clone(&reply),
+            );
             async move {
                 hits.fetch_add(1, Ordering::SeqCst);
                 let request = Seen {
@@ -51,7 +55,12 @@ impl AuthServer {
                 seen.lock().unwrap().push(request.clone());
                 tokio::time::sleep(delay).await;
                 let (status, body) = reply(&request);
-                (status, [("content-type", "application/json")], body.to_string()).into_response()
+                (
+                    status,
+                    [("content-type", "application/json")],
+                    body.to_string(),
+                )
+                    .into_response()
             }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -135,7 +144,10 @@ async fn desktop_refresh_sends_the_documented_request_and_rotates() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].path, "/desktop/us-east-1/refreshToken");
     assert_eq!(seen[0].body, json!({"refreshToken": "rt-original"}));
-    assert_eq!(seen[0].headers["user-agent"], format!("KiroIDE-0.7.45-{FINGERPRINT}"));
+    assert_eq!(
+        seen[0].headers["user-agent"],
+        format!("KiroIDE-0.7.45-{FINGERPRINT}")
+    );
     assert_eq!(seen[0].headers["content-type"], "application/json");
 
     assert_eq!(ready.access_token, "aoaAAAAAREDACTED_KIRO_ACCESS_TOKEN");
@@ -220,15 +232,28 @@ async fn api_region_override_beats_detection_and_sso_region_is_the_fallback() {
         profile_arn: Some("arn:aws:codewhisperer:us-east-1:1:profile/X".into()),
         ..TokenSet::default()
     };
-    let overridden = credential(&server, Arc::new(MemoryStore::new(tokens.clone())), Some("eu-central-1"));
-    assert_eq!(overridden.current().await.unwrap().api_base, "https://runtime.eu-central-1.kiro.test");
+    let overridden = credential(
+        &server,
+        Arc::new(MemoryStore::new(tokens.clone())),
+        Some("eu-central-1"),
+    );
+    assert_eq!(
+        overridden.current().await.unwrap().api_base,
+        "https://runtime.eu-central-1.kiro.test"
+    );
 
-    let no_arn = TokenSet { profile_arn: None, ..tokens };
+    let no_arn = TokenSet {
+        profile_arn: None,
+        ..tokens
+    };
     let fallback = credential(&server, Arc::new(MemoryStore::new(no_arn)), None);
     let ready = fallback.current().await.unwrap();
     assert_eq!(ready.api_base, "https://runtime.eu-central-1.kiro.test");
     assert_eq!(ready.profile_arn, None);
-    assert!(server.seen().iter().all(|s| s.path == "/desktop/eu-central-1/refreshToken"));
+    assert!(server
+        .seen()
+        .iter()
+        .all(|s| s.path == "/desktop/eu-central-1/refreshToken"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -257,7 +282,10 @@ async fn concurrent_force_refreshes_coalesce() {
     let counter_in = Arc::clone(&counter);
     let reply: Reply = Arc::new(move |_| {
         let n = counter_in.fetch_add(1, Ordering::SeqCst) + 1;
-        (StatusCode::OK, json!({"accessToken": format!("access-{n}"), "expiresIn": 3600}))
+        (
+            StatusCode::OK,
+            json!({"accessToken": format!("access-{n}"), "expiresIn": 3600}),
+        )
     });
     let server = AuthServer::start(Duration::from_millis(200), reply).await;
     let cred = credential(&server, memory("rt", Some("fresh"), Some(3000)), None);
@@ -302,24 +330,40 @@ async fn oidc_invalid_grant_says_log_in_again_without_leaking_the_token() {
     let err = cred.current().await.unwrap_err();
     assert_eq!(err.upstream_reason(), Some("invalid_grant"));
     assert!(err.message().contains("Log in again"), "{}", err.message());
-    for shown in [err.message().to_string(), format!("{err:?}"), err.to_string()] {
+    for shown in [
+        err.message().to_string(),
+        format!("{err:?}"),
+        err.to_string(),
+    ] {
         assert!(!shown.contains("dead-refresh-token-123"), "{shown}");
         assert!(!shown.contains("csecret-456"), "{shown}");
     }
-    assert!(err.status().is_server_error(), "an account problem is not the client's fault");
+    assert!(
+        err.status().is_server_error(),
+        "an account problem is not the client's fault"
+    );
 }
 
 #[tokio::test]
 async fn desktop_invalid_refresh_token_maps_to_invalid_grant() {
     let server = AuthServer::start(
         Duration::ZERO,
-        Arc::new(|_| (StatusCode::UNAUTHORIZED, json!({"message": "Invalid refresh token provided"}))),
+        Arc::new(|_| {
+            (
+                StatusCode::UNAUTHORIZED,
+                json!({"message": "Invalid refresh token provided"}),
+            )
+        }),
     )
     .await;
     let cred = credential(&server, memory("desktop-dead-token", None, None), None);
     let err = cred.current().await.unwrap_err();
     assert_eq!(err.upstream_reason(), Some("invalid_grant"));
-    assert!(err.message().contains("REFRESH_TOKEN"), "names where to fix it: {}", err.message());
+    assert!(
+        err.message().contains("REFRESH_TOKEN"),
+        "names where to fix it: {}",
+        err.message()
+    );
     assert!(!format!("{err:?}").contains("desktop-dead-token"));
 }
 
@@ -327,7 +371,12 @@ async fn desktop_invalid_refresh_token_maps_to_invalid_grant() {
 async fn a_still_valid_token_survives_a_failed_refresh() {
     let server = AuthServer::start(
         Duration::ZERO,
-        Arc::new(|_| (StatusCode::INTERNAL_SERVER_ERROR, json!({"message": "boom"}))),
+        Arc::new(|_| {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"message": "boom"}),
+            )
+        }),
     )
     .await;
     // 5 minutes left: refresh is due but the token still works.
@@ -360,7 +409,11 @@ async fn unreachable_auth_service_is_a_clear_upstream_error() {
         FINGERPRINT.into(),
     );
     let err = cred.current().await.unwrap_err();
-    assert!(err.message().contains("could not reach"), "{}", err.message());
+    assert!(
+        err.message().contains("could not reach"),
+        "{}",
+        err.message()
+    );
     assert!(err.message().contains("acct-net"));
     assert!(!err.message().contains("net-secret-token"));
     assert_eq!(err.status(), StatusCode::BAD_GATEWAY);
@@ -387,7 +440,11 @@ fn cli_db(dir: &std::path::Path, token: Value) -> std::path::PathBuf {
 fn cli_token(path: &std::path::Path) -> Value {
     let text: String = rusqlite::Connection::open(path)
         .unwrap()
-        .query_row("SELECT value FROM auth_kv WHERE key = 'kirocli:odic:token'", [], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM auth_kv WHERE key = 'kirocli:odic:token'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     serde_json::from_str(&text).unwrap()
 }
@@ -430,7 +487,8 @@ async fn kiro_cli_is_reloaded_before_refreshing() {
     assert_eq!(server.hits(), 1);
 
     // kiro-cli refreshes on its own; after an upstream 403 we pick its token up instead.
-    let later = (Utc::now() + TimeDelta::seconds(7200)).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let later =
+        (Utc::now() + TimeDelta::seconds(7200)).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute(
@@ -438,6 +496,9 @@ async fn kiro_cli_is_reloaded_before_refreshing() {
             [json!({"access_token": "cli-fresh", "refresh_token": "cli-r2", "expires_at": later}).to_string()],
         )
         .unwrap();
-    assert_eq!(cred.force_refresh().await.unwrap().access_token, "cli-fresh");
+    assert_eq!(
+        cred.force_refresh().await.unwrap().access_token,
+        "cli-fresh"
+    );
     assert_eq!(server.hits(), 1);
 }
