@@ -502,3 +502,38 @@ async fn kiro_cli_is_reloaded_before_refreshing() {
     );
     assert_eq!(server.hits(), 1);
 }
+
+#[tokio::test]
+async fn profile_arn_override_beats_the_stored_one() {
+    let server = AuthServer::start(Duration::ZERO, ok(captured_desktop_answer())).await;
+    let cred = RefreshingCredential::new(
+        "acct-arn".into(),
+        memory("rt", None, None),
+        server.endpoints(),
+        "us-east-1".into(),
+        None,
+        Some("arn:aws:codewhisperer:eu-central-1:444455556666:profile/OVERRIDE".into()),
+        reqwest::Client::new(),
+        FINGERPRINT.into(),
+    );
+    let ready = cred.current().await.unwrap();
+    assert_eq!(
+        ready.profile_arn.as_deref(),
+        Some("arn:aws:codewhisperer:eu-central-1:444455556666:profile/OVERRIDE")
+    );
+    // The API region follows the ARN actually sent.
+    assert_eq!(ready.api_base, "https://runtime.eu-central-1.kiro.test");
+}
+
+#[tokio::test]
+async fn a_200_without_access_token_is_an_error() {
+    let server = AuthServer::start(Duration::ZERO, ok(json!({"expiresIn": 3600}))).await;
+    let cred = credential(&server, memory("rt", None, None), None);
+    let err = cred.current().await.unwrap_err();
+    assert!(
+        err.message().contains("without an accessToken"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(cred.refresh_count(), 0);
+}

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use kiro_layers::kiro::auth::{
-    CredentialStore, Endpoints, JsonFileStore, MemoryStore, RefreshingCredential, TokenSet,
+    is_region_name, CredentialStore, Endpoints, JsonFileStore, MemoryStore, RefreshingCredential,
+    TokenSet,
 };
 
 pub use kiro_cli::KiroCliStore;
@@ -78,6 +79,19 @@ pub fn load_configured(
     http: reqwest::Client,
     fingerprint: String,
 ) -> Result<Vec<Arc<RefreshingCredential>>, String> {
+    if !is_region_name(&settings.region) {
+        return Err(format!(
+            "KIRO_REGION `{}` is not a region name such as us-east-1",
+            settings.region
+        ));
+    }
+    if let Some(api_region) = settings.api_region.as_deref().filter(|r| !r.is_empty()) {
+        if !is_region_name(api_region) {
+            return Err(format!(
+                "KIRO_API_REGION `{api_region}` is not a region name such as eu-central-1"
+            ));
+        }
+    }
     let non_empty = |path: &Option<PathBuf>| path.clone().filter(|p| !p.as_os_str().is_empty());
     let (account_id, store): (&str, Arc<dyn CredentialStore>) = if let Some(db) =
         non_empty(&settings.cli_db_file)
@@ -178,6 +192,20 @@ mod tests {
         let with_db = load_configured(&s, reqwest::Client::new(), "fp".into()).unwrap();
         assert_eq!(with_db.len(), 1);
         assert!(with_db[0].describe_store().contains("kiro-cli database"));
+    }
+
+    #[test]
+    fn bad_regions_are_refused() {
+        let mut s = settings();
+        s.region = "us-east-1.evil.com/".into();
+        assert!(load_configured(&s, reqwest::Client::new(), "fp".into())
+            .unwrap_err()
+            .contains("KIRO_REGION"));
+        let mut s = settings();
+        s.api_region = Some("nowhere".into());
+        assert!(load_configured(&s, reqwest::Client::new(), "fp".into())
+            .unwrap_err()
+            .contains("KIRO_API_REGION"));
     }
 
     #[test]

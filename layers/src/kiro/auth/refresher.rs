@@ -363,15 +363,17 @@ impl RefreshingCredential {
     /// The SSO region only picks the refresh URL otherwise: an eu-west-1 Identity Center login
     /// still talks to the API in the ARN's region.
     fn api_region(&self, tokens: &TokenSet, profile_arn: Option<&str>) -> String {
-        self.api_region_override
-            .as_deref()
-            .or(tokens.api_region.as_deref())
-            .filter(|r| is_region_name(r))
+        valid(self.api_region_override.as_deref())
+            .or_else(|| valid(tokens.api_region.as_deref()))
             .or_else(|| profile_arn.and_then(region_from_profile_arn))
-            .or(tokens.sso_region.as_deref().filter(|r| is_region_name(r)))
+            .or_else(|| valid(tokens.sso_region.as_deref()))
             .unwrap_or(&self.default_region)
             .to_string()
     }
+}
+
+fn valid(region: Option<&str>) -> Option<&str> {
+    region.filter(|r| is_region_name(r))
 }
 
 impl std::fmt::Debug for RefreshingCredential {
