@@ -537,3 +537,27 @@ async fn a_200_without_access_token_is_an_error() {
     );
     assert_eq!(cred.refresh_count(), 0);
 }
+
+#[tokio::test]
+async fn a_caller_that_goes_away_mid_refresh_does_not_lose_the_rotated_token() {
+    let server = AuthServer::start(Duration::from_millis(300), ok(captured_desktop_answer())).await;
+    let store = memory("rt-before", None, None);
+    let cred = credential(&server, store.clone(), None);
+    let caller = {
+        let cred = Arc::clone(&cred);
+        tokio::spawn(async move { cred.current().await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    caller.abort(); // the client disconnected while the refresh was on the wire
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        store.load().await.unwrap().refresh_token,
+        "aorAAAAAREDACTED_KIRO_REFRESH_TOKEN"
+    );
+    // The next caller picks the saved token up from the store without another refresh.
+    assert_eq!(
+        cred.current().await.unwrap().access_token,
+        "aoaAAAAAREDACTED_KIRO_ACCESS_TOKEN"
+    );
+    assert_eq!(server.hits(), 1);
+}

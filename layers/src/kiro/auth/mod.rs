@@ -19,6 +19,7 @@
 
 mod desktop;
 mod exchange;
+mod job;
 mod json_file;
 mod oidc;
 mod refresher;

@@ -7,11 +7,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
 
-use super::exchange::{Context, RefreshFailure, Refreshed};
-use super::{
-    desktop, is_region_name, oidc, region_from_profile_arn, AuthKind, CredentialStore, Endpoints,
-    TokenSet,
-};
+use super::job::RefreshJob;
+use super::{is_region_name, region_from_profile_arn, CredentialStore, Endpoints, TokenSet};
 use crate::error::GatewayError;
 use crate::traits::Credential;
 
@@ -35,14 +32,10 @@ enum Mode {
 /// Refreshes are single-flight: callers that arrive while one runs wait for it and share its
 /// result instead of starting their own.
 pub struct RefreshingCredential {
-    account_id: String,
-    store: Arc<dyn CredentialStore>,
-    endpoints: Endpoints,
-    default_region: String,
+    /// The refresh itself, shared with detached refresh tasks.
+    job: RefreshJob,
     api_region_override: Option<String>,
     profile_arn_override: Option<String>,
-    http: reqwest::Client,
-    fingerprint: String,
     /// The tokens in use; `None` until first loaded. Never held across an await.
     tokens: RwLock<Option<TokenSet>>,
     /// Held for the whole reload + refresh + write-back.
@@ -53,7 +46,6 @@ pub struct RefreshingCredential {
     last_attempt: Mutex<Option<Result<Credential, GatewayError>>>,
     /// No new refresh before this instant while the old access token still works.
     quiet_until: Mutex<Option<Instant>>,
-    refreshes: AtomicU64,
 }
 
 impl RefreshingCredential {
@@ -74,36 +66,38 @@ impl RefreshingCredential {
         fingerprint: String,
     ) -> Self {
         RefreshingCredential {
-            account_id,
-            store,
-            endpoints,
-            default_region,
+            job: RefreshJob {
+                account_id,
+                store,
+                endpoints,
+                default_region,
+                http,
+                fingerprint,
+                refreshes: Arc::new(AtomicU64::new(0)),
+            },
             api_region_override: api_region_override.filter(|r| !r.trim().is_empty()),
             profile_arn_override: profile_arn_override.filter(|a| !a.trim().is_empty()),
-            http,
-            fingerprint,
             tokens: RwLock::new(None),
             refresh_gate: tokio::sync::Mutex::new(()),
             attempts: AtomicU64::new(0),
             last_attempt: Mutex::new(None),
             quiet_until: Mutex::new(None),
-            refreshes: AtomicU64::new(0),
         }
     }
 
     /// The account id given at construction.
     pub fn account_id(&self) -> &str {
-        &self.account_id
+        &self.job.account_id
     }
 
     /// How many refreshes succeeded so far.
     pub fn refresh_count(&self) -> u64 {
-        self.refreshes.load(Ordering::Acquire)
+        self.job.refreshes.load(Ordering::Acquire)
     }
 
     /// Where the credential lives (no secrets).
     pub fn describe_store(&self) -> String {
-        self.store.describe()
+        self.job.store.describe()
     }
 
     /// A credential to call Kiro with; refreshes first when the access token expires within
@@ -180,7 +174,7 @@ impl RefreshingCredential {
         }
 
         let previous = self.snapshot();
-        let mut tokens = self.reload(previous.clone()).await?;
+        let tokens = self.reload(previous.clone()).await?;
         let store_had_news = previous.as_ref().is_some_and(|old| {
             old.access_token != tokens.access_token && tokens.access_token.is_some()
         });
@@ -192,28 +186,18 @@ impl RefreshingCredential {
             }
         }
 
-        let mut outcome = self.call_refresh(&tokens).await;
-        if let Err(failure) = &outcome {
-            if failure.invalid_grant {
-                // Another program may have rotated the refresh token since our reload.
-                if let Ok(reloaded) = self.store.load().await {
-                    if reloaded.refresh_token != tokens.refresh_token {
-                        tokens = reloaded;
-                        outcome = self.call_refresh(&tokens).await;
-                    }
-                }
+        let result = match self.job.run_detached(tokens).await {
+            Ok(refreshed) => {
+                self.set_quiet_period(None);
+                Ok(refreshed)
             }
-        }
-
-        let result = match outcome {
-            Ok(refreshed) => Ok(self.apply(tokens, refreshed).await),
-            Err(failure) => self.fall_back(tokens, failure.error),
+            Err(failed) => self.fall_back(failed.tokens, failed.error),
         }
         .and_then(|tokens| {
             let credential = self.credential_from(&tokens).ok_or_else(|| {
                 GatewayError::internal(format!(
                     "Kiro account `{}` has no access token after refresh",
-                    self.account_id
+                    self.job.account_id
                 ))
             });
             self.install(tokens);
@@ -230,7 +214,7 @@ impl RefreshingCredential {
 
     /// Re-reads the store; keeps what we hold when the store is unreadable or older.
     async fn reload(&self, previous: Option<TokenSet>) -> Result<TokenSet, GatewayError> {
-        match (self.store.load().await, previous) {
+        match (self.job.store.load().await, previous) {
             (Ok(loaded), Some(held)) => {
                 // A read-only store still holds the token we rotated away from: ours is newer.
                 let held_is_newer = match (held.expires_at, loaded.expires_at) {
@@ -243,8 +227,8 @@ impl RefreshingCredential {
             (Ok(loaded), None) => Ok(loaded),
             (Err(err), Some(held)) => {
                 tracing::warn!(
-                    account = %self.account_id,
-                    store = %self.store.describe(),
+                    account = %self.job.account_id,
+                    store = %self.job.store.describe(),
                     error = %err.message(),
                     "could not reload credentials; using the ones in memory"
                 );
@@ -254,89 +238,18 @@ impl RefreshingCredential {
         }
     }
 
-    async fn call_refresh(&self, tokens: &TokenSet) -> Result<Refreshed, RefreshFailure> {
-        let sso_region = tokens
-            .sso_region
-            .as_deref()
-            .filter(|r| is_region_name(r))
-            .unwrap_or(&self.default_region);
-        let mut secrets: Vec<&str> = vec![tokens.refresh_token.as_str()];
-        secrets.extend(tokens.client_secret.as_deref());
-        secrets.extend(tokens.access_token.as_deref());
-        let ctx = Context {
-            account_id: &self.account_id,
-            store: self.store.describe(),
-            secrets: &secrets,
-        };
-        match (tokens.auth_kind(), &tokens.client_id, &tokens.client_secret) {
-            (AuthKind::AwsSsoOidc, Some(client_id), Some(client_secret)) => {
-                let url = self.endpoints.oidc_token_url(sso_region);
-                oidc::refresh(
-                    &self.http,
-                    &url,
-                    &tokens.refresh_token,
-                    client_id,
-                    client_secret,
-                    &ctx,
-                )
-                .await
-            }
-            _ => {
-                let url = self.endpoints.desktop_refresh_url(sso_region);
-                desktop::refresh(
-                    &self.http,
-                    &url,
-                    &tokens.refresh_token,
-                    &self.fingerprint,
-                    &ctx,
-                )
-                .await
-            }
-        }
-    }
-
-    async fn apply(&self, mut tokens: TokenSet, refreshed: Refreshed) -> TokenSet {
-        let rotated = refreshed.refresh_token.is_some();
-        tokens.access_token = Some(refreshed.access_token);
-        if let Some(next) = refreshed.refresh_token {
-            tokens.refresh_token = next;
-        }
-        tokens.expires_at = Some(refreshed.expires_at);
-        if refreshed.profile_arn.is_some() {
-            tokens.profile_arn = refreshed.profile_arn;
-        }
-        self.refreshes.fetch_add(1, Ordering::AcqRel);
-        self.set_quiet_period(None);
-        tracing::info!(
-            account = %self.account_id,
-            kind = ?tokens.auth_kind(),
-            expires_at = %refreshed.expires_at,
-            rotated,
-            "Kiro access token refreshed"
-        );
-        if let Err(err) = self.store.save(&tokens).await {
-            tracing::warn!(
-                account = %self.account_id,
-                store = %self.store.describe(),
-                error = %err.message(),
-                "refreshed tokens could not be written back; they live in memory until restart"
-            );
-        }
-        tokens
-    }
-
     /// A failed refresh is survivable while the old access token has not expired yet.
     fn fall_back(&self, tokens: TokenSet, error: GatewayError) -> Result<TokenSet, GatewayError> {
         if is_unexpired(&tokens) && tokens.access_token.is_some() {
             tracing::warn!(
-                account = %self.account_id,
+                account = %self.job.account_id,
                 error = %error.message(),
                 "token refresh failed; the current access token is still valid and stays in use"
             );
             self.set_quiet_period(Some(Instant::now() + RETRY_AFTER_FAILURE));
             Ok(tokens)
         } else {
-            tracing::warn!(account = %self.account_id, error = %error.message(), "token refresh failed");
+            tracing::warn!(account = %self.job.account_id, error = %error.message(), "token refresh failed");
             Err(error)
         }
     }
@@ -348,13 +261,14 @@ impl RefreshingCredential {
             .clone()
             .or_else(|| tokens.profile_arn.clone());
         Some(Credential {
-            account_id: self.account_id.clone(),
+            account_id: self.job.account_id.clone(),
             access_token,
             api_base: self
+                .job
                 .endpoints
                 .api_base(&self.api_region(tokens, profile_arn.as_deref())),
             profile_arn,
-            fingerprint: self.fingerprint.clone(),
+            fingerprint: self.job.fingerprint.clone(),
             external_idp: false,
         })
     }
@@ -367,7 +281,7 @@ impl RefreshingCredential {
             .or_else(|| valid(tokens.api_region.as_deref()))
             .or_else(|| profile_arn.and_then(region_from_profile_arn))
             .or_else(|| valid(tokens.sso_region.as_deref()))
-            .unwrap_or(&self.default_region)
+            .unwrap_or(&self.job.default_region)
             .to_string()
     }
 }
@@ -379,8 +293,8 @@ fn valid(region: Option<&str>) -> Option<&str> {
 impl std::fmt::Debug for RefreshingCredential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RefreshingCredential")
-            .field("account_id", &self.account_id)
-            .field("store", &self.store.describe())
+            .field("account_id", &self.job.account_id)
+            .field("store", &self.job.store.describe())
             .field("refreshes", &self.refresh_count())
             .finish_non_exhaustive()
     }
