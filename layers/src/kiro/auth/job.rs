@@ -5,6 +5,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use tokio::sync::OwnedMutexGuard;
+
 use super::exchange::{Context, RefreshFailure, Refreshed};
 use super::{desktop, is_region_name, oidc, AuthKind, CredentialStore, Endpoints, TokenSet};
 use crate::error::GatewayError;
@@ -28,16 +30,28 @@ pub(crate) struct Failed {
 }
 
 impl RefreshJob {
-    /// Refreshes `tokens` and writes the result back, on a task of its own.
-    pub async fn run_detached(&self, tokens: TokenSet) -> Result<TokenSet, Failed> {
+    /// Refreshes `tokens` and writes the result back, on a task of its own. The task holds the
+    /// refresh gate until it is done, so a second refresh cannot race one whose caller left.
+    pub async fn run_detached(
+        &self,
+        tokens: TokenSet,
+        gate: OwnedMutexGuard<()>,
+    ) -> (Result<TokenSet, Failed>, Option<OwnedMutexGuard<()>>) {
         let job = self.clone();
         let fallback = tokens.clone();
-        match tokio::spawn(async move { job.run(tokens).await }).await {
-            Ok(outcome) => outcome,
-            Err(err) => Err(Failed {
-                tokens: fallback,
-                error: GatewayError::internal(format!("token refresh task failed: {err}")),
-            }),
+        let task = tokio::spawn(async move {
+            let outcome = job.run(tokens).await;
+            (outcome, gate)
+        });
+        match task.await {
+            Ok((outcome, gate)) => (outcome, Some(gate)),
+            Err(err) => (
+                Err(Failed {
+                    tokens: fallback,
+                    error: GatewayError::internal(format!("token refresh task failed: {err}")),
+                }),
+                None,
+            ),
         }
     }
 

@@ -39,7 +39,7 @@ pub struct RefreshingCredential {
     /// The tokens in use; `None` until first loaded. Never held across an await.
     tokens: RwLock<Option<TokenSet>>,
     /// Held for the whole reload + refresh + write-back.
-    refresh_gate: tokio::sync::Mutex<()>,
+    refresh_gate: Arc<tokio::sync::Mutex<()>>,
     /// Completed network refresh attempts (success or failure); bumped under the gate.
     attempts: AtomicU64,
     /// What the last attempt produced, shared with the callers that waited for it.
@@ -78,7 +78,7 @@ impl RefreshingCredential {
             api_region_override: api_region_override.filter(|r| !r.trim().is_empty()),
             profile_arn_override: profile_arn_override.filter(|a| !a.trim().is_empty()),
             tokens: RwLock::new(None),
-            refresh_gate: tokio::sync::Mutex::new(()),
+            refresh_gate: Arc::new(tokio::sync::Mutex::new(())),
             attempts: AtomicU64::new(0),
             last_attempt: Mutex::new(None),
             quiet_until: Mutex::new(None),
@@ -156,7 +156,7 @@ impl RefreshingCredential {
 
     async fn refresh(&self, mode: Mode) -> Result<Credential, GatewayError> {
         let seen = self.attempts.load(Ordering::Acquire);
-        let _gate = self.refresh_gate.lock().await;
+        let gate = Arc::clone(&self.refresh_gate).lock_owned().await;
         if self.attempts.load(Ordering::Acquire) != seen {
             // A refresh finished while we waited: its result is ours too.
             let shared = match self.last_attempt.lock() {
@@ -186,7 +186,8 @@ impl RefreshingCredential {
             }
         }
 
-        let result = match self.job.run_detached(tokens).await {
+        let (outcome, _gate) = self.job.run_detached(tokens, gate).await;
+        let result = match outcome {
             Ok(refreshed) => {
                 self.set_quiet_period(None);
                 Ok(refreshed)
