@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod config;
+pub mod credentials;
 pub mod fake_kiro;
 pub mod logging;
 pub mod routes;

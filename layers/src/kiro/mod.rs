@@ -1,6 +1,7 @@
 //! The Kiro upstream: event-stream codec, event decoding, request building, credentials and the
 //! service that calls `generateAssistantResponse`.
 
+pub mod auth;
 pub mod eventstream;
 pub mod headers;
 pub mod request;
