@@ -96,6 +96,18 @@ pub trait CredentialProvider: Send + Sync + 'static {
     fn force_refresh(&self) -> BoxFuture<'_, Result<Credential, GatewayError>>;
 }
 
+impl CredentialProvider for crate::kiro::auth::RefreshingCredential {
+    fn account_id(&self) -> &str {
+        crate::kiro::auth::RefreshingCredential::account_id(self)
+    }
+    fn current(&self) -> BoxFuture<'_, Result<Credential, GatewayError>> {
+        Box::pin(crate::kiro::auth::RefreshingCredential::current(self))
+    }
+    fn force_refresh(&self) -> BoxFuture<'_, Result<Credential, GatewayError>> {
+        Box::pin(crate::kiro::auth::RefreshingCredential::force_refresh(self))
+    }
+}
+
 /// Health and load of one account, for logs, metrics and the admin view.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccountStatus {
