@@ -8,9 +8,15 @@ use kiro_layers::kiro::eventstream::{Decoder, FrameError, Header, HeaderValue, M
 use proptest::prelude::*;
 
 fn vector(dir: &str, name: &str) -> Vec<u8> {
-    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "test_data", "eventstream", dir, name]
-        .iter()
-        .collect();
+    let path: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "test_data",
+        "eventstream",
+        dir,
+        name,
+    ]
+    .iter()
+    .collect();
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -218,7 +224,10 @@ fn own_invalid_vectors_report_their_kind() {
         let data = vector("kiro", name);
         for chunk in [1, 5, data.len()] {
             let error = decode_chunked(&data, chunk).unwrap_err();
-            assert!(is_expected(&error), "{name} ({chunk}-byte chunks): {error:?}");
+            assert!(
+                is_expected(&error),
+                "{name} ({chunk}-byte chunks): {error:?}"
+            );
             assert!(!error.to_string().is_empty());
         }
     }
@@ -264,7 +273,11 @@ fn concatenated_frames() -> (Vec<u8>, usize) {
         wire.extend_from_slice(&vector("aws", name));
         count += 1;
     }
-    for name in ["valid_text_event", "valid_two_frames", "valid_exception_frame"] {
+    for name in [
+        "valid_text_event",
+        "valid_two_frames",
+        "valid_exception_frame",
+    ] {
         wire.extend_from_slice(&vector("kiro", name));
     }
     count += 4;
