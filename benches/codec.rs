@@ -1,1 +1,86 @@
-fn main() {}
+//! Codec throughput: the event-stream frame decoder over frames of several payload sizes, fed
+//! whole and in chunks, and the full frame + event decoding of a real Kiro text capture.
+//!
+//! Run: `cargo bench --bench codec -- --warm-up-time 1 --measurement-time 3`
+
+use std::hint::black_box;
+
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use kiro_layers::kiro::events::EventDecoder;
+use kiro_layers::kiro::eventstream::{Decoder, Message};
+
+/// About 256 KiB of Kiro-style text frames, each with a `payload_len`-byte payload.
+fn frames(payload_len: usize) -> Vec<u8> {
+    let content = "a".repeat(payload_len.saturating_sub(14));
+    let payload = format!(r#"{{"content":"{content}"}}"#);
+    let message = Message::event("assistantResponseEvent", payload);
+    let mut wire = BytesMut::new();
+    while wire.len() < 256 * 1024 {
+        message.encode_into(&mut wire);
+    }
+    wire.to_vec()
+}
+
+fn decode_all(wire: &[u8], chunk: usize) -> usize {
+    let mut decoder = Decoder::new();
+    let mut count = 0;
+    for piece in wire.chunks(chunk) {
+        decoder.push(piece);
+        while let Ok(Some(message)) = decoder.next_message() {
+            black_box(&message);
+            count += 1;
+        }
+    }
+    count
+}
+
+fn decoder(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decoder");
+    for payload_len in [64, 1024, 16 * 1024] {
+        let wire = frames(payload_len);
+        group.throughput(Throughput::Bytes(wire.len() as u64));
+        for chunk in [wire.len(), 1, 64, 4096] {
+            let label = if chunk == wire.len() {
+                "whole".to_owned()
+            } else {
+                format!("chunk{chunk}")
+            };
+            group.bench_with_input(
+                BenchmarkId::new(format!("payload{payload_len}"), label),
+                &chunk,
+                |b, &chunk| b.iter(|| decode_all(black_box(&wire), chunk)),
+            );
+        }
+    }
+    group.finish();
+}
+
+fn events(c: &mut Criterion) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/layers/test_data/kiro-captures/kiro-cli-q-20260524-t10-text-long-auto.bin"
+    );
+    let Ok(capture) = std::fs::read(path) else {
+        eprintln!("skipping event benchmark: {path} not found");
+        return;
+    };
+    let mut group = c.benchmark_group("events");
+    group.throughput(Throughput::Bytes(capture.len() as u64));
+    group.bench_function("text_capture_t10", |b| {
+        b.iter(|| {
+            let mut frames = Decoder::new();
+            let mut events = EventDecoder::new();
+            let mut out = Vec::with_capacity(512);
+            frames.push(black_box(&capture));
+            while let Ok(Some(message)) = frames.next_message() {
+                let _ = events.decode(&message, &mut out);
+            }
+            black_box(out.len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decoder, events);
+criterion_main!(benches);

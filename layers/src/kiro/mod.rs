@@ -2,7 +2,10 @@
 //! service that calls `generateAssistantResponse`.
 
 pub mod auth;
+pub mod errors;
+pub mod events;
 pub mod eventstream;
 pub mod headers;
 pub mod request;
+pub mod service;
 pub mod validate;

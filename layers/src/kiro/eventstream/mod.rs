@@ -12,6 +12,12 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+mod decoder;
+mod error;
+
+pub use decoder::{Decoder, DEFAULT_MAX_FRAME_LEN};
+pub use error::FrameError;
+
 /// Size of the prelude (two lengths and their CRC).
 pub const PRELUDE_LEN: usize = 12;
 /// Smallest possible message: prelude plus message CRC.

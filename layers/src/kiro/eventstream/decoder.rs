@@ -1,0 +1,347 @@
+//! Incremental event-stream decoder.
+//!
+//! Bytes go in with [`Decoder::push`] in chunks of any size; whole frames come out of
+//! [`Decoder::next_message`]. The prelude CRC is checked as soon as its 12 bytes are in and the
+//! announced length is capped before anything else is buffered, so a corrupt or hostile length
+//! can neither make the decoder wait for gigabytes nor allocate them. Payloads and header
+//! strings are slices of the receive buffer, not copies.
+//!
+//! ```
+//! use kiro_layers::kiro::eventstream::{Decoder, Message};
+//!
+//! let wire = Message::event("assistantResponseEvent", &b"{\"content\":\"hi\"}"[..]).encode();
+//! let mut decoder = Decoder::new();
+//! for byte in wire.chunks(1) {
+//!     decoder.push(byte);
+//! }
+//! let message = decoder.next_message().unwrap().unwrap();
+//! assert_eq!(message.header_str(":event-type"), Some("assistantResponseEvent"));
+//! assert_eq!(decoder.next_message().unwrap(), None);
+//! decoder.finish().unwrap();
+//! ```
+
+use bytes::{Buf, Bytes, BytesMut};
+use bytestring::ByteString;
+
+use super::{FrameError, Header, HeaderValue, Message, MIN_MESSAGE_LEN, PRELUDE_LEN};
+
+/// Default cap on one frame: 16 MiB, the same limit other Kiro clients use.
+pub const DEFAULT_MAX_FRAME_LEN: usize = 16 * 1024 * 1024;
+
+/// Incremental, zero-copy event-stream decoder. See the module docs.
+#[derive(Debug)]
+pub struct Decoder {
+    buffer: BytesMut,
+    max_frame_len: usize,
+    /// Total length of the frame being received, once its prelude has been validated.
+    current_frame_len: Option<usize>,
+    /// The first error; returned again on every later call.
+    poisoned: Option<FrameError>,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Decoder {
+    /// A decoder with the default 16 MiB frame cap.
+    pub fn new() -> Self {
+        Self::with_max_frame_len(DEFAULT_MAX_FRAME_LEN)
+    }
+
+    /// A decoder that rejects frames longer than `max_frame_len` bytes.
+    pub fn with_max_frame_len(max_frame_len: usize) -> Self {
+        Decoder {
+            buffer: BytesMut::new(),
+            max_frame_len,
+            current_frame_len: None,
+            poisoned: None,
+        }
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, data: &[u8]) {
+        // A poisoned decoder never reads again; don't let it grow either.
+        if self.poisoned.is_none() {
+            self.buffer.extend_from_slice(data);
+        }
+    }
+
+    /// Appends a received chunk.
+    pub fn push_bytes(&mut self, data: Bytes) {
+        self.push(&data);
+    }
+
+    /// Bytes received but not yet returned as part of a message.
+    pub fn buffered_len(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// The next complete message, `Ok(None)` if more bytes are needed.
+    pub fn next_message(&mut self) -> Result<Option<Message>, FrameError> {
+        if let Some(error) = &self.poisoned {
+            return Err(error.clone());
+        }
+        match self.decode_next() {
+            Ok(message) => Ok(message),
+            Err(error) => {
+                self.poisoned = Some(error.clone());
+                self.buffer = BytesMut::new();
+                Err(error)
+            }
+        }
+    }
+
+    /// Call at the end of input: fails if a partial frame is left (or the decoder is poisoned).
+    pub fn finish(&self) -> Result<(), FrameError> {
+        if let Some(error) = &self.poisoned {
+            return Err(error.clone());
+        }
+        if self.buffer.is_empty() {
+            Ok(())
+        } else {
+            Err(FrameError::TruncatedAtEnd {
+                buffered: self.buffer.len(),
+                frame_len: self.current_frame_len,
+            })
+        }
+    }
+
+    fn decode_next(&mut self) -> Result<Option<Message>, FrameError> {
+        let frame_len = match self.current_frame_len {
+            Some(len) => len,
+            None => {
+                if self.buffer.len() < PRELUDE_LEN {
+                    return Ok(None);
+                }
+                let len = self.check_prelude()?;
+                self.current_frame_len = Some(len);
+                // The length passed the cap: reserve once instead of growing chunk by chunk.
+                self.buffer.reserve(len.saturating_sub(self.buffer.len()));
+                len
+            }
+        };
+        if self.buffer.len() < frame_len {
+            return Ok(None);
+        }
+        self.current_frame_len = None;
+        let frame = self.buffer.split_to(frame_len).freeze();
+        decode_frame(frame).map(Some)
+    }
+
+    /// Validates the 12-byte prelude at the head of the buffer and returns the frame length.
+    fn check_prelude(&self) -> Result<usize, FrameError> {
+        let mut prelude = &self.buffer[..PRELUDE_LEN];
+        let total_len = prelude.get_u32();
+        let headers_len = prelude.get_u32();
+        let found = prelude.get_u32();
+        let expected = crc32fast::hash(&self.buffer[..8]);
+        if expected != found {
+            return Err(FrameError::PreludeCrcMismatch { expected, found });
+        }
+        let total = usize::try_from(total_len).map_err(|_| FrameError::FrameTooLarge {
+            len: total_len,
+            max: self.max_frame_len,
+        })?;
+        if total < MIN_MESSAGE_LEN {
+            return Err(FrameError::FrameTooSmall { len: total_len });
+        }
+        if total > self.max_frame_len {
+            return Err(FrameError::FrameTooLarge {
+                len: total_len,
+                max: self.max_frame_len,
+            });
+        }
+        let fits = usize::try_from(headers_len)
+            .ok()
+            .and_then(|h| h.checked_add(MIN_MESSAGE_LEN))
+            .is_some_and(|needed| needed <= total);
+        if !fits {
+            return Err(FrameError::HeadersLengthDoesNotFit {
+                headers_len,
+                total_len,
+            });
+        }
+        Ok(total)
+    }
+}
+
+/// Decodes one whole frame whose prelude was already validated.
+fn decode_frame(frame: Bytes) -> Result<Message, FrameError> {
+    let body_end = frame.len() - 4;
+    let found = (&frame[body_end..]).get_u32();
+    let expected = crc32fast::hash(&frame[..body_end]);
+    if expected != found {
+        return Err(FrameError::MessageCrcMismatch { expected, found });
+    }
+    let headers_len = (&frame[4..8]).get_u32() as usize;
+    let headers_end = PRELUDE_LEN + headers_len;
+    let headers = decode_headers(frame.slice(PRELUDE_LEN..headers_end))?;
+    Ok(Message {
+        headers,
+        payload: frame.slice(headers_end..body_end),
+    })
+}
+
+/// A cursor over the headers section that never reads past it.
+struct HeaderReader {
+    section: Bytes,
+    pos: usize,
+}
+
+impl HeaderReader {
+    fn take(&mut self, len: usize, part: &'static str) -> Result<Bytes, FrameError> {
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|&end| end <= self.section.len())
+            .ok_or(FrameError::HeaderCutOff { part })?;
+        let bytes = self.section.slice(self.pos..end);
+        self.pos = end;
+        Ok(bytes)
+    }
+
+    fn take_array<const N: usize>(&mut self, part: &'static str) -> Result<[u8; N], FrameError> {
+        let bytes = self.take(N, part)?;
+        let mut array = [0u8; N];
+        array.copy_from_slice(&bytes);
+        Ok(array)
+    }
+
+    fn take_u8(&mut self, part: &'static str) -> Result<u8, FrameError> {
+        Ok(self.take_array::<1>(part)?[0])
+    }
+
+    fn take_u16(&mut self, part: &'static str) -> Result<u16, FrameError> {
+        Ok(u16::from_be_bytes(self.take_array(part)?))
+    }
+
+    fn is_done(&self) -> bool {
+        self.pos >= self.section.len()
+    }
+}
+
+fn decode_headers(section: Bytes) -> Result<Vec<Header>, FrameError> {
+    // Kiro frames carry three headers; avoid regrowing for the common case.
+    let mut headers = Vec::with_capacity(3);
+    let mut reader = HeaderReader { section, pos: 0 };
+    while !reader.is_done() {
+        let name_len = usize::from(reader.take_u8("name length")?);
+        let name = ByteString::try_from(reader.take(name_len, "name")?)
+            .map_err(|_| FrameError::HeaderNameNotUtf8)?;
+        let value = decode_value(&mut reader)?;
+        headers.push(Header { name, value });
+    }
+    Ok(headers)
+}
+
+fn decode_value(reader: &mut HeaderReader) -> Result<HeaderValue, FrameError> {
+    const VALUE: &str = "value";
+    let value_type = reader.take_u8("value type")?;
+    Ok(match value_type {
+        0 => HeaderValue::Bool(true),
+        1 => HeaderValue::Bool(false),
+        2 => HeaderValue::Byte(i8::from_be_bytes(reader.take_array(VALUE)?)),
+        3 => HeaderValue::Short(i16::from_be_bytes(reader.take_array(VALUE)?)),
+        4 => HeaderValue::Int(i32::from_be_bytes(reader.take_array(VALUE)?)),
+        5 => HeaderValue::Long(i64::from_be_bytes(reader.take_array(VALUE)?)),
+        6 => {
+            let len = usize::from(reader.take_u16("value length")?);
+            HeaderValue::ByteArray(reader.take(len, VALUE)?)
+        }
+        7 => {
+            let len = usize::from(reader.take_u16("value length")?);
+            let text = ByteString::try_from(reader.take(len, VALUE)?)
+                .map_err(|_| FrameError::HeaderStringNotUtf8)?;
+            HeaderValue::String(text)
+        }
+        8 => HeaderValue::Timestamp(i64::from_be_bytes(reader.take_array(VALUE)?)),
+        9 => HeaderValue::Uuid(reader.take_array(VALUE)?),
+        other => return Err(FrameError::BadHeaderValueType { value_type: other }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BufMut;
+
+    fn frame(message: &Message) -> Bytes {
+        message.encode()
+    }
+
+    #[test]
+    fn decodes_two_frames_pushed_at_once() {
+        let mut wire = BytesMut::new();
+        Message::event("a", &b"one"[..]).encode_into(&mut wire);
+        Message::event("b", &b"two"[..]).encode_into(&mut wire);
+        let mut decoder = Decoder::new();
+        decoder.push(&wire);
+        assert_eq!(decoder.next_message().unwrap().unwrap().payload, "one");
+        assert_eq!(decoder.next_message().unwrap().unwrap().payload, "two");
+        assert_eq!(decoder.next_message().unwrap(), None);
+        assert_eq!(decoder.buffered_len(), 0);
+        decoder.finish().unwrap();
+    }
+
+    #[test]
+    fn corrupt_prelude_is_reported_after_twelve_bytes() {
+        let wire = frame(&Message::event("a", &b"payload"[..]));
+        let mut corrupt = wire.to_vec();
+        corrupt[2] ^= 0x40;
+        let mut decoder = Decoder::new();
+        decoder.push(&corrupt[..11]);
+        assert_eq!(decoder.next_message().unwrap(), None);
+        decoder.push(&corrupt[11..12]);
+        assert!(matches!(
+            decoder.next_message(),
+            Err(FrameError::PreludeCrcMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn error_poisons_the_decoder() {
+        let mut prelude = BytesMut::new();
+        prelude.put_u32(8);
+        prelude.put_u32(0);
+        let crc = crc32fast::hash(&prelude);
+        prelude.put_u32(crc);
+        let mut decoder = Decoder::new();
+        decoder.push(&prelude);
+        let first = decoder.next_message().unwrap_err();
+        assert_eq!(first, FrameError::FrameTooSmall { len: 8 });
+        decoder.push(&frame(&Message::event("a", &b"x"[..])));
+        assert_eq!(decoder.next_message().unwrap_err(), first);
+        assert_eq!(decoder.finish().unwrap_err(), first);
+    }
+
+    #[test]
+    fn payload_is_a_slice_of_the_receive_buffer() {
+        let wire = frame(&Message::event("a", vec![7u8; 4096]));
+        let mut decoder = Decoder::new();
+        decoder.push(&wire);
+        let message = decoder.next_message().unwrap().unwrap();
+        // A slice of a larger allocation: the header strings live right before the payload.
+        let name = &message.headers[0].name;
+        let gap =
+            (message.payload.as_ptr() as usize).wrapping_sub(name.as_bytes().as_ptr() as usize);
+        assert!(gap < wire.len(), "payload and headers share one buffer");
+    }
+
+    #[test]
+    fn partial_frame_at_end_is_an_error() {
+        let wire = frame(&Message::event("a", &b"payload"[..]));
+        let mut decoder = Decoder::new();
+        decoder.push(&wire[..wire.len() - 1]);
+        assert_eq!(decoder.next_message().unwrap(), None);
+        assert_eq!(
+            decoder.finish().unwrap_err(),
+            FrameError::TruncatedAtEnd {
+                buffered: wire.len() - 1,
+                frame_len: Some(wire.len())
+            }
+        );
+    }
+}
