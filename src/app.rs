@@ -77,7 +77,8 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         args.refresh_token = Some(FakeKiroConfig::default().refresh_token);
         args.creds_file = None;
         args.cli_db_file = None;
-        args.profile_arn = Some("arn:aws:codewhisperer:us-east-1:000000000000:profile/DEMO".to_owned());
+        args.profile_arn =
+            Some("arn:aws:codewhisperer:us-east-1:000000000000:profile/DEMO".to_owned());
         Some(fake)
     } else {
         None
@@ -103,7 +104,11 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         tracing::warn!("{NO_ACCOUNT_HELP}");
     } else {
         for credential in &credentials {
-            tracing::info!(account = credential.account_id(), "Kiro account from {}", credential.describe_store());
+            tracing::info!(
+                account = credential.account_id(),
+                "Kiro account from {}",
+                credential.describe_store()
+            );
         }
     }
     let providers = credentials
@@ -132,6 +137,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         http,
         kiro,
         max_body_bytes: args.max_body_bytes,
+        thinking: args.thinking_config()?,
     };
     Ok(Gateway {
         router: router(deps.clone()),
@@ -146,12 +152,16 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     let addr = args.listen_addr()?;
     if args.proxy_api_key == "my-super-secret-password-123" && !addr.ip().is_loopback() {
-        tracing::warn!("PROXY_API_KEY is the public default while listening on {addr}: set your own key");
+        tracing::warn!(
+            "PROXY_API_KEY is the public default while listening on {addr}: set your own key"
+        );
     }
     let gateway = assemble(&args, Arc::new(LogUsageSink)).await?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("could not listen on {addr}: {e} (is another process using the port? set SERVER_PORT)"))?;
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        format!(
+            "could not listen on {addr}: {e} (is another process using the port? set SERVER_PORT)"
+        )
+    })?;
     tracing::info!("kiro-gateway {VERSION} listening on http://{addr} (OpenAI: /v1/chat/completions, Anthropic: /v1/messages)");
     serve(
         listener,

@@ -80,11 +80,19 @@ pub struct ServeArgs {
     pub cli_db_file: Option<PathBuf>,
 
     /// Never write refreshed tokens back into the kiro-cli database.
-    #[arg(long = "sqlite-readonly", env = "SQLITE_READONLY", default_value_t = false)]
+    #[arg(
+        long = "sqlite-readonly",
+        env = "SQLITE_READONLY",
+        default_value_t = false
+    )]
     pub sqlite_readonly: bool,
 
     /// Kiro API base URL; `{region}` is replaced by the API region.
-    #[arg(long = "kiro-api-url", env = "KIRO_API_URL", default_value = "https://runtime.{region}.kiro.dev")]
+    #[arg(
+        long = "kiro-api-url",
+        env = "KIRO_API_URL",
+        default_value = "https://runtime.{region}.kiro.dev"
+    )]
     pub kiro_api_url: String,
 
     /// Kiro desktop refresh base URL; `{region}` is replaced by the login region.
@@ -96,7 +104,11 @@ pub struct ServeArgs {
     pub kiro_desktop_auth_url: String,
 
     /// AWS SSO OIDC base URL; `{region}` is replaced by the login region.
-    #[arg(long = "kiro-oidc-url", env = "KIRO_OIDC_URL", default_value = "https://oidc.{region}.amazonaws.com")]
+    #[arg(
+        long = "kiro-oidc-url",
+        env = "KIRO_OIDC_URL",
+        default_value = "https://oidc.{region}.amazonaws.com"
+    )]
     pub kiro_oidc_url: String,
 
     /// Log level: error, warn, info, debug, trace (or a tracing filter such as `kiro_layers=debug`).
@@ -116,27 +128,79 @@ pub struct ServeArgs {
     pub max_body_bytes: usize,
 
     /// Seconds of upstream silence after which a stream ends with an error.
-    #[arg(long = "streaming-read-timeout", env = "STREAMING_READ_TIMEOUT", default_value_t = 300)]
+    #[arg(
+        long = "streaming-read-timeout",
+        env = "STREAMING_READ_TIMEOUT",
+        default_value_t = 300
+    )]
     pub streaming_read_timeout: u64,
 
     /// Tool descriptions longer than this move into the system prompt (0 = never).
-    #[arg(long = "tool-description-max-length", env = "TOOL_DESCRIPTION_MAX_LENGTH", default_value_t = 10_000)]
+    #[arg(
+        long = "tool-description-max-length",
+        env = "TOOL_DESCRIPTION_MAX_LENGTH",
+        default_value_t = 10_000
+    )]
     pub tool_description_max_length: usize,
 
     /// Model aliases, `alias=model` separated by commas.
-    #[arg(long = "model-aliases", env = "MODEL_ALIASES", default_value = "auto-kiro=auto")]
+    #[arg(
+        long = "model-aliases",
+        env = "MODEL_ALIASES",
+        default_value = "auto-kiro=auto"
+    )]
     pub model_aliases: String,
 
     /// Send unknown model names to Kiro as they are instead of answering 404.
-    #[arg(long = "pass-through-unknown-models", env = "PASS_THROUGH_UNKNOWN_MODELS", default_value_t = false)]
+    #[arg(
+        long = "pass-through-unknown-models",
+        env = "PASS_THROUGH_UNKNOWN_MODELS",
+        default_value_t = false
+    )]
     pub pass_through_unknown_models: bool,
 
     /// Reuse upstream connections (set false to close each streaming connection, as kiro-gateway does).
     #[arg(long = "upstream-keep-alive", env = "UPSTREAM_KEEP_ALIVE", default_value_t = true, action = clap::ArgAction::Set)]
     pub upstream_keep_alive: bool,
 
+    /// Ask models for reasoning when the client does not say (off: false, 0, no, disabled, off).
+    #[arg(
+        long = "fake-reasoning",
+        env = "FAKE_REASONING",
+        default_value = "true"
+    )]
+    pub fake_reasoning: String,
+
+    /// Default reasoning budget in tokens.
+    #[arg(
+        long = "fake-reasoning-max-tokens",
+        env = "FAKE_REASONING_MAX_TOKENS",
+        default_value_t = 4000
+    )]
+    pub fake_reasoning_max_tokens: u32,
+
+    /// Upper bound for any reasoning budget a client asks for (0 = none).
+    #[arg(
+        long = "fake-reasoning-budget-cap",
+        env = "FAKE_REASONING_BUDGET_CAP",
+        default_value_t = 10_000
+    )]
+    pub fake_reasoning_budget_cap: u32,
+
+    /// What to do with reasoning: as_reasoning_content, remove, pass, strip_tags.
+    #[arg(
+        long = "fake-reasoning-handling",
+        env = "FAKE_REASONING_HANDLING",
+        default_value = "as_reasoning_content"
+    )]
+    pub fake_reasoning_handling: String,
+
     /// Seconds open streams get to finish after SIGTERM / Ctrl-C.
-    #[arg(long = "shutdown-timeout", env = "SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    #[arg(
+        long = "shutdown-timeout",
+        env = "SHUTDOWN_TIMEOUT",
+        default_value_t = 30
+    )]
     pub shutdown_timeout: u64,
 }
 
@@ -165,6 +229,26 @@ impl ServeArgs {
             .collect()
     }
 
+    /// The reasoning settings.
+    pub fn thinking_config(&self) -> Result<kiro_layers::thinking::ThinkingConfig, String> {
+        let enabled = !matches!(
+            self.fake_reasoning.trim().to_ascii_lowercase().as_str(),
+            "false" | "0" | "no" | "disabled" | "off"
+        );
+        let handling = self
+            .fake_reasoning_handling
+            .parse()
+            .map_err(|e: kiro_layers::thinking::UnknownThinkingHandling| {
+                format!("FAKE_REASONING_HANDLING `{}` is not one of as_reasoning_content, remove, pass, strip_tags", e.0)
+            })?;
+        Ok(kiro_layers::thinking::ThinkingConfig {
+            enabled_by_default: enabled,
+            default_budget: self.fake_reasoning_max_tokens,
+            budget_cap: self.fake_reasoning_budget_cap,
+            handling,
+        })
+    }
+
     /// Upstream silence limit.
     pub fn read_timeout(&self) -> Duration {
         Duration::from_secs(self.streaming_read_timeout.max(1))
@@ -183,10 +267,15 @@ mod tests {
 
     #[test]
     fn parses_aliases() {
-        let cli = Cli::try_parse_from(["kiro-gateway", "serve", "--model-aliases", "a=b, c = d"]).unwrap();
+        let cli = Cli::try_parse_from(["kiro-gateway", "serve", "--model-aliases", "a=b, c = d"])
+            .unwrap();
         let Command::Serve(args) = cli.command;
-        assert_eq!(args.aliases().unwrap(), vec![("a".into(), "b".into()), ("c".into(), "d".into())]);
-        let bad = Cli::try_parse_from(["kiro-gateway", "serve", "--model-aliases", "oops"]).unwrap();
+        assert_eq!(
+            args.aliases().unwrap(),
+            vec![("a".into(), "b".into()), ("c".into(), "d".into())]
+        );
+        let bad =
+            Cli::try_parse_from(["kiro-gateway", "serve", "--model-aliases", "oops"]).unwrap();
         let Command::Serve(args) = bad.command;
         assert!(args.aliases().is_err());
     }

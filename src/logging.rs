@@ -10,7 +10,9 @@ pub fn init(level: &str, format: LogFormat) {
         eprintln!("warning: LOG_LEVEL `{level}` is not a level or filter; using info");
         EnvFilter::new("info")
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     let result = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -82,9 +82,17 @@ fn list_models<B>(catalog: &dyn ModelCatalog, request: &Request<B>) -> Response<
                 })
             })
             .collect();
-        let first = data.first().and_then(|m| m["id"].as_str()).map(str::to_owned);
-        let last = data.last().and_then(|m| m["id"].as_str()).map(str::to_owned);
-        json_response(&json!({ "data": data, "has_more": false, "first_id": first, "last_id": last }))
+        let first = data
+            .first()
+            .and_then(|m| m["id"].as_str())
+            .map(str::to_owned);
+        let last = data
+            .last()
+            .and_then(|m| m["id"].as_str())
+            .map(str::to_owned);
+        json_response(
+            &json!({ "data": data, "has_more": false, "first_id": first, "last_id": last }),
+        )
     } else {
         let created = unix_now();
         let data: Vec<_> = models

@@ -23,8 +23,11 @@ pub async fn serve<S, F>(
     drain: Duration,
 ) -> std::io::Result<()>
 where
-    S: Service<http::Request<Incoming>, Response = http::Response<axum::body::Body>, Error = Infallible>
-        + Clone
+    S: Service<
+            http::Request<Incoming>,
+            Response = http::Response<axum::body::Body>,
+            Error = Infallible,
+        > + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
@@ -60,7 +63,10 @@ where
         }
     }
     drop(listener);
-    tracing::info!("shutting down: no new connections; waiting up to {} s for open streams", drain.as_secs());
+    tracing::info!(
+        "shutting down: no new connections; waiting up to {} s for open streams",
+        drain.as_secs()
+    );
     match tokio::time::timeout(drain, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections closed"),
         Err(_) => tracing::warn!("drain deadline passed; closing remaining connections"),

@@ -105,7 +105,8 @@ where
 {
     type Response = Response<ResponseBody>;
     type Error = GatewayError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, GatewayError>> + Send>>;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, GatewayError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
         self.inner.poll_ready(cx)
@@ -146,16 +147,20 @@ where
                     http::header::CONTENT_TYPE,
                     HeaderValue::from_static("text/event-stream; charset=utf-8"),
                 );
-                parts
-                    .headers
-                    .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                parts.headers.insert(
+                    http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-cache"),
+                );
                 // Stops nginx and similar proxies from buffering the stream.
                 parts
                     .headers
                     .insert("x-accel-buffering", HeaderValue::from_static("no"));
                 match dialect {
                     Dialect::OpenAi => streaming(openai::sse_stream(events, meta)),
-                    Dialect::Anthropic => streaming(anthropic::sse_stream(events, meta)),
+                    Dialect::Anthropic => streaming(anthropic::with_keepalive(
+                        anthropic::sse_stream(events, meta),
+                        anthropic::DEFAULT_KEEPALIVE,
+                    )),
                 }
             } else {
                 let json = match dialect {

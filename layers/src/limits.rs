@@ -85,7 +85,12 @@ pub struct LimitedEvents {
 impl LimitedEvents {
     /// Applies `max_tokens` and `stops` to `inner`.
     pub fn new(inner: EventStream, max_tokens: Option<u64>, stops: Vec<String>) -> Self {
-        let hold_len = stops.iter().map(String::len).max().unwrap_or(1).saturating_sub(1);
+        let hold_len = stops
+            .iter()
+            .map(String::len)
+            .max()
+            .unwrap_or(1)
+            .saturating_sub(1);
         LimitedEvents {
             inner: Some(inner),
             max_tokens,
@@ -110,7 +115,8 @@ impl LimitedEvents {
 
     fn push_text(&mut self, text: &str) {
         if self.stops.is_empty() {
-            self.ready.push_back(Ok(ChatEvent::TextDelta(ByteString::from(text.to_owned()))));
+            self.ready
+                .push_back(Ok(ChatEvent::TextDelta(ByteString::from(text.to_owned()))));
             return;
         }
         self.held.push_str(text);
@@ -123,7 +129,8 @@ impl LimitedEvents {
             let before = self.held[..at].to_owned();
             self.held.clear();
             if !before.is_empty() {
-                self.ready.push_back(Ok(ChatEvent::TextDelta(before.into())));
+                self.ready
+                    .push_back(Ok(ChatEvent::TextDelta(before.into())));
             }
             self.cut(StopReason::StopSequence);
             return;
@@ -135,7 +142,8 @@ impl LimitedEvents {
         }
         if keep_from > 0 {
             let released: String = self.held.drain(..keep_from).collect();
-            self.ready.push_back(Ok(ChatEvent::TextDelta(released.into())));
+            self.ready
+                .push_back(Ok(ChatEvent::TextDelta(released.into())));
         }
     }
 
@@ -158,7 +166,10 @@ impl LimitedEvents {
                     self.push_text(&text);
                 }
             }
-            ChatEvent::ReasoningDelta(ref text) | ChatEvent::ToolUseInput { fragment: ref text, .. } => {
+            ChatEvent::ReasoningDelta(ref text)
+            | ChatEvent::ToolUseInput {
+                fragment: ref text, ..
+            } => {
                 let over = self.over_budget(text);
                 self.flush_held();
                 self.ready.push_back(Ok(event));
@@ -207,14 +218,19 @@ mod tests {
     use super::*;
     use futures_util::{stream, StreamExt};
 
-    async fn run(deltas: &[&str], max: Option<u64>, stops: &[&str]) -> (String, Option<StopReason>) {
+    async fn run(
+        deltas: &[&str],
+        max: Option<u64>,
+        stops: &[&str],
+    ) -> (String, Option<StopReason>) {
         let events: EventStream = Box::pin(stream::iter(
             deltas
                 .iter()
                 .map(|d| Ok(ChatEvent::TextDelta((*d).into())))
                 .collect::<Vec<_>>(),
         ));
-        let limited = LimitedEvents::new(events, max, stops.iter().map(|s| s.to_string()).collect());
+        let limited =
+            LimitedEvents::new(events, max, stops.iter().map(|s| s.to_string()).collect());
         let all: Vec<ChatEvent> = limited.map(Result::unwrap).collect().await;
         let mut text = String::new();
         let mut stop = None;

@@ -128,6 +128,8 @@ struct Account {
     in_flight: AtomicUsize,
     leases: AtomicU64,
     rest_until: Mutex<Option<Instant>>,
+    /// The current rest comes from upstream throttling (429), not from a failure.
+    throttled: std::sync::atomic::AtomicBool,
     disabled: Mutex<Option<String>>,
 }
 
@@ -137,11 +139,12 @@ impl Account {
         (until > now).then(|| until - now)
     }
 
-    fn rest(&self, period: Duration) {
+    fn rest(&self, period: Duration, throttled: bool) {
         if let Ok(mut until) = self.rest_until.lock() {
             let candidate = Instant::now() + period;
             if until.is_none_or(|u| u < candidate) {
                 *until = Some(candidate);
+                self.throttled.store(throttled, Ordering::Relaxed);
             }
         }
     }
@@ -194,6 +197,7 @@ impl RoundRobinPool {
                     in_flight: AtomicUsize::new(0),
                     leases: AtomicU64::new(0),
                     rest_until: Mutex::new(None),
+                    throttled: std::sync::atomic::AtomicBool::new(false),
                     disabled: Mutex::new(None),
                 })
             })
@@ -247,13 +251,16 @@ impl RoundRobinPool {
         let count = self.accounts.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut soonest: Option<Duration> = None;
+        let mut all_throttled = true;
         for offset in 0..count {
             let account = &self.accounts[(start + offset) % count];
             if account.is_disabled() {
+                all_throttled = false;
                 continue;
             }
             if let Some(left) = account.resting_for(now) {
                 soonest = Some(soonest.map_or(left, |s| s.min(left)));
+                all_throttled &= account.throttled.load(Ordering::Relaxed);
                 continue;
             }
             let cap = self.policy.max_concurrency_per_account;
@@ -264,9 +271,17 @@ impl RoundRobinPool {
             }
             return Ok(Arc::clone(account));
         }
-        let error = GatewayError::no_account(
-            "Every Kiro account is resting (throttled, out of quota or failing) or disabled; try again shortly.",
-        );
+        // Throttling everywhere is the client's cue to slow down (429); anything else means the
+        // gateway has no usable account right now (503).
+        let error = if all_throttled && soonest.is_some() {
+            GatewayError::rate_limited(
+                "Kiro is throttling every account of this gateway; retry after the Retry-After delay.",
+            )
+        } else {
+            GatewayError::no_account(
+                "Every Kiro account is resting (throttled, out of quota or failing) or disabled; try again shortly.",
+            )
+        };
         Err(match soonest {
             Some(after) => error.with_retry_after(after),
             None => error,
@@ -307,7 +322,7 @@ impl TokenSource for RoundRobinPool {
                                 reason: error.message().to_owned(),
                             });
                         } else {
-                            account.rest(self.policy.failure_cooldown);
+                            account.rest(self.policy.failure_cooldown, false);
                         }
                         last_error = Some(error);
                     }
@@ -340,14 +355,14 @@ impl AccountHandle for PoolHandle {
                     seconds = period.as_secs(),
                     "account throttled; resting"
                 );
-                self.account.rest(period);
+                self.account.rest(period, true);
             }
             AttemptOutcome::QuotaExhausted => {
                 tracing::warn!(account = id, "account out of quota; resting");
-                self.account.rest(self.policy.quota_cooldown);
+                self.account.rest(self.policy.quota_cooldown, false);
             }
             AttemptOutcome::Forbidden | AttemptOutcome::TransportError => {
-                self.account.rest(self.policy.failure_cooldown);
+                self.account.rest(self.policy.failure_cooldown, false);
             }
             AttemptOutcome::InvalidGrant { reason } => {
                 tracing::error!(account = id, "account disabled: {reason}");
@@ -434,12 +449,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn all_resting_is_a_503_with_retry_after() {
+    async fn all_throttled_is_a_429_with_retry_after() {
         let pool = pool(1);
         let lease = pool.acquire("auto").await.unwrap();
         lease.report(AttemptOutcome::Throttled {
             retry_after: Some(Duration::from_secs(5)),
         });
+        drop(lease);
+        let err = pool.acquire("auto").await.unwrap_err();
+        assert_eq!(err.status(), 429);
+        assert!(err.retry_after().is_some());
+    }
+
+    #[tokio::test]
+    async fn all_out_of_quota_is_a_503() {
+        let pool = pool(1);
+        let lease = pool.acquire("auto").await.unwrap();
+        lease.report(AttemptOutcome::QuotaExhausted);
         drop(lease);
         let err = pool.acquire("auto").await.unwrap_err();
         assert_eq!(err.status(), 503);

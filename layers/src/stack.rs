@@ -18,9 +18,11 @@ use tower::ServiceBuilder;
 use crate::auth::AuthLayer;
 use crate::convert::ConvertLayer;
 use crate::kiro::service::{KiroConfig, KiroService};
+use crate::limits::OutputLimitLayer;
 use crate::pool::TokenPoolLayer;
 use crate::rescue::RescueLayer;
 use crate::resolve::ResolveModelLayer;
+use crate::thinking::{ThinkingConfig, ThinkingLayer};
 use crate::traits::{KeyStore, ModelCatalog, TokenSource, UsageSink};
 use crate::usage::UsageLayer;
 
@@ -41,27 +43,36 @@ pub struct StackDeps {
     pub kiro: KiroConfig,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Reasoning injection and parsing.
+    pub thinking: ThinkingConfig,
 }
 
 /// The chat pipeline (`/v1/chat/completions`, `/v1/messages`), outermost first:
-/// rescue, auth, convert, model resolution, token pool, usage, Kiro.
-pub fn chat_stack(
-    deps: StackDeps,
-) -> crate::rescue::Rescue<
-    crate::auth::Auth<
-        crate::convert::Convert<
-            crate::resolve::ResolveModel<
-                crate::pool::TokenPool<crate::usage::Usage<KiroService>>,
-            >,
-        >,
-    >,
-> {
+/// rescue, auth, convert, output limits, thinking, model resolution, token pool, usage, Kiro.
+pub fn chat_stack(deps: StackDeps) -> ChatStack {
     ServiceBuilder::new()
         .layer(RescueLayer)
         .layer(AuthLayer::new(deps.keys))
         .layer(ConvertLayer::new(deps.max_body_bytes))
+        .layer(OutputLimitLayer)
+        .layer(ThinkingLayer::new(deps.thinking))
         .layer(ResolveModelLayer::new(deps.models))
         .layer(TokenPoolLayer::new(deps.tokens))
         .layer(UsageLayer::new(deps.usage))
         .service(KiroService::new(deps.http, deps.kiro))
 }
+
+/// The type of the composed chat pipeline.
+pub type ChatStack = crate::rescue::Rescue<
+    crate::auth::Auth<
+        crate::convert::Convert<
+            crate::limits::OutputLimit<
+                crate::thinking::Thinking<
+                    crate::resolve::ResolveModel<
+                        crate::pool::TokenPool<crate::usage::Usage<KiroService>>,
+                    >,
+                >,
+            >,
+        >,
+    >,
+>;

@@ -29,9 +29,18 @@ pub struct Harness {
 /// Parses `serve` arguments the way the binary does, ignoring the test process's environment
 /// for the options that matter.
 pub fn serve_args(extra: &[&str]) -> ServeArgs {
-    let mut argv = vec!["kiro-gateway", "serve", "--proxy-api-key", KEY, "--log-level", "warn"];
+    let mut argv = vec![
+        "kiro-gateway",
+        "serve",
+        "--proxy-api-key",
+        KEY,
+        "--log-level",
+        "warn",
+    ];
     argv.extend_from_slice(extra);
-    let Command::Serve(args) = Cli::try_parse_from(argv).expect("valid test arguments").command;
+    let Command::Serve(args) = Cli::try_parse_from(argv)
+        .expect("valid test arguments")
+        .command;
     *args
 }
 
@@ -39,7 +48,9 @@ pub fn serve_args(extra: &[&str]) -> ServeArgs {
 /// accepts.
 pub async fn start_with(config: FakeKiroConfig, extra: &[&str]) -> Harness {
     let refresh_token = config.refresh_token.clone();
-    let fake = kiro_gateway::fake_kiro::start(config).await.expect("fake upstream starts");
+    let fake = kiro_gateway::fake_kiro::start(config)
+        .await
+        .expect("fake upstream starts");
     let base = fake.base_url();
     let mut argv: Vec<String> = vec![
         "--refresh-token".into(),
@@ -67,7 +78,9 @@ pub async fn start() -> Harness {
 /// Starts a gateway from `args` on 127.0.0.1:0.
 pub async fn start_gateway(args: ServeArgs) -> Harness {
     let usage = MemoryUsageSink::default();
-    let gateway = assemble(&args, Arc::new(usage.clone())).await.expect("gateway assembles");
+    let gateway = assemble(&args, Arc::new(usage.clone()))
+        .await
+        .expect("gateway assembles");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -101,7 +114,9 @@ impl Harness {
     }
 
     pub fn fake(&self) -> &FakeKiroHandle {
-        self.fake.as_ref().expect("this harness has a fake upstream")
+        self.fake
+            .as_ref()
+            .expect("this harness has a fake upstream")
     }
 
     pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
@@ -152,7 +167,9 @@ pub fn openai_sse(body: &str) -> (Vec<serde_json::Value>, bool) {
         if data == "[DONE]" {
             done = true;
         } else {
-            chunks.push(serde_json::from_str(data).unwrap_or_else(|e| panic!("bad SSE JSON {data:?}: {e}")));
+            chunks.push(
+                serde_json::from_str(data).unwrap_or_else(|e| panic!("bad SSE JSON {data:?}: {e}")),
+            );
         }
     }
     (chunks, done)

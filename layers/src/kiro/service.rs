@@ -101,7 +101,11 @@ async fn call_kiro(
         .extensions()
         .get::<LeaseSlot>()
         .and_then(LeaseSlot::take)
-        .ok_or_else(|| GatewayError::internal("no Kiro credential was leased for this request (stack wiring bug)"))?;
+        .ok_or_else(|| {
+            GatewayError::internal(
+                "no Kiro credential was leased for this request (stack wiring bug)",
+            )
+        })?;
     let model_id = resolved_model(&request)?.kiro_id.clone();
     let options = match request.extensions().get::<BuildOverrides>() {
         Some(overrides) => {
@@ -180,7 +184,9 @@ fn outcome_for(status: StatusCode, error: &GatewayError) -> AttemptOutcome {
         402 => AttemptOutcome::QuotaExhausted,
         403 => AttemptOutcome::Forbidden,
         s if s >= 500 => AttemptOutcome::TransportError,
-        _ if error.upstream_reason() == Some("MONTHLY_REQUEST_COUNT") => AttemptOutcome::QuotaExhausted,
+        _ if error.upstream_reason() == Some("MONTHLY_REQUEST_COUNT") => {
+            AttemptOutcome::QuotaExhausted
+        }
         _ => AttemptOutcome::Success,
     }
 }
@@ -222,10 +228,15 @@ where
         let mut chunks = state?;
         match tokio::time::timeout(idle, chunks.next()).await {
             Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(chunks))),
-            Ok(Some(Err(error))) => Some((Err(format!("the connection to Kiro broke: {error}")), None)),
+            Ok(Some(Err(error))) => {
+                Some((Err(format!("the connection to Kiro broke: {error}")), None))
+            }
             Ok(None) => None,
             Err(_) => Some((
-                Err(format!("Kiro sent nothing for {} s (STREAMING_READ_TIMEOUT)", idle.as_secs())),
+                Err(format!(
+                    "Kiro sent nothing for {} s (STREAMING_READ_TIMEOUT)",
+                    idle.as_secs()
+                )),
                 None,
             )),
         }

@@ -12,7 +12,9 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower::{Layer, Service};
 
-use super::{injection_prefix, resolve_budget, system_prompt_addition, thinking_stream, ThinkingHandling};
+use super::{
+    injection_prefix, resolve_budget, system_prompt_addition, thinking_stream, ThinkingHandling,
+};
 use crate::chat::{ChatRequest, EventStream};
 use crate::error::GatewayError;
 use crate::kiro::service::BuildOverrides;
@@ -96,7 +98,9 @@ where
             let overrides = request
                 .extensions_mut()
                 .get_or_insert_default::<BuildOverrides>();
-            overrides.system_prompt_additions.push(system_prompt_addition());
+            overrides
+                .system_prompt_additions
+                .push(system_prompt_addition());
             overrides.current_message_prefix = Some(injection_prefix(budget));
         }
         let future = self.inner.call(request);
@@ -117,7 +121,10 @@ mod tests {
     use futures_util::{stream, StreamExt};
     use tower::{service_fn, ServiceExt};
 
-    async fn run(thinking: ThinkingRequest, config: ThinkingConfig) -> (Option<BuildOverrides>, Vec<ChatEvent>) {
+    async fn run(
+        thinking: ThinkingRequest,
+        config: ThinkingConfig,
+    ) -> (Option<BuildOverrides>, Vec<ChatEvent>) {
         let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
         let seen_inner = seen.clone();
         let inner = service_fn(move |req: Request<ChatRequest>| {
@@ -132,7 +139,11 @@ mod tests {
         });
         let mut chat = ChatRequest::user_text(Dialect::Anthropic, "auto", "hi");
         chat.thinking = thinking;
-        let response = ThinkingLayer::new(config).layer(inner).oneshot(Request::new(chat)).await.unwrap();
+        let response = ThinkingLayer::new(config)
+            .layer(inner)
+            .oneshot(Request::new(chat))
+            .await
+            .unwrap();
         let events: Vec<ChatEvent> = response.into_body().map(Result::unwrap).collect().await;
         let overrides = seen.lock().unwrap().clone();
         (overrides, events)
@@ -140,31 +151,48 @@ mod tests {
 
     #[tokio::test]
     async fn client_budget_injects_and_parses() {
-        let (overrides, events) = run(ThinkingRequest::Budget(2000), ThinkingConfig::default()).await;
+        let (overrides, events) =
+            run(ThinkingRequest::Budget(2000), ThinkingConfig::default()).await;
         let prefix = overrides.unwrap().current_message_prefix.unwrap();
         assert!(prefix.contains("2000"), "{prefix}");
-        assert!(events.iter().any(|e| matches!(e, ChatEvent::ReasoningDelta(t) if t.contains("plan"))));
-        assert!(events.iter().any(|e| matches!(e, ChatEvent::TextDelta(t) if t.contains("answer"))));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, ChatEvent::ReasoningDelta(t) if t.contains("plan"))));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, ChatEvent::TextDelta(t) if t.contains("answer"))));
     }
 
     #[tokio::test]
     async fn disabled_leaves_text_alone() {
         let (overrides, events) = run(ThinkingRequest::Disabled, ThinkingConfig::default()).await;
         assert!(overrides.is_none());
-        assert_eq!(events[0], ChatEvent::TextDelta("<thinking>plan</thinking>".into()));
+        assert_eq!(
+            events[0],
+            ChatEvent::TextDelta("<thinking>plan</thinking>".into())
+        );
     }
 
     #[tokio::test]
     async fn budget_is_capped() {
-        let config = ThinkingConfig { budget_cap: 500, ..ThinkingConfig::default() };
+        let config = ThinkingConfig {
+            budget_cap: 500,
+            ..ThinkingConfig::default()
+        };
         let (overrides, _) = run(ThinkingRequest::Budget(90_000), config).await;
         let prefix = overrides.unwrap().current_message_prefix.unwrap();
-        assert!(prefix.contains("500") && !prefix.contains("90000"), "{prefix}");
+        assert!(
+            prefix.contains("500") && !prefix.contains("90000"),
+            "{prefix}"
+        );
     }
 
     #[tokio::test]
     async fn default_off_means_no_injection() {
-        let config = ThinkingConfig { enabled_by_default: false, ..ThinkingConfig::default() };
+        let config = ThinkingConfig {
+            enabled_by_default: false,
+            ..ThinkingConfig::default()
+        };
         let (overrides, _) = run(ThinkingRequest::Default, config).await;
         assert!(overrides.is_none());
     }

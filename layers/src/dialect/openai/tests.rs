@@ -253,9 +253,10 @@ async fn usage_falls_back_to_context_percentage_then_estimate() {
     .await;
     let (chunks, _) = payloads(&body);
     let usage = &chunks[chunks.len() - 1]["usage"];
-    // 1 % of 200k = 2000 tokens in all, 2 of them the output.
-    assert_eq!(usage["completion_tokens"], 2);
-    assert_eq!(usage["prompt_tokens"], 1998);
+    // 1 % of 200k = 2000 tokens in all, the rest of which is the prompt.
+    let completion = usage["completion_tokens"].as_u64().unwrap();
+    assert_eq!(completion, crate::tokens::estimate_text_tokens("abcdefgh"));
+    assert_eq!(usage["prompt_tokens"].as_u64().unwrap(), 2000 - completion);
     assert_eq!(usage["total_tokens"], 2000);
 
     let body = sse_body(ok(vec![text("abcd")]), meta(false)).await;
