@@ -171,9 +171,12 @@ fn own_valid_vectors() {
     assert_eq!(empty, vec![Message::default()]);
 }
 
+/// Whether an error is the one a vector was made to trigger.
+type ErrorCheck = fn(&FrameError) -> bool;
+
 #[test]
 fn own_invalid_vectors_report_their_kind() {
-    let cases: [(&str, fn(&FrameError) -> bool); 12] = [
+    let cases: [(&str, ErrorCheck); 12] = [
         ("invalid_prelude_crc", |e| {
             matches!(e, FrameError::PreludeCrcMismatch { .. })
         }),

@@ -141,6 +141,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// | `MONTHLY_REQUEST_COUNT` / `MONTHLY_TOKEN_COUNT` (402, or any status) | 429 quota |
 /// | 400 `INVALID_MODEL_ID` | 404 `model_not_found` |
 /// | 400 "Improperly formed request." without reason | 400 `invalid_request_error`, with the usual causes |
+/// | 400 "profileArn is required" | 502 (the gateway's account setup, not the client) |
 /// | other 400/422 | 400 with Kiro's message and reason |
 /// | 401/403 | 502 (the account's credential, not the client's key; the pool refreshes) |
 /// | 429 | 429 with `Retry-After` |
@@ -178,6 +179,17 @@ pub fn from_status(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Gate
              64 characters or an invalid tool schema, or a missing profileArn.",
             fault.message
         ))
+    } else if fault.message.contains("profileArn is required") {
+        // The gateway's account setup is at fault, not the client's request: a 502 the pool and
+        // the operator can act on.
+        GatewayError::upstream(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "Kiro requires a profileArn for this account and none was sent (Kiro: {}). \
+                 Configure the account's profile ARN.",
+                fault.describe()
+            ),
+        )
     } else if code == 429 {
         let error = GatewayError::rate_limited(format!(
             "Kiro is rate limiting this account (Kiro: {}). Retry later.",
@@ -320,6 +332,17 @@ mod tests {
         assert!(err.is_client_error());
         assert!(err.message().contains("tool result"));
         assert_eq!(err.upstream_reason(), Some("HTTP_400"));
+    }
+
+    #[test]
+    fn missing_profile_arn_is_not_blamed_on_the_client() {
+        let err = status(
+            400,
+            r#"{"message":"profileArn is required for this request.","reason":null}"#,
+        );
+        assert_eq!(err.status(), StatusCode::BAD_GATEWAY);
+        assert!(!err.is_client_error());
+        assert!(err.message().contains("profile ARN"));
     }
 
     #[test]

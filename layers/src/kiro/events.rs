@@ -21,20 +21,20 @@
 //! ```
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
-use std::fmt::Display;
-use std::pin::Pin;
 
 use bytes::Bytes;
 use bytestring::ByteString;
-use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::chat::{ChatEvent, EventStream, StopReason, TokenUsage};
+use crate::chat::{ChatEvent, StopReason, TokenUsage};
 use crate::error::GatewayError;
 use crate::kiro::errors;
-use crate::kiro::eventstream::{Decoder, Message};
+use crate::kiro::eventstream::Message;
+
+mod body;
+
+pub use body::decode_body;
 
 /// Turns Kiro messages into [`ChatEvent`]s, tracking tool calls by `toolUseId` so that starts,
 /// fragments and stops are right whatever the JSON key order and however calls interleave.
@@ -356,97 +356,6 @@ fn share(payload: &Bytes, text: JsonStr<'_>) -> ByteString {
                 .unwrap_or_else(|_| ByteString::from(text))
         }
         Cow::Owned(text) => ByteString::from(text),
-    }
-}
-
-/// Decodes a Kiro response body (a stream of byte chunks) into the typed event stream.
-///
-/// Events are yielded as soon as their frame is complete. A transport error, a framing error,
-/// an `exception` frame or a body that ends inside a frame is yielded as one
-/// [`GatewayError::upstream_stream`]-style error, after which the stream ends. A tool call that
-/// was started but never stopped is left as it is (the recover layer judges cut streams).
-pub fn decode_body<S, E>(body: S) -> EventStream
-where
-    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
-    E: Display + Send + 'static,
-{
-    let state = BodyDecoder {
-        body: Box::pin(body),
-        frames: Decoder::new(),
-        events: EventDecoder::new(),
-        ready: VecDeque::new(),
-        done: false,
-    };
-    Box::pin(futures_util::stream::unfold(
-        state,
-        |mut state| async move {
-            let item = state.next_item().await?;
-            Some((item, state))
-        },
-    ))
-}
-
-struct BodyDecoder<S> {
-    body: Pin<Box<S>>,
-    frames: Decoder,
-    events: EventDecoder,
-    ready: VecDeque<ChatEvent>,
-    done: bool,
-}
-
-impl<S, E> BodyDecoder<S>
-where
-    S: Stream<Item = Result<Bytes, E>>,
-    E: Display,
-{
-    async fn next_item(&mut self) -> Option<Result<ChatEvent, GatewayError>> {
-        loop {
-            if let Some(event) = self.ready.pop_front() {
-                return Some(Ok(event));
-            }
-            if self.done {
-                return None;
-            }
-            match self.frames.next_message() {
-                Ok(Some(message)) => {
-                    if let Err(error) = self.events.decode(&message, &mut self.ready) {
-                        return self.fail(error);
-                    }
-                }
-                Err(error) => {
-                    return self.fail(GatewayError::upstream_stream(format!(
-                        "The Kiro response stream is corrupt: {error}"
-                    )));
-                }
-                Ok(None) => match self.body.next().await {
-                    Some(Ok(chunk)) => self.frames.push_bytes(chunk),
-                    Some(Err(error)) => {
-                        return self.fail(GatewayError::upstream_stream(format!(
-                            "Reading the Kiro response body failed: {error}"
-                        )));
-                    }
-                    None => {
-                        self.done = true;
-                        if let Err(error) = self.frames.finish() {
-                            return Some(Err(GatewayError::upstream_stream(format!(
-                                "The Kiro response was cut off: {error}"
-                            ))));
-                        }
-                        if !self.events.open_tool_calls().is_empty() {
-                            tracing::debug!(
-                                open = self.events.open_tool_calls().len(),
-                                "Kiro response ended with tool calls still open"
-                            );
-                        }
-                    }
-                },
-            }
-        }
-    }
-
-    fn fail(&mut self, error: GatewayError) -> Option<Result<ChatEvent, GatewayError>> {
-        self.done = true;
-        Some(Err(error))
     }
 }
 
