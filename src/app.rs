@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use kiro_layers::auth::SingleKeyStore;
 use kiro_layers::kiro::auth::{Endpoints, RefreshingCredential};
+use kiro_layers::kiro::catalog::{CatalogHandle, CatalogRefresher};
 use kiro_layers::kiro::headers::fingerprint;
 use kiro_layers::kiro::service::KiroConfig;
 use kiro_layers::models::{fallback_models, ModelRegistry};
@@ -35,6 +36,8 @@ pub struct Gateway {
     pub credentials: Vec<Arc<RefreshingCredential>>,
     /// The fake upstream, in demo mode.
     pub demo_upstream: Option<FakeKiroHandle>,
+    /// The background `ListAvailableModels` refresher of the model catalog.
+    pub catalog: CatalogHandle,
 }
 
 /// The fingerprint seed kiro-gateway uses: host and user name of this machine.
@@ -111,15 +114,19 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
             );
         }
     }
-    let providers = credentials
+    let providers: Vec<Arc<dyn CredentialProvider>> = credentials
         .iter()
         .map(|c| Arc::clone(c) as Arc<dyn CredentialProvider>)
         .collect();
-    let pool = RoundRobinPool::new(providers, PoolPolicy::default());
+    let pool = RoundRobinPool::new(providers.clone(), PoolPolicy::default());
 
     let aliases: HashMap<String, String> = args.aliases()?.into_iter().collect();
     let models = ModelRegistry::new(fallback_models(), aliases)
         .pass_through_unknown(args.pass_through_unknown_models);
+    // In the background: start-up never waits for ListAvailableModels.
+    let catalog = CatalogRefresher::new(models.clone(), providers, http.clone())
+        .with_ttl(Duration::from_secs(args.model_cache_ttl))
+        .spawn();
 
     let kiro = KiroConfig {
         read_timeout: args.read_timeout(),
@@ -145,6 +152,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         pool,
         credentials,
         demo_upstream,
+        catalog,
     })
 }
 

@@ -159,6 +159,14 @@ pub struct ServeArgs {
     )]
     pub pass_through_unknown_models: bool,
 
+    /// Seconds between `ListAvailableModels` refreshes of the model catalog.
+    #[arg(
+        long = "model-cache-ttl",
+        env = "MODEL_CACHE_TTL",
+        default_value_t = 3600
+    )]
+    pub model_cache_ttl: u64,
+
     /// Reuse upstream connections (set false to close each streaming connection, as kiro-gateway does).
     #[arg(long = "upstream-keep-alive", env = "UPSTREAM_KEEP_ALIVE", default_value_t = true, action = clap::ArgAction::Set)]
     pub upstream_keep_alive: bool,

@@ -37,10 +37,18 @@ pub fn router(deps: StackDeps) -> Router {
         })
     };
     let max_body = deps.max_body_bytes;
-    let count_tokens = authed.service_fn(move |request: Request<Body>| async move {
-        let body = read_body(request.into_body(), max_body).await?;
-        let tokens = anthropic::count_tokens(&body)?;
-        Ok::<_, GatewayError>(json_response(&json!({ "input_tokens": tokens })))
+    let catalog = Arc::clone(&deps.models);
+    let count_tokens = authed.service_fn(move |request: Request<Body>| {
+        let catalog = Arc::clone(&catalog);
+        async move {
+            let body = read_body(request.into_body(), max_body).await?;
+            let (model, tokens) = anthropic::count_tokens_for_model(&body)?;
+            // Same name resolution as /v1/messages: an unknown model is a 404 here too.
+            if catalog.resolve(&model).is_none() {
+                return Err(GatewayError::model_not_found(&model));
+            }
+            Ok::<_, GatewayError>(json_response(&json!({ "input_tokens": tokens })))
+        }
     });
     Router::new()
         .route("/", get(root))

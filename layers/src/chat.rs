@@ -227,6 +227,9 @@ pub enum ChatEvent {
     },
     /// `metadataEvent`: real token counts.
     TokenUsage(TokenUsage),
+    /// Which client stop sequence ended the answer; comes just before `Stop(StopSequence)`.
+    /// Anthropic answers name it in `stop_sequence`; OpenAI answers have no such field.
+    StopSequenceMatched(ByteString),
     /// The upstream (or a layer) decided why the answer stopped.
     Stop(StopReason),
 }
@@ -280,6 +283,7 @@ impl UsageTally {
             ChatEvent::Metering { credits } => self.credits += credits,
             ChatEvent::ReasoningSignature(_)
             | ChatEvent::ToolUseStop { .. }
+            | ChatEvent::StopSequenceMatched(_)
             | ChatEvent::Stop(_) => {}
         }
     }

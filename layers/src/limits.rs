@@ -120,18 +120,21 @@ impl LimitedEvents {
             return;
         }
         self.held.push_str(text);
+        // The earliest match wins; at equal positions the longer sequence (what the text shows).
         let earliest = self
             .stops
             .iter()
-            .filter_map(|stop| self.held.find(stop.as_str()))
-            .min();
-        if let Some(at) = earliest {
+            .filter_map(|stop| self.held.find(stop.as_str()).map(|at| (at, stop.clone())))
+            .min_by_key(|(at, stop)| (*at, std::cmp::Reverse(stop.len())));
+        if let Some((at, stop)) = earliest {
             let before = self.held[..at].to_owned();
             self.held.clear();
             if !before.is_empty() {
                 self.ready
                     .push_back(Ok(ChatEvent::TextDelta(before.into())));
             }
+            self.ready
+                .push_back(Ok(ChatEvent::StopSequenceMatched(stop.into())));
             self.cut(StopReason::StopSequence);
             return;
         }
@@ -223,6 +226,15 @@ mod tests {
         max: Option<u64>,
         stops: &[&str],
     ) -> (String, Option<StopReason>) {
+        let (text, stop, _) = run_matched(deltas, max, stops).await;
+        (text, stop)
+    }
+
+    async fn run_matched(
+        deltas: &[&str],
+        max: Option<u64>,
+        stops: &[&str],
+    ) -> (String, Option<StopReason>, Option<String>) {
         let events: EventStream = Box::pin(stream::iter(
             deltas
                 .iter()
@@ -234,14 +246,30 @@ mod tests {
         let all: Vec<ChatEvent> = limited.map(Result::unwrap).collect().await;
         let mut text = String::new();
         let mut stop = None;
+        let mut matched = None;
         for event in all {
             match event {
                 ChatEvent::TextDelta(t) => text.push_str(&t),
+                ChatEvent::StopSequenceMatched(s) => {
+                    assert!(stop.is_none(), "the match is named before the stop");
+                    matched = Some(s.to_string());
+                }
                 ChatEvent::Stop(reason) => stop = Some(reason),
                 _ => {}
             }
         }
-        (text, stop)
+        (text, stop, matched)
+    }
+
+    #[tokio::test]
+    async fn names_the_sequence_that_matched_first() {
+        let (text, stop, matched) =
+            run_matched(&["one two", " three"], None, &["three", "two"]).await;
+        assert_eq!(text, "one ");
+        assert_eq!(stop, Some(StopReason::StopSequence));
+        assert_eq!(matched.as_deref(), Some("two"));
+        let (_, _, none) = run_matched(&["one"], Some(100), &["zzz"]).await;
+        assert_eq!(none, None);
     }
 
     #[tokio::test]

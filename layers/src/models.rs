@@ -1,6 +1,9 @@
 //! The model catalog: which Kiro models exist, how big their windows are, and how a client's
 //! model name (Claude Code's `claude-opus-4-6[1m]`, Cursor's `claude-4.6-opus`, an alias such as
 //! `auto-kiro`) resolves to a Kiro `modelId`. Every endpoint resolves names here, in one place.
+//! A Claude name the catalog lacks (`claude-3-5-haiku-20241022`, which Claude Code uses for
+//! background work) goes to the newest catalog model of the same family, unless pass-through
+//! of unknown names is on.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -115,6 +118,35 @@ fn strip_context_suffix(name: &mut String) {
     }
 }
 
+/// The Claude family (`haiku`, `sonnet`, `opus`) a normalised `claude-...` name belongs to.
+fn claude_family(name: &str) -> Option<&str> {
+    let mut parts = name.split('-');
+    if parts.next() != Some("claude") {
+        return None;
+    }
+    parts.find(|p| matches!(*p, "haiku" | "sonnet" | "opus"))
+}
+
+/// The version numbers of a Kiro id such as `claude-opus-4.7` (`[4, 7]`), for ordering.
+fn version_of(id: &str) -> Vec<u32> {
+    id.rsplit('-')
+        .next()
+        .unwrap_or_default()
+        .split('.')
+        .map_while(|n| n.parse().ok())
+        .collect()
+}
+
+/// The newest catalog model of the Claude family `requested` names, if it names one.
+fn newest_of_family<'a>(models: &'a [ModelInfo], requested: &str) -> Option<&'a ModelInfo> {
+    let family = claude_family(requested)?;
+    let prefix = format!("claude-{family}-");
+    models
+        .iter()
+        .filter(|m| m.id.starts_with(&prefix))
+        .max_by_key(|m| version_of(&m.id))
+}
+
 #[derive(Debug, Default)]
 struct CatalogState {
     models: Vec<ModelInfo>,
@@ -197,7 +229,15 @@ impl ModelCatalog for ModelRegistry {
             None => normalize_model_name(&lowered),
         };
         let state = self.snapshot();
-        match state.by_id.get(&target).map(|&i| &state.models[i]) {
+        let found = state.by_id.get(&target).map(|&i| &state.models[i]);
+        // Older Claude names (Claude Code's `claude-3-5-haiku-20241022` for background work)
+        // go to the newest model of the same family, unless the operator wants names passed on.
+        let found = found.or_else(|| {
+            (!self.pass_through)
+                .then(|| newest_of_family(&state.models, &target))
+                .flatten()
+        });
+        match found {
             Some(model) => Some(ResolvedModel {
                 requested: requested.to_owned(),
                 kiro_id: model.id.clone(),
@@ -278,6 +318,27 @@ mod tests {
     }
 
     #[test]
+    fn unknown_claude_versions_go_to_the_newest_of_their_family() {
+        let registry = ModelRegistry::with_defaults();
+        let haiku = registry.resolve("claude-3-5-haiku-20241022").unwrap();
+        assert_eq!(haiku.kiro_id, "claude-haiku-4.5");
+        assert_eq!(haiku.requested, "claude-3-5-haiku-20241022");
+        let opus = registry.resolve("claude-opus-4-1-20250805").unwrap();
+        assert_eq!(opus.kiro_id, "claude-opus-4.8");
+        let sonnet = registry.resolve("claude-3-7-sonnet-latest").unwrap();
+        assert_eq!(sonnet.kiro_id, "claude-sonnet-4.6");
+        assert!(registry.resolve("claude-instant-1").is_none());
+        let passing = ModelRegistry::with_defaults().pass_through_unknown(true);
+        assert_eq!(
+            passing
+                .resolve("claude-3-5-haiku-20241022")
+                .unwrap()
+                .kiro_id,
+            "claude-3.5-haiku"
+        );
+    }
+
+    #[test]
     fn pass_through_keeps_unknown_names() {
         let registry = ModelRegistry::with_defaults().pass_through_unknown(true);
         let resolved = registry.resolve("some-new-model").unwrap();
@@ -295,6 +356,11 @@ mod tests {
             max_output_tokens: 64_000,
         }]);
         assert!(registry.resolve("claude-sonnet-5").is_some());
-        assert!(registry.resolve("claude-sonnet-4.5").is_none());
+        assert!(registry.resolve("deepseek-3.2").is_none());
+        // A Sonnet the new list lacks lands on the newest Sonnet it has.
+        assert_eq!(
+            registry.resolve("claude-sonnet-4.5").unwrap().kiro_id,
+            "claude-sonnet-5"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! service that calls `generateAssistantResponse`.
 
 pub mod auth;
+pub mod catalog;
 pub mod errors;
 pub mod events;
 pub mod eventstream;

@@ -53,6 +53,7 @@ pub(crate) struct BlockTracker {
     open: Option<OpenBlock>,
     next_index: usize,
     stop: Option<StopReason>,
+    stop_sequence: Option<ByteString>,
     saw_tool_use: bool,
     pub(crate) tally: UsageTally,
 }
@@ -113,6 +114,7 @@ impl BlockTracker {
                 }
             }
             ChatEvent::Stop(reason) => self.stop = Some(*reason),
+            ChatEvent::StopSequenceMatched(sequence) => self.stop_sequence = Some(sequence.clone()),
             ChatEvent::TextDelta(_)
             | ChatEvent::ReasoningDelta(_)
             | ChatEvent::ContextUsage { .. }
@@ -154,6 +156,14 @@ impl BlockTracker {
                 sink.stop(index)
             }
             None => {}
+        }
+    }
+
+    /// The stop sequence that ended the answer, when one did.
+    pub(crate) fn stop_sequence(&self) -> Option<&str> {
+        match self.stop {
+            Some(StopReason::StopSequence) => self.stop_sequence.as_deref(),
+            _ => None,
         }
     }
 }

@@ -55,8 +55,15 @@ pub fn parse_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
 /// Answers `POST /v1/messages/count_tokens`: the estimated input tokens of the same body
 /// `/v1/messages` takes (`max_tokens` may be left out). Linear in the body size.
 pub fn count_tokens(body: &[u8]) -> Result<u64, GatewayError> {
+    count_tokens_for_model(body).map(|(_, tokens)| tokens)
+}
+
+/// Like [`count_tokens`], also returning the `model` the body names, so the caller can resolve
+/// it the way `/v1/messages` does (aliases, normalisation, 404 for unknown names).
+pub fn count_tokens_for_model(body: &[u8]) -> Result<(String, u64), GatewayError> {
     let request = request::parse(body, request::MaxTokens::Optional)?;
-    Ok(crate::tokens::estimate_request_tokens(&request))
+    let tokens = crate::tokens::estimate_request_tokens(&request);
+    Ok((request.model, tokens))
 }
 
 /// A fresh message id in Anthropic's shape: `msg_01` and 22 base62 characters.

@@ -105,7 +105,8 @@ impl Stream for AnthropicSse {
                         .tracker
                         .tally
                         .usage(this.meta.input_tokens_estimate, this.meta.context_window);
-                    sse::message_end(&mut this.buf, stop_reason, &usage);
+                    let stop_sequence = this.tracker.stop_sequence().map(str::to_owned);
+                    sse::message_end(&mut this.buf, stop_reason, stop_sequence.as_deref(), &usage);
                 }
             }
         }
@@ -233,7 +234,7 @@ pub async fn collect_response(
         "model": meta.model,
         "content": content,
         "stop_reason": stop_reason,
-        "stop_sequence": null,
+        "stop_sequence": tracker.stop_sequence(),
         "usage": usage_json(&usage),
     });
     serde_json::to_vec(&body)

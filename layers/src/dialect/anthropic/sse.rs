@@ -116,12 +116,22 @@ pub(crate) fn block_stop(buf: &mut BytesMut, index: usize) {
 }
 
 /// `message_delta` with the stop reason and the final usage, then `message_stop`.
-pub(crate) fn message_end(buf: &mut BytesMut, stop_reason: &str, usage: &TokenUsage) {
+pub(crate) fn message_end(
+    buf: &mut BytesMut,
+    stop_reason: &str,
+    stop_sequence: Option<&str>,
+    usage: &TokenUsage,
+) {
     buf.put_slice(
         b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"",
     );
     buf.put_slice(stop_reason.as_bytes());
-    buf.put_slice(b"\",\"stop_sequence\":null},\"usage\":");
+    buf.put_slice(b"\",\"stop_sequence\":");
+    match stop_sequence {
+        Some(sequence) => write_json_string(buf, sequence),
+        None => buf.put_slice(b"null"),
+    }
+    buf.put_slice(b"},\"usage\":");
     write_usage(buf, usage);
     buf.put_slice(b"}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
 }
