@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Drives the gateway with the official Python SDKs from PyPI. Creates .venv on first use.
+# Drives the gateway with real clients: the official Python SDKs from PyPI (in .venv, created on
+# first use) and Claude Code from npm (pinned in tests/clients/package.json, installed into
+# tests/clients/node_modules).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +11,20 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
 
+# Claude Code ships a native binary through an optional dependency; its postinstall puts it in
+# place. `npm ci` would need a lock file per platform, so install the pinned version instead.
+if command -v npm >/dev/null 2>&1; then
+  wanted=$(sed -n 's/.*"@anthropic-ai\/claude-code": "\(.*\)".*/\1/p' tests/clients/package.json)
+  installed=$(sed -n 's/.*"version": "\(.*\)".*/\1/p' \
+    tests/clients/node_modules/@anthropic-ai/claude-code/package.json 2>/dev/null || true)
+  if [ "$installed" != "$wanted" ]; then
+    (cd tests/clients && npm install --no-audit --no-fund --no-package-lock --loglevel=error)
+  fi
+else
+  echo "npm not found: the Claude Code test will be skipped" >&2
+fi
+
 cargo build --quiet --bin kiro-gateway
-export KIRO_GATEWAY_BIN="$PWD/target/debug/kiro-gateway"
+export KIRO_GATEWAY_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/kiro-gateway"
+export CLAUDE_CODE_BIN="$PWD/tests/clients/node_modules/.bin/claude"
 .venv/bin/python -m pytest -q tests/clients

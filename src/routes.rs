@@ -41,8 +41,9 @@ pub fn router(deps: StackDeps) -> Router {
     let count_tokens = authed.service_fn(move |request: Request<Body>| {
         let catalog = Arc::clone(&catalog);
         async move {
+            let options = anthropic::ParseOptions::from_headers(request.headers());
             let body = read_body(request.into_body(), max_body).await?;
-            let (model, tokens) = anthropic::count_tokens_for_model(&body)?;
+            let (model, tokens) = anthropic::count_tokens_for_model(&body, options)?;
             // Same name resolution as /v1/messages: an unknown model is a 404 here too.
             if catalog.resolve(&model).is_none() {
                 return Err(GatewayError::model_not_found(&model));

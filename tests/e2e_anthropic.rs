@@ -542,3 +542,41 @@ async fn usage_uses_real_counts_or_the_resolved_window() {
     assert!(h.usage.records().iter().all(|r| r.credits > 0.0));
     h.shutdown().await;
 }
+
+/// Claude Code sends `system` messages inside `messages` for newer models, with the
+/// `per-turn-control` beta; their text joins the system prompt sent to Kiro.
+#[tokio::test]
+async fn system_messages_are_accepted_with_the_per_turn_control_beta() {
+    let h = start().await;
+    let body = json!({
+        "model": "claude-sonnet-5-5", "max_tokens": 100,
+        "system": "You are Claude Code.",
+        "messages": [
+            {"role": "user", "content": "[fake:text:HELLO]"},
+            {"role": "system", "content": [{"type": "text", "text": "Working directory: /tmp/x"}]},
+        ],
+    });
+    let response = h
+        .http
+        .post(h.url("/v1/messages?beta=true"))
+        .header("x-api-key", KEY)
+        .header("anthropic-version", VERSION)
+        .header(
+            "anthropic-beta",
+            "claude-code-20250219,per-turn-control-2026-07-01",
+        )
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["content"][0]["text"], "HELLO");
+    let sent = h.fake().stats().last_request_body.unwrap().to_string();
+    assert!(sent.contains("Working directory: /tmp/x"), "{sent}");
+    assert!(sent.contains("You are Claude Code."));
+    h.settle(1).await;
+    // `claude-sonnet-5-5` is not in the catalog: it lands on the newest Sonnet.
+    assert_eq!(h.usage.records()[0].resolved_model, "claude-sonnet-4.6");
+    h.shutdown().await;
+}

@@ -122,7 +122,10 @@ where
             let bytes = read_body(body, limit).await?;
             let chat = match dialect {
                 Dialect::OpenAi => openai::parse_request(&bytes)?,
-                Dialect::Anthropic => anthropic::parse_request(&bytes)?,
+                Dialect::Anthropic => anthropic::parse_request_with(
+                    &bytes,
+                    anthropic::ParseOptions::from_headers(&parts.headers),
+                )?,
             };
             drop(bytes);
             let estimate = estimate_request_tokens(&chat);

@@ -52,16 +52,45 @@ pub fn parse_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
     request::parse(body, request::MaxTokens::Required)
 }
 
+/// What the request's headers allow beyond the plain Messages API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ParseOptions {
+    /// `system` messages inside `messages` are accepted (their text joins the system prompt).
+    /// Claude Code sends them with `anthropic-beta: per-turn-control-…` for newer models.
+    pub system_messages: bool,
+}
+
+impl ParseOptions {
+    /// Reads the `anthropic-beta` headers.
+    pub fn from_headers(headers: &http::HeaderMap) -> Self {
+        let system_messages = headers
+            .get_all("anthropic-beta")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|beta| beta.trim().starts_with("per-turn-control-"));
+        ParseOptions { system_messages }
+    }
+}
+
+/// [`parse_request`] with what the headers allow.
+pub fn parse_request_with(body: &[u8], options: ParseOptions) -> Result<ChatRequest, GatewayError> {
+    request::parse_with(body, request::MaxTokens::Required, options.system_messages)
+}
+
 /// Answers `POST /v1/messages/count_tokens`: the estimated input tokens of the same body
 /// `/v1/messages` takes (`max_tokens` may be left out). Linear in the body size.
 pub fn count_tokens(body: &[u8]) -> Result<u64, GatewayError> {
-    count_tokens_for_model(body).map(|(_, tokens)| tokens)
+    count_tokens_for_model(body, ParseOptions::default()).map(|(_, tokens)| tokens)
 }
 
 /// Like [`count_tokens`], also returning the `model` the body names, so the caller can resolve
 /// it the way `/v1/messages` does (aliases, normalisation, 404 for unknown names).
-pub fn count_tokens_for_model(body: &[u8]) -> Result<(String, u64), GatewayError> {
-    let request = request::parse(body, request::MaxTokens::Optional)?;
+pub fn count_tokens_for_model(
+    body: &[u8],
+    options: ParseOptions,
+) -> Result<(String, u64), GatewayError> {
+    let request = request::parse_with(body, request::MaxTokens::Optional, options.system_messages)?;
     let tokens = crate::tokens::estimate_request_tokens(&request);
     Ok((request.model, tokens))
 }

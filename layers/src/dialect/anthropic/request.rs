@@ -23,6 +23,16 @@ fn invalid(path: &str, message: impl std::fmt::Display) -> GatewayError {
 
 /// Parses the body of `POST /v1/messages` (or of `count_tokens` with [`MaxTokens::Optional`]).
 pub(crate) fn parse(body: &[u8], max_tokens_rule: MaxTokens) -> Result<ChatRequest, GatewayError> {
+    parse_with(body, max_tokens_rule, false)
+}
+
+/// [`parse`], optionally accepting `system` messages inside `messages` (the per-turn-control
+/// beta Claude Code uses). Kiro has one system prompt, so their text joins the top-level one.
+pub(crate) fn parse_with(
+    body: &[u8],
+    max_tokens_rule: MaxTokens,
+    system_messages: bool,
+) -> Result<ChatRequest, GatewayError> {
     if let Err(err) = std::str::from_utf8(body) {
         return Err(GatewayError::invalid_request(format!(
             "The request body is not valid UTF-8 (first bad byte at offset {}); send UTF-8 JSON.",
@@ -59,12 +69,22 @@ pub(crate) fn parse(body: &[u8], max_tokens_rule: MaxTokens) -> Result<ChatReque
         },
     };
 
+    let mut turn_system = Vec::new();
     let messages = match root.remove("messages") {
-        Some(Value::Array(messages)) if !messages.is_empty() => messages
-            .into_iter()
-            .enumerate()
-            .map(|(i, m)| parse_message(m, i))
-            .collect::<Result<Vec<_>, _>>()?,
+        Some(Value::Array(messages)) if !messages.is_empty() => {
+            let mut parsed = Vec::with_capacity(messages.len());
+            for (i, m) in messages.into_iter().enumerate() {
+                if system_messages && m.get("role").and_then(Value::as_str) == Some("system") {
+                    turn_system.push(parse_system_message(m, i)?);
+                } else {
+                    parsed.push(parse_message(m, i)?);
+                }
+            }
+            if parsed.is_empty() {
+                return Err(invalid("messages", "must contain a user message"));
+            }
+            parsed
+        }
         Some(Value::Array(_)) => {
             return Err(invalid("messages", "must contain at least one message"))
         }
@@ -72,7 +92,11 @@ pub(crate) fn parse(body: &[u8], max_tokens_rule: MaxTokens) -> Result<ChatReque
         None => return Err(invalid("messages", "field required")),
     };
 
-    let system = parse_system(root.remove("system"))?;
+    let mut system = parse_system(root.remove("system"))?;
+    if !turn_system.is_empty() {
+        let joined = system.into_iter().chain(turn_system).collect::<Vec<_>>();
+        system = Some(joined.join("\n\n"));
+    }
     let mut tools = parse_tools(root.remove("tools"))?;
     if tool_choice_is_none(root.remove("tool_choice"))? {
         // `none` forbids tool calls; offering no tools is the only way to honour it upstream.
@@ -155,6 +179,31 @@ fn parse_message(value: Value, index: usize) -> Result<Message, GatewayError> {
     };
     let content = parse_content(message.remove("content"), &format!("{path}.content"))?;
     Ok(Message { role, content })
+}
+
+/// The text of a `system` message inside `messages` (string or text blocks).
+fn parse_system_message(value: Value, index: usize) -> Result<String, GatewayError> {
+    let path = format!("messages.{index}");
+    let Value::Object(mut message) = value else {
+        return Err(invalid(
+            &path,
+            "must be an object with `role` and `content`",
+        ));
+    };
+    let content = parse_content(message.remove("content"), &format!("{path}.content"))?;
+    let mut texts = Vec::with_capacity(content.len());
+    for (i, block) in content.into_iter().enumerate() {
+        match block {
+            ContentBlock::Text(text) => texts.push(text),
+            _ => {
+                return Err(invalid(
+                    &format!("{path}.content.{i}"),
+                    "system messages may only carry text",
+                ))
+            }
+        }
+    }
+    Ok(texts.join("\n"))
 }
 
 fn parse_content(value: Option<Value>, path: &str) -> Result<Vec<ContentBlock>, GatewayError> {
