@@ -42,13 +42,29 @@ async fn setup() -> Setup {
     let fake = Box::leak(Box::new(fake));
 
     let argv = [
-        "kiro-gateway", "serve", "--proxy-api-key", KEY, "--log-level", "error",
-        "--refresh-token", &refresh_token, "--profile-arn", FAKE_PROFILE_ARN,
-        "--kiro-api-url", &base, "--kiro-desktop-auth-url", &base, "--kiro-oidc-url", &base,
-        "--fake-reasoning", "false",
+        "kiro-gateway",
+        "serve",
+        "--proxy-api-key",
+        KEY,
+        "--log-level",
+        "error",
+        "--refresh-token",
+        &refresh_token,
+        "--profile-arn",
+        FAKE_PROFILE_ARN,
+        "--kiro-api-url",
+        &base,
+        "--kiro-desktop-auth-url",
+        &base,
+        "--kiro-oidc-url",
+        &base,
+        "--fake-reasoning",
+        "false",
     ];
     let Command::Serve(args) = Cli::try_parse_from(argv).expect("arguments").command;
-    let gateway = assemble(&args, Arc::new(MemoryUsageSink::default())).await.expect("assembles");
+    let gateway = assemble(&args, Arc::new(MemoryUsageSink::default()))
+        .await
+        .expect("assembles");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gateway_url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(kiro_gateway::server::serve(
@@ -69,7 +85,10 @@ async fn setup() -> Setup {
     }))
     .unwrap();
     Setup {
-        client: reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap(),
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap(),
         upstream_url: format!("{base}/generateAssistantResponse"),
         upstream_token,
         upstream_body,
@@ -78,9 +97,17 @@ async fn setup() -> Setup {
 }
 
 fn stack(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let setup = Arc::new(runtime.block_on(setup()));
-    let openai = serde_json::to_vec(&json!({"model": "auto", "stream": true, "messages": [{"role": "user", "content": "hi"}]})).unwrap();
+    let openai = serde_json::to_vec(
+        &json!({"model": "auto", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .unwrap();
+    let openai_limited = serde_json::to_vec(&json!({"model": "auto", "stream": true, "max_tokens": 1000, "messages": [{"role": "user", "content": "hi"}]})).unwrap();
     let anthropic = serde_json::to_vec(&json!({"model": "auto", "stream": true, "max_tokens": 1000, "messages": [{"role": "user", "content": "hi"}]})).unwrap();
 
     let mut group = c.benchmark_group("per_request_100_deltas");
@@ -102,6 +129,11 @@ fn stack(c: &mut Criterion) {
     });
     for (name, path, body) in [
         ("gateway_openai_stream", "/v1/chat/completions", &openai),
+        (
+            "gateway_openai_stream_max_tokens",
+            "/v1/chat/completions",
+            &openai_limited,
+        ),
         ("gateway_anthropic_stream", "/v1/messages", &anthropic),
     ] {
         let url = format!("{}{path}", setup.gateway_url);

@@ -67,7 +67,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route_service("/v1/messages", kiro);
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    println!("host app with kiro-gateway on http://{}", listener.local_addr()?);
+    println!(
+        "host app with kiro-gateway on http://{}",
+        listener.local_addr()?
+    );
     axum::serve(listener, app).await?;
     Ok(())
 }

@@ -26,7 +26,10 @@ async fn host_routes_and_gateway_routes_live_side_by_side() {
     let http = reqwest::Client::new();
     let credential = RefreshingCredential::new(
         "embedded".into(),
-        Arc::new(MemoryStore::new(TokenSet { refresh_token, ..TokenSet::default() })),
+        Arc::new(MemoryStore::new(TokenSet {
+            refresh_token,
+            ..TokenSet::default()
+        })),
         Endpoints::all_at(&fake.base_url()),
         "us-east-1".into(),
         None,
@@ -52,8 +55,15 @@ async fn host_routes_and_gateway_routes_live_side_by_side() {
         .route("/hello", get(|| async { "host" }))
         .route_service("/v1/messages", kiro);
 
-    let hello = app.clone().oneshot(Request::get("/hello").body(Body::empty()).unwrap()).await.unwrap();
-    assert_eq!(hello.into_body().collect().await.unwrap().to_bytes(), "host");
+    let hello = app
+        .clone()
+        .oneshot(Request::get("/hello").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        hello.into_body().collect().await.unwrap().to_bytes(),
+        "host"
+    );
 
     let request = Request::post("/v1/messages")
         .header("x-api-key", "host-key")
@@ -68,7 +78,12 @@ async fn host_routes_and_gateway_routes_live_side_by_side() {
     let body: serde_json::Value =
         serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(body["type"], "message");
-    let text = body["content"].as_array().unwrap().iter().filter_map(|b| b["text"].as_str()).collect::<String>();
+    let text = body["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["text"].as_str())
+        .collect::<String>();
     assert!(text.contains("embedded hello"), "{body}");
     assert_eq!(usage.records().len(), 1);
 }
