@@ -26,6 +26,9 @@ struct Args {
     /// Do not require a profileArn in chat requests.
     #[arg(long)]
     no_profile_arn: bool,
+    /// Answer every chat request at once with one pre-encoded body of N text deltas (load tests).
+    #[arg(long)]
+    precomputed: Option<usize>,
 }
 
 #[tokio::main]
@@ -36,6 +39,10 @@ async fn main() -> std::io::Result<()> {
         config.chunking = Chunking::Whole;
     }
     config.rules.require_profile_arn = !args.no_profile_arn;
+    if let Some(deltas) = args.precomputed {
+        config.precomputed_deltas = Some(deltas);
+        config.chunking = Chunking::Whole;
+    }
     let refresh_token = config.refresh_token.clone();
     let client_id = config.oidc_client_id.clone();
     let client_secret = config.oidc_client_secret.clone();

@@ -105,7 +105,7 @@ impl Default for FakeKiroConfig {
             precomputed_deltas: None,
             capture_dir: PathBuf::from(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/tests/data/kiro-captures"
+                "/layers/test_data/kiro-captures"
             )),
         }
     }

@@ -520,7 +520,10 @@ fn echo_text(ctx: &ChatContext) -> String {
         );
     }
     const MAX_QUOTE_CHARS: usize = 500;
+    // The user's own words are the last paragraph: the gateway puts the system prompt and the
+    // reasoning instructions in front of them, separated by a blank line.
     let text = ctx.user_text.trim();
+    let text = text.rsplit("\n\n").next().unwrap_or(text).trim();
     let count = text.chars().count();
     let quoted: String = if count > MAX_QUOTE_CHARS {
         // The user's own words sit at the end (system prompt and thinking prefix go first).

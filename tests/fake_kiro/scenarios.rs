@@ -345,7 +345,7 @@ async fn capture_replays_the_real_body_byte_for_byte() {
     assert_eq!(status, 200);
     let expected = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/kiro-captures/kiro-cli-q-20260524-t06-two-tooluses-read.bin"
+        "/layers/test_data/kiro-captures/kiro-cli-q-20260524-t06-two-tooluses-read.bin"
     ))
     .unwrap();
     assert_eq!(chunks.concat(), expected);

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Load run over loopback: the real gateway (release build) in front of a fast fake Kiro that
+# answers every request with one pre-encoded body of 100 text deltas; 64 connections, streamed
+# requests. Measures (1) the gateway's throughput and (2) the latency it adds at a fixed
+# 500 requests/s, against calling the fake upstream directly in the same run.
+#
+#   bash benches/load.sh            # needs `oha` (cargo install oha) and python3
+#
+# Everything runs on this machine; nothing leaves loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+RATE=${RATE:-500}
+command -v oha >/dev/null || { echo "oha not found: cargo install oha" >&2; exit 1; }
+
+cargo build --release --quiet --bin kiro-gateway --example fake_kiro
+work=$(mktemp -d)
+cleanup() { kill "${fake_pid:-}" "${gw_pid:-}" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP=$(free_port); GW=$(free_port)
+
+target/release/examples/fake_kiro --port "$UP" --precomputed 100 >"$work/fake.out" 2>&1 &
+fake_pid=$!
+for _ in $(seq 100); do grep -q "access token" "$work/fake.out" 2>/dev/null && break; sleep 0.1; done
+ACCESS=$(sed -n 's/^access token (valid 1 h): //p' "$work/fake.out")
+REFRESH=$(sed -n 's/^refresh token: //p' "$work/fake.out")
+ARN="arn:aws:codewhisperer:us-east-1:000000000000:profile/LOADTEST"
+
+PROXY_API_KEY=load-key REFRESH_TOKEN="$REFRESH" PROFILE_ARN="$ARN" SERVER_PORT="$GW" \
+KIRO_API_URL="http://127.0.0.1:$UP" KIRO_DESKTOP_AUTH_URL="http://127.0.0.1:$UP" \
+KIRO_OIDC_URL="http://127.0.0.1:$UP" FAKE_REASONING=false LOG_LEVEL=warn \
+  target/release/kiro-gateway serve >"$work/gw.out" 2>&1 &
+gw_pid=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$GW/health" >/dev/null && break; sleep 0.1; done
+
+cat >"$work/direct.json" <<JSON
+{"conversationState":{"chatTriggerType":"MANUAL","conversationId":"00000000-0000-4000-8000-000000000000","currentMessage":{"userInputMessage":{"content":"hi","modelId":"auto","origin":"AI_EDITOR"}}},"profileArn":"$ARN"}
+JSON
+echo '{"model":"auto","stream":true,"messages":[{"role":"user","content":"hi"}]}' >"$work/openai.json"
+
+direct=(-m POST -H "Authorization: Bearer $ACCESS" -H "content-type: application/json" -D "$work/direct.json" "http://127.0.0.1:$UP/generateAssistantResponse")
+gateway=(-m POST -H "Authorization: Bearer load-key" -H "content-type: application/json" -D "$work/openai.json" "http://127.0.0.1:$GW/v1/chat/completions")
+
+# Warm up connections and the credential.
+oha --no-tui -n 200 -c 8 --output-format quiet "${gateway[@]}" || true
+
+run() { # name, extra oha args..., target args...
+  local name=$1; shift
+  oha --no-tui -z "$DURATION" -c "$CONNECTIONS" --output-format json "$@" >"$work/$name.json"
+}
+run direct_max "${direct[@]}"
+run gateway_max "${gateway[@]}"
+run direct_rate -q "$RATE" "${direct[@]}"
+run gateway_rate -q "$RATE" "${gateway[@]}"
+
+python3 - "$work" <<'PY'
+import json, sys, os
+work = sys.argv[1]
+def load(name):
+    with open(os.path.join(work, name + ".json")) as f:
+        return json.load(f)
+def rps(d): return d["summary"]["requestsPerSec"]
+def p(d, q): return d["latencyPercentiles"][q] * 1000.0
+def ok(d):
+    codes = d.get("statusCodeDistribution", {})
+    return sum(v for k, v in codes.items() if k.startswith("2")), sum(codes.values())
+for name in ("direct_max", "gateway_max", "direct_rate", "gateway_rate"):
+    d = load(name)
+    good, total = ok(d)
+    print(f"{name:13s} {rps(d):9.0f} req/s  p50 {p(d,'p50'):7.3f} ms  p99 {p(d,'p99'):7.3f} ms  ok {good}/{total}")
+dm, gm, dr, gr = (load(n) for n in ("direct_max", "gateway_max", "direct_rate", "gateway_rate"))
+print(f"gateway throughput: {rps(gm):.0f} req/s ({rps(gm)/rps(dm):.2f}x of calling the fake directly)")
+print(f"added p99 at {rps(gr):.0f} req/s: {p(gr,'p99') - p(dr,'p99'):.3f} ms")
+PY
