@@ -36,7 +36,16 @@ pub struct DebugSettings {
 pub struct DebugWriter {
     mode: DebugMode,
     queue: mpsc::Sender<CaptureRecord>,
-    dropped: Arc<AtomicU64>,
+    counts: Arc<Counts>,
+}
+
+/// What the writer has done so far.
+#[derive(Debug, Default)]
+struct Counts {
+    seen: AtomicU64,
+    kept: AtomicU64,
+    written: AtomicU64,
+    dropped: AtomicU64,
 }
 
 impl DebugWriter {
@@ -53,6 +62,8 @@ impl DebugWriter {
         })?;
         let (queue, mut receiver) = mpsc::channel::<CaptureRecord>(QUEUE);
         let mode = settings.mode.clone();
+        let counts = Arc::new(Counts::default());
+        let written = Arc::clone(&counts);
         std::thread::Builder::new()
             .name("debug-capture".into())
             .spawn(move || {
@@ -61,6 +72,7 @@ impl DebugWriter {
                         tracing::warn!("debug capture not written: {error}");
                     }
                     prune(&settings.dir, settings.max_bytes, settings.max_age);
+                    written.written.fetch_add(1, Ordering::Release);
                 }
             })
             .map_err(|e| format!("could not start the debug capture writer: {e}"))?;
@@ -70,23 +82,45 @@ impl DebugWriter {
         Ok(Some(Arc::new(DebugWriter {
             mode,
             queue,
-            dropped: Arc::default(),
+            counts,
         })))
+    }
+
+    /// Finished requests offered to the writer.
+    pub fn seen(&self) -> u64 {
+        self.counts.seen.load(Ordering::Acquire)
+    }
+
+    /// Captures the mode kept.
+    pub fn kept(&self) -> u64 {
+        self.counts.kept.load(Ordering::Acquire)
+    }
+
+    /// Captures written (or that failed to write) by the background thread.
+    pub fn written(&self) -> u64 {
+        self.counts.written.load(Ordering::Acquire)
     }
 
     /// Captures dropped because the writer fell behind.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.counts.dropped.load(Ordering::Relaxed)
     }
 }
 
 impl CaptureSink for DebugWriter {
     fn submit(&self, record: CaptureRecord) {
-        if !self.mode.keeps(&record) {
+        let keep = self.mode.keeps(&record);
+        if keep {
+            self.counts.kept.fetch_add(1, Ordering::Release);
+        }
+        self.counts.seen.fetch_add(1, Ordering::Release);
+        if !keep {
             return;
         }
         if self.queue.try_send(record).is_err() {
-            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            // Counted as written too, so `written == kept` still means "nothing pending".
+            self.counts.written.fetch_add(1, Ordering::Release);
+            let dropped = self.counts.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
                 tracing::warn!(dropped, "debug capture queue full; captures dropped");
             }
