@@ -64,7 +64,11 @@ async fn run(mode: &str) -> Run {
     assert_eq!(writer.seen(), 2, "both requests reach the writer");
     assert_eq!(writer.written(), writer.kept());
     assert_eq!(writer.dropped(), 0);
-    let access_token = h.gateway.credentials[0].current().await.unwrap().access_token;
+    let access_token = h.gateway.credentials[0]
+        .current()
+        .await
+        .unwrap()
+        .access_token;
     let refresh_token = h.fake().current_refresh_token();
     let files = read_captures(&dir);
     let kept = writer.kept();
@@ -86,7 +90,11 @@ fn read_captures(dir: &Path) -> Vec<Vec<Value>> {
     names
         .iter()
         .map(|path| {
-            assert_eq!(path.extension().unwrap(), "jsonl", "only captures in {path:?}");
+            assert_eq!(
+                path.extension().unwrap(),
+                "jsonl",
+                "only captures in {path:?}"
+            );
             std::fs::read_to_string(path)
                 .unwrap()
                 .lines()
@@ -127,10 +135,19 @@ async fn mode_all_captures_every_boundary_of_every_request() {
     assert_eq!(run.kept, 2);
     assert_eq!(run.files.len(), 2);
     assert_no_secret(&run);
-    let ok = run.files.iter().find(|f| !is_failed(f)).expect("the good one");
+    let ok = run
+        .files
+        .iter()
+        .find(|f| !is_failed(f))
+        .expect("the good one");
     let kinds_ok = kinds(ok);
     assert_eq!(kinds_ok[0], "request");
-    for kind in ["client_request", "kiro_request", "upstream_frame", "client_response"] {
+    for kind in [
+        "client_request",
+        "kiro_request",
+        "upstream_frame",
+        "client_response",
+    ] {
         assert!(kinds_ok.contains(&kind), "{kind} missing: {kinds_ok:?}");
     }
     assert!(!kinds_ok.contains(&"error"));
@@ -144,7 +161,10 @@ async fn mode_all_captures_every_boundary_of_every_request() {
     assert_eq!(prompt, "[fake:echo] please remember <redacted> for me");
     let kiro = ok.iter().find(|l| l["kind"] == "kiro_request").unwrap();
     assert!(kiro["body"]["conversationState"].is_object(), "{kiro}");
-    let frames: Vec<&Value> = ok.iter().filter(|l| l["kind"] == "upstream_frame").collect();
+    let frames: Vec<&Value> = ok
+        .iter()
+        .filter(|l| l["kind"] == "upstream_frame")
+        .collect();
     assert!(frames
         .iter()
         .any(|f| f["event"] == "assistantResponseEvent" && f["payload"]["content"].is_string()));
@@ -152,15 +172,28 @@ async fn mode_all_captures_every_boundary_of_every_request() {
     let sent = sent["text"].as_str().unwrap();
     assert!(sent.contains("data: [DONE]"));
 
-    let failed = run.files.iter().find(|f| is_failed(f)).expect("the failed one");
+    let failed = run
+        .files
+        .iter()
+        .find(|f| is_failed(f))
+        .expect("the failed one");
     let kinds_failed = kinds(failed);
     assert_eq!(failed[0]["status"], 400);
     assert_eq!(failed[0]["kiro_status"], 400);
     for kind in ["client_request", "kiro_request", "upstream_body", "error"] {
-        assert!(kinds_failed.contains(&kind), "{kind} missing: {kinds_failed:?}");
+        assert!(
+            kinds_failed.contains(&kind),
+            "{kind} missing: {kinds_failed:?}"
+        );
     }
-    let upstream = failed.iter().find(|l| l["kind"] == "upstream_body").unwrap();
-    assert_eq!(upstream["body"]["reason"], "CONTENT_LENGTH_EXCEEDS_THRESHOLD");
+    let upstream = failed
+        .iter()
+        .find(|l| l["kind"] == "upstream_body")
+        .unwrap();
+    assert_eq!(
+        upstream["body"]["reason"],
+        "CONTENT_LENGTH_EXCEEDS_THRESHOLD"
+    );
     let _ = std::fs::remove_dir_all(&run.dir);
 }
 
@@ -235,7 +268,9 @@ async fn the_cli_lists_and_shows_captures() {
     assert!(show.status.success());
     let shown = String::from_utf8(show.stdout).unwrap();
     assert!(shown.contains(&request_id));
-    assert!(shown.lines().all(|l| serde_json::from_str::<Value>(l).is_ok()));
+    assert!(shown
+        .lines()
+        .all(|l| serde_json::from_str::<Value>(l).is_ok()));
     let missing = std::process::Command::new(exe)
         .args(["debug", "--debug-dir"])
         .arg(&run.dir)
