@@ -121,7 +121,7 @@ where
             }
             Ok(response.map(|inner| {
                 InSpan {
-                    inner,
+                    inner: Some(inner),
                     span: body_span,
                 }
                 .boxed_unsync()
@@ -133,7 +133,8 @@ where
 
 /// A response body polled inside the request's span.
 struct InSpan {
-    inner: ResponseBody,
+    /// Always `Some` until drop, which takes it out to drop it inside the span.
+    inner: Option<ResponseBody>,
     span: tracing::Span,
 }
 
@@ -147,15 +148,23 @@ impl http_body::Body for InSpan {
     ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Infallible>>> {
         let this = &mut *self;
         let _entered = this.span.enter();
-        Pin::new(&mut this.inner).poll_frame(cx)
+        match this.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner
+            .as_ref()
+            .is_none_or(|inner| inner.is_end_stream())
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+        self.inner.as_ref().map_or_else(
+            || http_body::SizeHint::with_exact(0),
+            |inner| inner.size_hint(),
+        )
     }
 }
 
@@ -163,8 +172,7 @@ impl Drop for InSpan {
     fn drop(&mut self) {
         // The stream's own guards (usage, lease, capture) run their drop work inside the span.
         let _entered = self.span.enter();
-        let inner = std::mem::replace(&mut self.inner, full(bytes::Bytes::new()));
-        drop(inner);
+        drop(self.inner.take());
     }
 }
 
