@@ -149,11 +149,17 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
             .map(|d| d as Arc<dyn kiro_layers::capture::CaptureSink>),
     };
     let readiness = crate::ops::Readiness::new(pool.clone());
-    let ops = crate::ops::routes(crate::ops::OpsState {
+    let mut ops = crate::ops::routes(crate::ops::OpsState {
         pool: pool.clone(),
         credentials: credentials.clone(),
         readiness: readiness.clone(),
     });
+    if let Some(admin_key) = args.admin_api_key.as_deref().filter(|k| !k.is_empty()) {
+        ops = ops.merge(crate::ops::admin_debug::routes(
+            admin_key,
+            args.debug_dir.clone(),
+        ));
+    }
     Ok(Gateway {
         router: router(deps.clone()).merge(ops),
         deps,

@@ -239,6 +239,10 @@ pub struct ServeArgs {
     #[arg(long = "debug-max-age", env = "DEBUG_MAX_AGE", default_value = "7d")]
     pub debug_max_age: String,
 
+    /// Key of the admin endpoints (`GET /admin/debug`); unset: those endpoints do not exist.
+    #[arg(long = "admin-api-key", env = "ADMIN_API_KEY", hide_env_values = true)]
+    pub admin_api_key: Option<String>,
+
     /// Seconds open streams get to finish after SIGTERM / Ctrl-C.
     #[arg(
         long = "shutdown-timeout",
@@ -297,6 +301,7 @@ impl ServeArgs {
     pub fn debug_settings(&self) -> Result<crate::debug::DebugSettings, String> {
         let mut secrets = vec![self.proxy_api_key.clone()];
         secrets.extend(self.refresh_token.clone());
+        secrets.extend(self.admin_api_key.clone());
         Ok(crate::debug::DebugSettings {
             mode: self.debug_mode.parse()?,
             dir: self.debug_dir.clone(),

@@ -280,3 +280,121 @@ async fn the_cli_lists_and_shows_captures() {
     assert!(!missing.status.success());
     let _ = std::fs::remove_dir_all(&run.dir);
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_stream_is_still_captured_once() {
+    let dir = temp_dir();
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let h = start_with(
+        FakeKiroConfig::default(),
+        &["--debug-mode", "all", "--debug-dir", &dir_arg],
+    )
+    .await;
+    let mut response = h
+        .post(
+            "/v1/chat/completions",
+            chat("claude-sonnet-4.5", "[fake:stall] wait for it", true),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let first = response
+        .chunk()
+        .await
+        .unwrap()
+        .expect("some output before the stall");
+    assert!(!first.is_empty());
+    drop(response);
+    let writer = h.gateway.debug.clone().unwrap();
+    for _ in 0..500 {
+        if writer.seen() >= 1 && writer.written() == writer.kept() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(writer.seen(), 1);
+    let files = read_captures(&dir);
+    assert_eq!(files.len(), 1);
+    let sent = files[0]
+        .iter()
+        .find(|l| l["kind"] == "client_response")
+        .expect("what was sent before the client left");
+    assert!(!sent["text"].as_str().unwrap().contains("[DONE]"));
+    h.settle(1).await;
+    h.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_admin_endpoint_lists_and_shows_captures_to_the_admin_only() {
+    let dir = temp_dir();
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let admin = "admin-key-for-tests";
+    let h = start_with(
+        FakeKiroConfig::default(),
+        &[
+            "--debug-mode",
+            "all",
+            "--debug-dir",
+            &dir_arg,
+            "--admin-api-key",
+            admin,
+        ],
+    )
+    .await;
+    let response = h
+        .post(
+            "/v1/chat/completions",
+            chat("claude-sonnet-4.5", "hi", false),
+        )
+        .await;
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    response.text().await.unwrap();
+    let writer = h.gateway.debug.clone().unwrap();
+    for _ in 0..500 {
+        if writer.seen() >= 1 && writer.written() == writer.kept() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let denied = h
+        .http
+        .get(h.url("/admin/debug"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401, "the client key is not the admin key");
+    let list: Value = h
+        .http
+        .get(h.url("/admin/debug"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        list["data"][0]["request"]["request_id"],
+        request_id.as_str()
+    );
+    let shown = h
+        .http
+        .get(h.url(&format!("/admin/debug/{request_id}")))
+        .header("x-api-key", admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shown.status(), 200);
+    let text = shown.text().await.unwrap();
+    assert!(text
+        .lines()
+        .any(|l| l.contains("\"kind\":\"kiro_request\"")));
+    assert!(!text.contains(admin) && !text.contains(KEY));
+    h.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,6 +1,7 @@
 //! Operator endpoints: `GET /metrics` (Prometheus text format) and `GET /ready` (readiness for a
 //! load balancer). `GET /health` (liveness) stays in [`crate::routes`].
 
+pub mod admin_debug;
 pub mod prometheus;
 pub mod ready;
 
