@@ -61,7 +61,9 @@ async fn setup() -> Setup {
         "--fake-reasoning",
         "false",
     ];
-    let Command::Serve(args) = Cli::try_parse_from(argv).expect("arguments").command;
+    let Command::Serve(args) = Cli::try_parse_from(argv).expect("arguments").command else {
+        unreachable!("the arguments name the serve command")
+    };
     let gateway = assemble(&args, Arc::new(MemoryUsageSink::default()))
         .await
         .expect("assembles");

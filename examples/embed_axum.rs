@@ -59,6 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         kiro: KiroConfig::default(),
         max_body_bytes: 8 * 1024 * 1024,
         thinking: Default::default(),
+        capture: None,
     });
 
     let app = Router::new()

@@ -38,6 +38,10 @@ pub struct Gateway {
     pub demo_upstream: Option<FakeKiroHandle>,
     /// The background `ListAvailableModels` refresher of the model catalog.
     pub catalog: CatalogHandle,
+    /// `GET /ready`: add checks (the database) with [`crate::ops::Readiness::add`].
+    pub readiness: crate::ops::Readiness,
+    /// The debug capture writer, when `DEBUG_MODE` is not off.
+    pub debug: Option<Arc<crate::debug::DebugWriter>>,
 }
 
 /// The fingerprint seed kiro-gateway uses: host and user name of this machine.
@@ -136,6 +140,8 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
             ..Default::default()
         },
     };
+    crate::ops::prometheus::install();
+    let debug = crate::debug::DebugWriter::start(args.debug_settings()?)?;
     let deps = StackDeps {
         keys: Arc::new(SingleKeyStore::new(&args.proxy_api_key)),
         tokens: Arc::new(pool.clone()),
@@ -145,14 +151,31 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         kiro,
         max_body_bytes: args.max_body_bytes,
         thinking: args.thinking_config()?,
+        capture: debug
+            .clone()
+            .map(|d| d as Arc<dyn kiro_layers::capture::CaptureSink>),
     };
+    let readiness = crate::ops::Readiness::new(pool.clone());
+    let mut ops = crate::ops::routes(crate::ops::OpsState {
+        pool: pool.clone(),
+        credentials: credentials.clone(),
+        readiness: readiness.clone(),
+    });
+    if let Some(admin_key) = args.admin_api_key.as_deref().filter(|k| !k.is_empty()) {
+        ops = ops.merge(crate::ops::admin_debug::routes(
+            admin_key,
+            args.debug_dir.clone(),
+        ));
+    }
     Ok(Gateway {
-        router: router(deps.clone()),
+        router: router(deps.clone()).merge(ops),
         deps,
         pool,
         credentials,
         demo_upstream,
         catalog,
+        readiness,
+        debug,
     })
 }
 

@@ -23,6 +23,33 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway (OpenAI /v1/chat/completions, Anthropic /v1/messages, /v1/models).
     Serve(Box<ServeArgs>),
+    /// List and show debug captures (see DEBUG_MODE).
+    Debug(DebugArgs),
+    /// Print the configuration reference (docs/configuration.md) generated from these options.
+    ConfigReference,
+}
+
+/// Options of `kiro-gateway debug`.
+#[derive(Debug, Clone, Args)]
+pub struct DebugArgs {
+    /// Directory of the captures.
+    #[arg(long = "debug-dir", env = "DEBUG_DIR", default_value = "debug_logs")]
+    pub debug_dir: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: DebugAction,
+}
+
+/// `kiro-gateway debug` actions.
+#[derive(Debug, Clone, Subcommand)]
+pub enum DebugAction {
+    /// One line per capture, newest first.
+    List,
+    /// Print one capture (JSON lines).
+    Show {
+        /// The capture id from `debug list`, or the request id (`x-request-id`).
+        id: String,
+    },
 }
 
 /// Log output format.
@@ -203,6 +230,27 @@ pub struct ServeArgs {
     )]
     pub fake_reasoning_handling: String,
 
+    /// Capture requests for debugging: off, errors (failed requests only), all, or
+    /// trace:<user id or key id>. Secrets are redacted before anything is written.
+    #[arg(long = "debug-mode", env = "DEBUG_MODE", default_value = "off")]
+    pub debug_mode: String,
+
+    /// Directory of the debug captures.
+    #[arg(long = "debug-dir", env = "DEBUG_DIR", default_value = "debug_logs")]
+    pub debug_dir: PathBuf,
+
+    /// Largest total size of the debug captures in bytes; the oldest are deleted first.
+    #[arg(long = "debug-max-bytes", env = "DEBUG_MAX_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub debug_max_bytes: u64,
+
+    /// Age after which debug captures are deleted (seconds, or with s, m, h, d).
+    #[arg(long = "debug-max-age", env = "DEBUG_MAX_AGE", default_value = "7d")]
+    pub debug_max_age: String,
+
+    /// Key of the admin endpoints (`GET /admin/debug`); unset: those endpoints do not exist.
+    #[arg(long = "admin-api-key", env = "ADMIN_API_KEY", hide_env_values = true)]
+    pub admin_api_key: Option<String>,
+
     /// Seconds open streams get to finish after SIGTERM / Ctrl-C.
     #[arg(
         long = "shutdown-timeout",
@@ -257,6 +305,20 @@ impl ServeArgs {
         })
     }
 
+    /// The debug capture settings.
+    pub fn debug_settings(&self) -> Result<crate::debug::DebugSettings, String> {
+        let mut secrets = vec![self.proxy_api_key.clone()];
+        secrets.extend(self.refresh_token.clone());
+        secrets.extend(self.admin_api_key.clone());
+        Ok(crate::debug::DebugSettings {
+            mode: self.debug_mode.parse()?,
+            dir: self.debug_dir.clone(),
+            max_bytes: self.debug_max_bytes,
+            max_age: crate::debug::mode::parse_age(&self.debug_max_age)?,
+            secrets,
+        })
+    }
+
     /// Upstream silence limit.
     pub fn read_timeout(&self) -> Duration {
         Duration::from_secs(self.streaming_read_timeout.max(1))
@@ -277,14 +339,18 @@ mod tests {
     fn parses_aliases() {
         let cli = Cli::try_parse_from(["kiro-gateway", "serve", "--model-aliases", "a=b, c = d"])
             .unwrap();
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("serve expected")
+        };
         assert_eq!(
             args.aliases().unwrap(),
             vec![("a".into(), "b".into()), ("c".into(), "d".into())]
         );
         let bad =
             Cli::try_parse_from(["kiro-gateway", "serve", "--model-aliases", "oops"]).unwrap();
-        let Command::Serve(args) = bad.command;
+        let Command::Serve(args) = bad.command else {
+            panic!("serve expected")
+        };
         assert!(args.aliases().is_err());
     }
 }

@@ -5,8 +5,11 @@
 
 pub mod app;
 pub mod config;
+pub mod config_reference;
 pub mod credentials;
+pub mod debug;
 pub mod fake_kiro;
 pub mod logging;
+pub mod ops;
 pub mod routes;
 pub mod server;

@@ -30,5 +30,32 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
+        Command::Debug(args) => match debug(&args) {
+            Ok(text) => {
+                print!("{text}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                std::process::ExitCode::FAILURE
+            }
+        },
+        Command::ConfigReference => {
+            print!("{}", kiro_gateway::config_reference::markdown());
+            std::process::ExitCode::SUCCESS
+        }
+    }
+}
+
+fn debug(args: &kiro_gateway::config::DebugArgs) -> Result<String, String> {
+    use kiro_gateway::config::DebugAction;
+    use kiro_gateway::debug::store;
+    match &args.action {
+        DebugAction::List => Ok(store::format_list(&store::list(&args.debug_dir)?)),
+        DebugAction::Show { id } => {
+            let path = store::find(&args.debug_dir, id)?;
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read `{}`: {e}", path.display()))
+        }
     }
 }

@@ -50,6 +50,7 @@ async fn host_routes_and_gateway_routes_live_side_by_side() {
         kiro: KiroConfig::default(),
         max_body_bytes: 1 << 20,
         thinking: Default::default(),
+        capture: None,
     });
     let app = Router::new()
         .route("/hello", get(|| async { "host" }))

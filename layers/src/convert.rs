@@ -120,6 +120,9 @@ where
             let dialect = dialect_for_path(request.uri().path());
             let (parts, body) = request.into_parts();
             let bytes = read_body(body, limit).await?;
+            if let Some(capture) = parts.extensions.get::<crate::capture::CaptureHandle>() {
+                capture.client_request(&bytes, parts.extensions.get::<crate::traits::Principal>());
+            }
             let chat = match dialect {
                 Dialect::OpenAi => openai::parse_request(&bytes)?,
                 Dialect::Anthropic => anthropic::parse_request_with(

@@ -8,12 +8,14 @@
 
 pub mod auth;
 pub mod body;
+pub mod capture;
 pub mod chat;
 pub mod convert;
 pub mod dialect;
 pub mod error;
 pub mod kiro;
 pub mod limits;
+pub mod metrics;
 pub mod models;
 pub mod pool;
 pub mod rescue;

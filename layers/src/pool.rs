@@ -79,7 +79,13 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let model_id = resolved_model(&request)?.kiro_id.clone();
-            let lease = source.acquire(&model_id).await?;
+            // A lease may wait on a token refresh: that is time spent waiting on Kiro.
+            let waiting = std::time::Instant::now();
+            let lease = source.acquire(&model_id).await;
+            if let Some(timings) = request.extensions().get::<crate::metrics::Timings>() {
+                timings.add_upstream_wait(waiting.elapsed());
+            }
+            let lease = lease?;
             request.extensions_mut().insert(LeaseSlot::new(lease));
             inner.call(request).await
         })

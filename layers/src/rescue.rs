@@ -1,6 +1,11 @@
 //! `RescueLayer`: the outermost stage. Turns every `GatewayError` into a response in the
 //! client's dialect, so nothing reaches hyper or axum as an error (`Error = Infallible`), and
 //! gives every request an id that is echoed in the `x-request-id` response header.
+//!
+//! The id is the client's own `x-request-id` when it is sane (at most 64 characters of
+//! `[A-Za-z0-9_.-]`), else a fresh one. Every log line of the request carries it: the layer opens
+//! a `request` span with a `request_id` field around the inner future and enters it again on
+//! every poll of the response body, so lines logged while streaming belong to the request too.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -8,6 +13,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::{HeaderValue, Request, Response};
+use http_body_util::BodyExt;
 use tower::{Layer, Service};
 
 use crate::body::{full, ResponseBody};
@@ -22,6 +28,16 @@ impl RequestId {
     /// A fresh random id.
     pub fn generate() -> Self {
         RequestId(format!("req_{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    /// The client's id, if it is safe to log and echo: 1 to 64 characters of `[A-Za-z0-9_.-]`.
+    pub fn from_client(value: &str) -> Option<Self> {
+        let sane = !value.is_empty()
+            && value.len() <= 64
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        sane.then(|| RequestId(value.to_owned()))
     }
 }
 
@@ -76,10 +92,19 @@ where
             .extensions()
             .get::<RequestId>()
             .cloned()
+            .or_else(|| {
+                let header = request.headers().get("x-request-id")?.to_str().ok()?;
+                RequestId::from_client(header.trim())
+            })
             .unwrap_or_else(RequestId::generate);
         request.extensions_mut().insert(request_id.clone());
-        let future = self.inner.call(request);
-        Box::pin(async move {
+        let span = tracing::info_span!("request", request_id = %request_id.0);
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        let body_span = span.clone();
+        let future = async move {
             let mut response = match future.await {
                 Ok(response) => response,
                 Err(error) => {
@@ -94,8 +119,60 @@ where
             if let Ok(value) = HeaderValue::from_str(&request_id.0) {
                 response.headers_mut().insert("x-request-id", value);
             }
-            Ok(response)
-        })
+            Ok(response.map(|inner| {
+                InSpan {
+                    inner: Some(inner),
+                    span: body_span,
+                }
+                .boxed_unsync()
+            }))
+        };
+        Box::pin(tracing::Instrument::instrument(future, span))
+    }
+}
+
+/// A response body polled inside the request's span.
+struct InSpan {
+    /// Always `Some` until drop, which takes it out to drop it inside the span.
+    inner: Option<ResponseBody>,
+    span: tracing::Span,
+}
+
+impl http_body::Body for InSpan {
+    type Data = bytes::Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Infallible>>> {
+        let this = &mut *self;
+        let _entered = this.span.enter();
+        match this.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_none_or(|inner| inner.is_end_stream())
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.as_ref().map_or_else(
+            || http_body::SizeHint::with_exact(0),
+            |inner| inner.size_hint(),
+        )
+    }
+}
+
+impl Drop for InSpan {
+    fn drop(&mut self) {
+        // The stream's own guards (usage, lease, capture) run their drop work inside the span.
+        let _entered = self.span.enter();
+        drop(self.inner.take());
     }
 }
 
@@ -124,6 +201,29 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["type"], "error");
         assert_eq!(json["error"]["type"], "authentication_error");
+    }
+
+    #[tokio::test]
+    async fn a_sane_client_request_id_is_kept_and_a_bad_one_replaced() {
+        let inner = service_fn(|_req: Request<()>| async {
+            Ok::<_, GatewayError>(Response::new(full("ok")))
+        });
+        let service = RescueLayer.layer(inner);
+        let sane = Request::post("/v1/messages")
+            .header("x-request-id", "trace-1.2_ABC")
+            .body(())
+            .unwrap();
+        let response = service.clone().oneshot(sane).await.unwrap();
+        assert_eq!(response.headers()["x-request-id"], "trace-1.2_ABC");
+        for bad in ["has space", "semi;colon", &"x".repeat(65)] {
+            let request = Request::post("/v1/messages")
+                .header("x-request-id", bad)
+                .body(())
+                .unwrap();
+            let response = service.clone().oneshot(request).await.unwrap();
+            let id = response.headers()["x-request-id"].to_str().unwrap();
+            assert!(id.starts_with("req_"), "{bad:?} gave {id}");
+        }
     }
 
     #[test]

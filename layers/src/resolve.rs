@@ -82,6 +82,9 @@ where
             ));
             return Box::pin(async move { Err(error) });
         }
+        if let Some(timings) = request.extensions().get::<crate::metrics::Timings>() {
+            timings.model(&resolved.kiro_id);
+        }
         request.extensions_mut().insert(resolved.clone());
         let future = self.inner.call(request);
         Box::pin(async move {

@@ -16,9 +16,11 @@ use std::sync::Arc;
 use tower::ServiceBuilder;
 
 use crate::auth::AuthLayer;
+use crate::capture::{CaptureLayer, CaptureSink, DEFAULT_CAPTURE_LIMIT};
 use crate::convert::ConvertLayer;
 use crate::kiro::service::{KiroConfig, KiroService};
 use crate::limits::OutputLimitLayer;
+use crate::metrics::MetricsLayer;
 use crate::pool::TokenPoolLayer;
 use crate::rescue::RescueLayer;
 use crate::resolve::ResolveModelLayer;
@@ -45,13 +47,17 @@ pub struct StackDeps {
     pub max_body_bytes: usize,
     /// Reasoning injection and parsing.
     pub thinking: ThinkingConfig,
+    /// Where debug captures go (`DEBUG_MODE`); `None` captures nothing.
+    pub capture: Option<Arc<dyn CaptureSink>>,
 }
 
 /// The chat pipeline (`/v1/chat/completions`, `/v1/messages`), outermost first:
-/// rescue, auth, convert, output limits, thinking, model resolution, token pool, usage, Kiro.
+/// rescue, metrics, debug capture, auth, convert, output limits, thinking, model resolution, token pool, usage, Kiro.
 pub fn chat_stack(deps: StackDeps) -> ChatStack {
     ServiceBuilder::new()
         .layer(RescueLayer)
+        .layer(MetricsLayer::new(Arc::clone(&deps.models)))
+        .layer(CaptureLayer::new(deps.capture, DEFAULT_CAPTURE_LIMIT))
         .layer(AuthLayer::new(deps.keys))
         .layer(ConvertLayer::new(deps.max_body_bytes))
         .layer(OutputLimitLayer)
@@ -64,12 +70,16 @@ pub fn chat_stack(deps: StackDeps) -> ChatStack {
 
 /// The type of the composed chat pipeline.
 pub type ChatStack = crate::rescue::Rescue<
-    crate::auth::Auth<
-        crate::convert::Convert<
-            crate::limits::OutputLimit<
-                crate::thinking::Thinking<
-                    crate::resolve::ResolveModel<
-                        crate::pool::TokenPool<crate::usage::Usage<KiroService>>,
+    crate::metrics::Metrics<
+        crate::capture::Capture<
+            crate::auth::Auth<
+                crate::convert::Convert<
+                    crate::limits::OutputLimit<
+                        crate::thinking::Thinking<
+                            crate::resolve::ResolveModel<
+                                crate::pool::TokenPool<crate::usage::Usage<KiroService>>,
+                            >,
+                        >,
                     >,
                 >,
             >,

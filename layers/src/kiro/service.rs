@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -15,12 +15,14 @@ use futures_util::{Stream, StreamExt};
 use http::{Request, Response, StatusCode};
 use tower::Service;
 
+use crate::capture::CaptureHandle;
 use crate::chat::{ChatEvent, ChatRequest, EventStream};
 use crate::error::GatewayError;
 use crate::kiro::errors::from_status;
 use crate::kiro::events::decode_body;
 use crate::kiro::headers::kiro_headers;
 use crate::kiro::request::{build_request, BuildOptions, ToolNameMap};
+use crate::metrics::{record_upstream_error, record_upstream_transport_error, Timings};
 use crate::resolve::resolved_model;
 use crate::traits::{AttemptOutcome, Lease, LeaseSlot};
 
@@ -126,6 +128,10 @@ async fn call_kiro(
         lease.credential.profile_arn.as_deref(),
         &options,
     )?;
+    let tap = Tap {
+        capture: request.extensions().get::<CaptureHandle>().cloned(),
+        timings: request.extensions().get::<Timings>().cloned(),
+    };
     drop(request);
 
     let mut refreshed = false;
@@ -134,15 +140,22 @@ async fn call_kiro(
             "{}/generateAssistantResponse",
             lease.credential.api_base.trim_end_matches('/')
         );
+        if let Some(capture) = &tap.capture {
+            capture.secret(&lease.credential.access_token);
+            capture.kiro_request(&url, &kiro.body);
+        }
+        let waiting = Instant::now();
         let sent = http
             .post(url)
             .headers(kiro_headers(&lease.credential, true, config.keep_alive))
             .body(kiro.body.clone())
             .send()
             .await;
+        tap.waited(waiting);
         let response = match sent {
             Ok(response) => response,
             Err(error) => {
+                record_upstream_transport_error();
                 lease.report(AttemptOutcome::TransportError);
                 return Err(GatewayError::upstream_stream(format!(
                     "Could not reach the Kiro API: {}",
@@ -155,21 +168,34 @@ async fn call_kiro(
             // Kiro answers 403 for an expired or revoked access token: refresh once, try again.
             refreshed = true;
             tracing::info!(account = %lease.credential.account_id, "Kiro answered 403; refreshing the token and retrying once");
-            lease.force_refresh().await?;
+            let waiting = Instant::now();
+            let refreshed_credential = lease.force_refresh().await;
+            tap.waited(waiting);
+            refreshed_credential?;
             continue;
+        }
+        if let Some(capture) = &tap.capture {
+            capture.kiro_status(status.as_u16());
         }
         if !status.is_success() {
             let headers = response.headers().clone();
+            let waiting = Instant::now();
             let body = read_error_body(response).await;
+            tap.waited(waiting);
+            if let Some(capture) = &tap.capture {
+                capture.upstream_chunk(&Bytes::from(body.clone()));
+            }
             let error = from_status(status, &headers, &body);
+            record_upstream_error(&error);
             lease.report(outcome_for(status, &error));
             return Err(error);
         }
         lease.report(AttemptOutcome::Success);
-        let chunks = with_idle_timeout(response.bytes_stream(), config.read_timeout);
+        let chunks = with_idle_timeout(response.bytes_stream(), config.read_timeout, tap.clone());
         let events = LeasedEvents {
             inner: decode_body(chunks),
             names: kiro.tool_names,
+            tap,
             _lease: lease,
         };
         return Ok(Response::new(Box::pin(events) as EventStream));
@@ -214,31 +240,58 @@ async fn read_error_body(response: reqwest::Response) -> Vec<u8> {
     body
 }
 
+/// The optional observers of one Kiro call: the debug capture and the metrics timings. Both are
+/// absent unless the layers above put them in the request, and then cost one branch each.
+#[derive(Clone, Default)]
+struct Tap {
+    capture: Option<CaptureHandle>,
+    timings: Option<Timings>,
+}
+
+impl Tap {
+    /// Counts the time since `since` as waiting on Kiro.
+    fn waited(&self, since: Instant) {
+        if let Some(timings) = &self.timings {
+            timings.add_upstream_wait(since.elapsed());
+        }
+    }
+}
+
 /// Ends a byte stream with an error when no chunk arrives for `idle`, so a stalled upstream can
 /// never hang a client.
 fn with_idle_timeout<S>(
     chunks: S,
     idle: Duration,
+    tap: Tap,
 ) -> impl Stream<Item = Result<Bytes, String>> + Send + 'static
 where
     S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
 {
     let chunks = Box::pin(chunks);
-    futures_util::stream::unfold(Some(chunks), move |state| async move {
-        let mut chunks = state?;
-        match tokio::time::timeout(idle, chunks.next()).await {
-            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(chunks))),
-            Ok(Some(Err(error))) => {
-                Some((Err(format!("the connection to Kiro broke: {error}")), None))
+    futures_util::stream::unfold(Some(chunks), move |state| {
+        let tap = tap.clone();
+        async move {
+            let mut chunks = state?;
+            let waiting = Instant::now();
+            let next = tokio::time::timeout(idle, chunks.next()).await;
+            tap.waited(waiting);
+            if let (Some(capture), Ok(Some(Ok(chunk)))) = (&tap.capture, &next) {
+                capture.upstream_chunk(chunk);
             }
-            Ok(None) => None,
-            Err(_) => Some((
-                Err(format!(
-                    "Kiro sent nothing for {} s (STREAMING_READ_TIMEOUT)",
-                    idle.as_secs()
+            match next {
+                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(chunks))),
+                Ok(Some(Err(error))) => {
+                    Some((Err(format!("the connection to Kiro broke: {error}")), None))
+                }
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(format!(
+                        "Kiro sent nothing for {} s (STREAMING_READ_TIMEOUT)",
+                        idle.as_secs()
+                    )),
+                    None,
                 )),
-                None,
-            )),
+            }
         }
     })
 }
@@ -247,6 +300,7 @@ where
 struct LeasedEvents {
     inner: EventStream,
     names: ToolNameMap,
+    tap: Tap,
     _lease: Lease,
 }
 
@@ -255,6 +309,24 @@ impl Stream for LeasedEvents {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let item = self.inner.as_mut().poll_next(cx);
+        match &item {
+            Poll::Ready(Some(Err(error))) => {
+                record_upstream_error(error);
+                if let Some(capture) = &self.tap.capture {
+                    capture.error(error);
+                }
+            }
+            Poll::Ready(Some(Ok(
+                ChatEvent::TextDelta(_)
+                | ChatEvent::ReasoningDelta(_)
+                | ChatEvent::ToolUseStart { .. },
+            ))) => {
+                if let Some(timings) = &self.tap.timings {
+                    timings.first_token();
+                }
+            }
+            _ => {}
+        }
         match item {
             Poll::Ready(Some(Ok(ChatEvent::ToolUseStart { id, name }))) => {
                 let client_name = self.names.to_client(&name);

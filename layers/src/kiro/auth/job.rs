@@ -39,10 +39,11 @@ impl RefreshJob {
     ) -> (Result<TokenSet, Failed>, Option<OwnedMutexGuard<()>>) {
         let job = self.clone();
         let fallback = tokens.clone();
-        let task = tokio::spawn(async move {
+        // The refresh logs inside the span of the request that started it (its request id).
+        let task = tokio::spawn(tracing::Instrument::in_current_span(async move {
             let outcome = job.run(tokens).await;
             (outcome, gate)
-        });
+        }));
         match task.await {
             Ok((outcome, gate)) => (outcome, Some(gate)),
             Err(err) => (

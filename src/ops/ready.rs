@@ -1,0 +1,104 @@
+//! Readiness: the gateway can serve when at least one Kiro account is usable (configured and not
+//! disabled; a cooling-down account recovers by itself) and every registered check passes (the
+//! database, once a store registers one). A check gets [`CHECK_TIMEOUT`] to answer.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use kiro_layers::pool::RoundRobinPool;
+use serde_json::{json, Map, Value};
+
+/// Longest time one readiness check may take before it counts as failed.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Something the gateway needs to serve (a database, a cache).
+pub trait ReadinessCheck: Send + Sync + 'static {
+    /// `Ok` when reachable; the error says what is wrong (shown to the load balancer: no secrets).
+    fn check(&self) -> BoxFuture<'_, Result<(), String>>;
+}
+
+impl<F> ReadinessCheck for F
+where
+    F: Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync + 'static,
+{
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        self()
+    }
+}
+
+type Checks = Vec<(String, Arc<dyn ReadinessCheck>)>;
+
+/// The readiness state; cheap to clone, checks can be added after the router is built.
+#[derive(Clone)]
+pub struct Readiness {
+    pool: RoundRobinPool,
+    checks: Arc<RwLock<Checks>>,
+}
+
+impl Readiness {
+    /// Readiness over `pool`, with no extra checks yet.
+    pub fn new(pool: RoundRobinPool) -> Self {
+        Readiness {
+            pool,
+            checks: Arc::default(),
+        }
+    }
+
+    /// Adds a named check (e.g. `database`).
+    pub fn add(&self, name: impl Into<String>, check: Arc<dyn ReadinessCheck>) {
+        if let Ok(mut checks) = self.checks.write() {
+            checks.push((name.into(), check));
+        }
+    }
+
+    /// Runs every check: whether the gateway is ready, and the JSON body that says why.
+    pub async fn check(&self) -> (bool, Value) {
+        let accounts = self.pool.status();
+        let disabled = accounts.iter().filter(|a| a.disabled.is_some()).count();
+        let cooling = accounts
+            .iter()
+            .filter(|a| a.disabled.is_none() && a.resting_for.is_some())
+            .count();
+        let usable = accounts.len() - disabled;
+        let mut reasons = Vec::new();
+        if accounts.is_empty() {
+            reasons.push("no Kiro account is configured".to_owned());
+        } else if usable == 0 {
+            reasons.push("every Kiro account is disabled (dead refresh token)".to_owned());
+        }
+        let checks: Checks = self.checks.read().map(|c| c.clone()).unwrap_or_default();
+        let mut results = Map::new();
+        for (name, check) in checks {
+            let outcome = match tokio::time::timeout(CHECK_TIMEOUT, check.check()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(error),
+                Err(_) => Err(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())),
+            };
+            match outcome {
+                Ok(()) => {
+                    results.insert(name, json!("ok"));
+                }
+                Err(error) => {
+                    reasons.push(format!("{name}: {error}"));
+                    results.insert(name, json!(error));
+                }
+            }
+        }
+        let ready = reasons.is_empty();
+        let mut body = json!({
+            "status": if ready { "ready" } else { "not_ready" },
+            "accounts": {
+                "total": accounts.len(),
+                "usable": usable,
+                "cooling_down": cooling,
+                "disabled": disabled,
+            },
+            "checks": results,
+        });
+        if !ready {
+            body["reason"] = json!(reasons.join("; "));
+        }
+        (ready, body)
+    }
+}
