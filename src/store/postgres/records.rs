@@ -102,14 +102,14 @@ impl PgStore {
             UsageGroup::Day => "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
         };
         let sql = format!(
-            "SELECT {expr} AS grp, COUNT(*)::bigint, COUNT(*) FILTER (WHERE status = 'ok')::bigint, \
+            "SELECT ({expr}) COLLATE \"C\" AS grp, COUNT(*)::bigint, COUNT(*) FILTER (WHERE status = 'ok')::bigint, \
              SUM(input_tokens)::bigint, SUM(output_tokens)::bigint, SUM(cache_read_tokens)::bigint, \
              SUM(cache_write_tokens)::bigint, SUM(credits)::float8, SUM(charged)::bigint \
              FROM usage_records WHERE ($1::bigint IS NULL OR user_id = $1) \
              AND ($2::bigint IS NULL OR key_id = $2) AND ($3::bigint IS NULL OR agent_id = $3) \
              AND ($4::timestamptz IS NULL OR started_at >= $4) \
              AND ($5::timestamptz IS NULL OR started_at < $5) \
-             GROUP BY grp ORDER BY grp COLLATE \"C\""
+             GROUP BY grp ORDER BY grp"
         );
         let count = |r: &Row, i: usize| -> R<u64> {
             Ok(u64::try_from(r.try_get::<_, i64>(i)?).unwrap_or(0))
