@@ -603,9 +603,18 @@ async fn usage_idempotent(b: &Backend) {
     );
     let overlapping = vec![batch[1].clone(), usage("req-3", 1, Some(&key), 7)];
     assert_eq!(s.insert_usage(&overlapping).await.unwrap(), 1);
+    let repeated = vec![
+        usage("req-4", 1, Some(&key), 3),
+        usage("req-4", 1, Some(&key), 3),
+    ];
+    assert_eq!(
+        s.insert_usage(&repeated).await.unwrap(),
+        1,
+        "a row repeated within a batch counts once"
+    );
 
-    assert_eq!(s.get_api_key(key.id).await.unwrap().quota_used, 157);
-    assert_eq!(s.get_user(user.id).await.unwrap().quota_used, 157);
+    assert_eq!(s.get_api_key(key.id).await.unwrap().quota_used, 160);
+    assert_eq!(s.get_user(user.id).await.unwrap().quota_used, 160);
     assert_eq!(
         s.get_agent(agent.id).await.unwrap().balance,
         970,
@@ -623,9 +632,9 @@ async fn usage_idempotent(b: &Backend) {
             totals[0].charged,
             totals[0].input_tokens
         ),
-        (4, 187, 400)
+        (5, 190, 500)
     );
-    assert!((totals[0].credits - 1.0).abs() < 1e-9);
+    assert!((totals[0].credits - 1.25).abs() < 1e-9);
     let mut bad = usage("", 1, None, 0);
     assert!(is_invalid(s.insert_usage(std::slice::from_ref(&bad)).await));
     bad.request_id = "neg".into();
