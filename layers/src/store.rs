@@ -48,8 +48,10 @@ use futures_util::future::BoxFuture;
 
 use crate::error::GatewayError;
 
+mod kinds;
 mod types;
 
+pub use kinds::*;
 pub use types::*;
 
 /// What a store call can fail with.

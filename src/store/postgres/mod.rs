@@ -18,6 +18,7 @@ use tokio_postgres::{AsyncMessage, Config, NoTls, Transaction};
 
 use super::{redact_url, Migration, Secret, POSTGRES_MIGRATIONS};
 
+mod accounts;
 mod records;
 mod tenancy;
 

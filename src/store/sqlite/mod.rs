@@ -13,6 +13,7 @@ use tokio::sync::broadcast;
 
 use super::{Migration, Secret, SQLITE_MIGRATIONS};
 
+mod accounts;
 mod records;
 mod tenancy;
 
@@ -241,13 +242,13 @@ async fn current_version(inner: &Arc<Inner>) -> Option<i64> {
 
 impl Store for SqliteStore {
     fn create_account(&self, account: NewAccount) -> StoreFuture<'_, AccountRow> {
-        self.run(move |c, s, t| tenancy::create_account(c, s, t, account))
+        self.run(move |c, s, t| accounts::create_account(c, s, t, account))
     }
     fn list_accounts(&self) -> StoreFuture<'_, Vec<AccountRow>> {
-        self.run(|c, s, _| tenancy::list_accounts(c, s))
+        self.run(|c, s, _| accounts::list_accounts(c, s))
     }
     fn get_account(&self, id: i64) -> StoreFuture<'_, AccountRow> {
-        self.run(move |c, s, _| tenancy::get_account(c, s, id))
+        self.run(move |c, s, _| accounts::get_account(c, s, id))
     }
     fn set_account_status(
         &self,
@@ -255,10 +256,10 @@ impl Store for SqliteStore {
         status: AccountStatus,
         reason: Option<String>,
     ) -> StoreFuture<'_, ()> {
-        self.run(move |c, _, t| tenancy::set_account_status(c, t, id, status, reason))
+        self.run(move |c, _, t| accounts::set_account_status(c, t, id, status, reason))
     }
     fn delete_account(&self, id: i64) -> StoreFuture<'_, ()> {
-        self.run(move |c, _, t| tenancy::delete_account(c, t, id))
+        self.run(move |c, _, t| accounts::delete_account(c, t, id))
     }
     fn update_refresh_token(
         &self,
@@ -267,17 +268,17 @@ impl Store for SqliteStore {
         new_refresh_token: String,
     ) -> StoreFuture<'_, bool> {
         self.run(move |c, s, t| {
-            tenancy::update_refresh_token(c, s, t, id, expected_version, &new_refresh_token)
+            accounts::update_refresh_token(c, s, t, id, expected_version, &new_refresh_token)
         })
     }
     fn get_account_state(&self, account_id: i64) -> StoreFuture<'_, AccountState> {
-        self.run(move |c, _, _| tenancy::get_account_state(c, account_id))
+        self.run(move |c, _, _| accounts::get_account_state(c, account_id))
     }
     fn list_account_states(&self) -> StoreFuture<'_, Vec<AccountState>> {
-        self.run(|c, _, _| tenancy::list_account_states(c))
+        self.run(|c, _, _| accounts::list_account_states(c))
     }
     fn put_account_state(&self, state: AccountState) -> StoreFuture<'_, ()> {
-        self.run(move |c, _, t| tenancy::put_account_state(c, t, state))
+        self.run(move |c, _, t| accounts::put_account_state(c, t, state))
     }
     fn create_agent(&self, name: &str) -> StoreFuture<'_, AgentRow> {
         let name = name.to_owned();
