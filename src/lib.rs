@@ -13,3 +13,4 @@ pub mod logging;
 pub mod ops;
 pub mod routes;
 pub mod server;
+pub mod store;

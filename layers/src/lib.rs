@@ -21,6 +21,7 @@ pub mod pool;
 pub mod rescue;
 pub mod resolve;
 pub mod stack;
+pub mod store;
 pub mod thinking;
 pub mod tokens;
 pub mod traits;
