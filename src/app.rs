@@ -138,6 +138,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         kiro,
         max_body_bytes: args.max_body_bytes,
         thinking: args.thinking_config()?,
+        quota: Arc::new(kiro_layers::quota::Unlimited),
     };
     Ok(Gateway {
         router: router(deps.clone()),

@@ -16,6 +16,7 @@ pub mod kiro;
 pub mod limits;
 pub mod models;
 pub mod pool;
+pub mod quota;
 pub mod rescue;
 pub mod resolve;
 pub mod stack;

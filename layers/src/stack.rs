@@ -20,6 +20,7 @@ use crate::convert::ConvertLayer;
 use crate::kiro::service::{KiroConfig, KiroService};
 use crate::limits::OutputLimitLayer;
 use crate::pool::TokenPoolLayer;
+use crate::quota::{QuotaGuard, QuotaLayer};
 use crate::rescue::RescueLayer;
 use crate::resolve::ResolveModelLayer;
 use crate::thinking::{ThinkingConfig, ThinkingLayer};
@@ -45,15 +46,18 @@ pub struct StackDeps {
     pub max_body_bytes: usize,
     /// Reasoning injection and parsing.
     pub thinking: ThinkingConfig,
+    /// Per-key quotas and rate limits (`quota::Unlimited` without users).
+    pub quota: Arc<dyn QuotaGuard>,
 }
 
 /// The chat pipeline (`/v1/chat/completions`, `/v1/messages`), outermost first:
-/// rescue, auth, convert, output limits, thinking, model resolution, token pool, usage, Kiro.
+/// rescue, auth, convert, quota, output limits, thinking, model resolution, token pool, usage, Kiro.
 pub fn chat_stack(deps: StackDeps) -> ChatStack {
     ServiceBuilder::new()
         .layer(RescueLayer)
         .layer(AuthLayer::new(deps.keys))
         .layer(ConvertLayer::new(deps.max_body_bytes))
+        .layer(QuotaLayer::new(deps.quota, Arc::clone(&deps.usage)))
         .layer(OutputLimitLayer)
         .layer(ThinkingLayer::new(deps.thinking))
         .layer(ResolveModelLayer::new(deps.models))
@@ -66,10 +70,12 @@ pub fn chat_stack(deps: StackDeps) -> ChatStack {
 pub type ChatStack = crate::rescue::Rescue<
     crate::auth::Auth<
         crate::convert::Convert<
-            crate::limits::OutputLimit<
-                crate::thinking::Thinking<
-                    crate::resolve::ResolveModel<
-                        crate::pool::TokenPool<crate::usage::Usage<KiroService>>,
+            crate::quota::Quota<
+                crate::limits::OutputLimit<
+                    crate::thinking::Thinking<
+                        crate::resolve::ResolveModel<
+                            crate::pool::TokenPool<crate::usage::Usage<KiroService>>,
+                        >,
                     >,
                 >,
             >,
