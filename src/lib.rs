@@ -10,3 +10,4 @@ pub mod fake_kiro;
 pub mod logging;
 pub mod routes;
 pub mod server;
+pub mod tenancy;
