@@ -23,6 +23,8 @@ enum Kind {
     PermissionDenied,
     /// Unknown model or route.
     NotFound,
+    /// The change clashes with the current state (duplicate name, insufficient balance).
+    Conflict,
     /// Body over the size limit.
     PayloadTooLarge,
     /// The conversation does not fit the model's context window.
@@ -96,6 +98,11 @@ impl GatewayError {
         ))
         .with_code("model_not_found")
         .with_param("model")
+    }
+
+    /// 409: the change clashes with the current state; `message` says how.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(Kind::Conflict, StatusCode::CONFLICT, message)
     }
 
     /// 413: the body is larger than `limit` bytes.
@@ -224,6 +231,7 @@ impl GatewayError {
                 | Kind::Unauthenticated
                 | Kind::PermissionDenied
                 | Kind::NotFound
+                | Kind::Conflict
                 | Kind::PayloadTooLarge
                 | Kind::ContextLengthExceeded
         )
@@ -253,7 +261,7 @@ impl GatewayError {
             Kind::InvalidRequest | Kind::ContextLengthExceeded | Kind::PayloadTooLarge => {
                 "invalid_request_error"
             }
-            Kind::NotFound => "invalid_request_error",
+            Kind::NotFound | Kind::Conflict => "invalid_request_error",
             Kind::Unauthenticated => "authentication_error",
             Kind::PermissionDenied => "permission_error",
             Kind::RateLimited => "rate_limit_error",
@@ -266,7 +274,9 @@ impl GatewayError {
     /// Anthropic error `type`.
     fn anthropic_type(&self) -> &'static str {
         match self.kind {
-            Kind::InvalidRequest | Kind::ContextLengthExceeded => "invalid_request_error",
+            Kind::InvalidRequest | Kind::ContextLengthExceeded | Kind::Conflict => {
+                "invalid_request_error"
+            }
             Kind::Unauthenticated => "authentication_error",
             Kind::PermissionDenied => "permission_error",
             Kind::NotFound => "not_found_error",

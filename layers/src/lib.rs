@@ -20,6 +20,7 @@ pub mod quota;
 pub mod rescue;
 pub mod resolve;
 pub mod stack;
+pub mod store;
 pub mod thinking;
 pub mod tokens;
 pub mod traits;
