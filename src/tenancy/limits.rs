@@ -85,6 +85,16 @@ impl Entry {
             .store(limits.max_concurrency.unwrap_or(0), Ordering::Release);
     }
 
+    /// Like `set`, but never lowers the spent amount: charges made here may not have reached
+    /// the database yet when it is read back.
+    fn merge(&self, limits: Limits) {
+        let used = limits.quota_used;
+        self.set(Limits {
+            quota_used: self.quota_used.load(Ordering::Acquire).max(used),
+            ..limits
+        });
+    }
+
     fn over_quota(&self) -> Option<(i64, i64)> {
         let limit = self.quota_limit.load(Ordering::Acquire);
         let used = self.quota_used.load(Ordering::Acquire);
@@ -144,7 +154,9 @@ fn subjects(principal: &Principal) -> Vec<Subject> {
     if let Some(user) = &principal.user_id {
         out.push(Subject::User(user.clone()));
     }
-    if let Some(agent) = &principal.agent_id {
+    // A user's quota was bought from its agent already; only the agent's own keys spend the
+    // agent's balance.
+    if let (None, Some(agent)) = (&principal.user_id, &principal.agent_id) {
         out.push(Subject::Agent(agent.clone()));
     }
     out
@@ -169,6 +181,14 @@ impl QuotaBook {
                     entries.insert(subject, Arc::new(Entry::new(limits)));
                 }
             }
+        }
+    }
+
+    /// Like [`QuotaBook::set`] but keeps the larger spent amount (reloads from the store).
+    pub fn merge(&self, subject: Subject, limits: Limits) {
+        match self.get(&subject) {
+            Some(entry) => entry.merge(limits),
+            None => self.set(subject, limits),
         }
     }
 
@@ -313,9 +333,15 @@ mod tests {
                 ..Limits::default()
             },
         );
+        let agent_key = Principal {
+            user_id: None,
+            ..principal()
+        };
+        drop(book.check(&agent_key).unwrap());
+        drop(book.check(&agent_key).unwrap());
+        // The agent's limit does not apply to its users' keys.
         drop(book.check(&principal()).unwrap());
-        drop(book.check(&principal()).unwrap());
-        let err = book.check(&principal()).unwrap_err();
+        let err = book.check(&agent_key).unwrap_err();
         assert!(err.message().contains("rate limit of agent `a1`"));
         assert!(err.retry_after().is_some());
     }
@@ -338,10 +364,35 @@ mod tests {
         }
         drop(book.check(&principal()).unwrap());
         book.charge(&principal(), 60);
-        assert_eq!(book.used(&Subject::Agent("a1".into())), 60);
+        assert_eq!(book.used(&Subject::User("u1".into())), 60);
+        assert_eq!(book.used(&Subject::Agent("a1".into())), 0);
         drop(book.check(&principal()).unwrap());
         book.charge(&principal(), 60);
         assert!(book.check(&principal()).is_err());
+    }
+
+    #[test]
+    fn reload_never_lowers_what_was_charged_here() {
+        let book = QuotaBook::new();
+        let key = Subject::Key("k1".into());
+        book.set(key.clone(), Limits::default());
+        book.charge(&principal(), 50);
+        book.merge(
+            key.clone(),
+            Limits {
+                quota_used: 20,
+                ..Limits::default()
+            },
+        );
+        assert_eq!(book.used(&key), 50);
+        book.merge(
+            key.clone(),
+            Limits {
+                quota_used: 80,
+                ..Limits::default()
+            },
+        );
+        assert_eq!(book.used(&key), 80);
     }
 
     #[test]

@@ -11,40 +11,23 @@ use kiro_layers::traits::{UsageRecord, UsageSink};
 
 use super::limits::QuotaBook;
 
-/// Micro-credits per one million tokens of each kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Price {
-    /// Prompt tokens.
-    pub input: i64,
-    /// Completion tokens.
-    pub output: i64,
-    /// Cache-read tokens.
-    pub cache_read: i64,
-    /// Cache-write tokens.
-    pub cache_write: i64,
-}
+pub use kiro_layers::store::Price;
 
-impl Price {
-    /// The cost of a record in micro-credits, rounded up so no request is free by rounding.
-    pub fn cost(&self, record: &UsageRecord) -> i64 {
-        let parts = [
-            (record.input_tokens, self.input),
-            (record.output_tokens, self.output),
-            (record.cache_read_tokens, self.cache_read),
-            (record.cache_write_tokens, self.cache_write),
-        ];
-        let total: i128 = parts
-            .iter()
-            .map(|&(tokens, price)| i128::from(tokens) * i128::from(price.max(0)))
-            .sum();
-        let micro = (total + 999_999) / 1_000_000;
-        i64::try_from(micro).unwrap_or(i64::MAX)
-    }
-
-    /// True when every part is zero or positive.
-    pub fn is_valid(&self) -> bool {
-        self.input >= 0 && self.output >= 0 && self.cache_read >= 0 && self.cache_write >= 0
-    }
+/// The cost of a record at `price` in micro-credits, rounded up so no request is free by
+/// rounding.
+pub fn cost_at(price: &Price, record: &UsageRecord) -> i64 {
+    let parts = [
+        (record.input_tokens, price.input_per_m),
+        (record.output_tokens, price.output_per_m),
+        (record.cache_read_tokens, price.cache_read_per_m),
+        (record.cache_write_tokens, price.cache_write_per_m),
+    ];
+    let total: i128 = parts
+        .iter()
+        .map(|&(tokens, per_m)| i128::from(tokens) * i128::from(per_m.max(0)))
+        .sum();
+    let micro = (total + 999_999) / 1_000_000;
+    i64::try_from(micro).unwrap_or(i64::MAX)
 }
 
 /// The default price of a model: one credit is 1,000,000 micro-credits; the numbers follow the
@@ -58,10 +41,10 @@ pub fn default_price(model: &str) -> Price {
         3_000_000
     };
     Price {
-        input,
-        output: input * 5,
-        cache_read: input / 10,
-        cache_write: input + input / 4,
+        input_per_m: input,
+        output_per_m: input * 5,
+        cache_read_per_m: input / 10,
+        cache_write_per_m: input + input / 4,
     }
 }
 
@@ -102,6 +85,21 @@ impl PriceTable {
             .unwrap_or_else(|| default_price(model))
     }
 
+    /// Replaces the admin-set prices (defaults stay for models without one).
+    pub fn load(&self, rows: Vec<kiro_layers::store::PriceRow>) {
+        let mut prices: HashMap<String, Price> = fallback_models()
+            .into_iter()
+            .map(|m| {
+                let price = default_price(&m.id);
+                (m.id, price)
+            })
+            .collect();
+        prices.extend(rows.into_iter().map(|r| (r.model_id, r.price)));
+        if let Ok(mut current) = self.prices.write() {
+            *current = prices;
+        }
+    }
+
     /// Sets one model's price.
     pub fn set(&self, model: &str, price: Price) {
         if let Ok(mut prices) = self.prices.write() {
@@ -127,7 +125,7 @@ impl PriceTable {
         } else {
             &record.resolved_model
         };
-        self.price(model).cost(record)
+        cost_at(&self.price(model), record)
     }
 }
 
@@ -208,10 +206,10 @@ mod tests {
         table.set(
             "claude-sonnet-4.5",
             Price {
-                input: 1,
-                output: 2,
-                cache_read: 0,
-                cache_write: 0,
+                input_per_m: 1,
+                output_per_m: 2,
+                cache_read_per_m: 0,
+                cache_write_per_m: 0,
             },
         );
         assert_eq!(
