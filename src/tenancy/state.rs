@@ -7,7 +7,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use kiro_layers::store::{AuditEntry, QuotaSubject, Store, StoreError, Topic};
+use kiro_layers::GatewayError;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
@@ -27,6 +29,16 @@ pub struct MintedKey {
     pub suffix: String,
 }
 
+/// What the admin API needs from the live account pool.
+pub trait PoolControl: Send + Sync + 'static {
+    /// Live health and load per account (ids as decimal strings).
+    fn status(&self) -> Vec<kiro_layers::pool::AccountStatus>;
+    /// Re-reads the accounts from the store (after a create, enable, disable or delete).
+    fn reload(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Refreshes one account's access token now.
+    fn refresh(&self, account_id: i64) -> BoxFuture<'_, Result<(), GatewayError>>;
+}
+
 /// See the module docs.
 pub struct Tenancy {
     /// The database.
@@ -39,7 +51,10 @@ pub struct Tenancy {
     pub prices: PriceTable,
     /// Combo models: name to ordered members.
     pub combos: Arc<RwLock<HashMap<String, Vec<String>>>>,
+    /// Model aliases from the store.
+    pub aliases: Arc<RwLock<HashMap<String, String>>>,
     hasher: KeyHasher,
+    pool: RwLock<Option<Arc<dyn PoolControl>>>,
 }
 
 impl std::fmt::Debug for Tenancy {
@@ -57,8 +72,63 @@ impl Tenancy {
             book: QuotaBook::new(),
             prices: PriceTable::default(),
             combos: Arc::new(RwLock::new(HashMap::new())),
+            aliases: Arc::new(RwLock::new(HashMap::new())),
             hasher,
+            pool: RwLock::new(None),
         }
+    }
+
+    /// Connects the live pool (for the admin account views).
+    pub fn set_pool(&self, pool: Arc<dyn PoolControl>) {
+        if let Ok(mut slot) = self.pool.write() {
+            *slot = Some(pool);
+        }
+    }
+
+    fn pool(&self) -> Option<Arc<dyn PoolControl>> {
+        self.pool.read().ok().and_then(|p| p.clone())
+    }
+
+    /// Live per-account status (empty without a pool).
+    pub fn pool_status(&self) -> Vec<kiro_layers::pool::AccountStatus> {
+        self.pool().map(|p| p.status()).unwrap_or_default()
+    }
+
+    /// Tells the pool its accounts changed.
+    pub async fn pool_changed(&self) {
+        if let Some(pool) = self.pool() {
+            if let Err(error) = pool.reload().await {
+                tracing::warn!("could not reload the account pool: {error}");
+            }
+        }
+    }
+
+    /// Refreshes one account now.
+    pub async fn refresh_account(&self, id: i64) -> Result<(), GatewayError> {
+        match self.pool() {
+            Some(pool) => pool.refresh(id).await,
+            None => Err(GatewayError::no_account("No account pool is running.")),
+        }
+    }
+
+    /// Reloads aliases and combos after an admin change.
+    pub async fn models_changed(&self) -> Result<(), StoreError> {
+        self.reload_models().await
+    }
+
+    async fn reload_models(&self) -> Result<(), StoreError> {
+        let combos = self.store.list_combos().await?;
+        if let Ok(mut map) = self.combos.write() {
+            *map = combos.into_iter().map(|c| (c.name, c.members)).collect();
+        }
+        let aliases = self.store.list_aliases().await?;
+        if let Ok(mut map) = self.aliases.write() {
+            *map = aliases
+                .into_iter()
+                .map(|a| (a.alias.to_ascii_lowercase(), a.model_id))
+                .collect();
+        }
+        Ok(())
     }
 
     /// A new random key and its hash.
@@ -88,11 +158,7 @@ impl Tenancy {
     pub async fn reload(&self) -> Result<(), StoreError> {
         self.reload_keys_and_quota().await?;
         self.prices.load(self.store.list_prices().await?);
-        let combos = self.store.list_combos().await?;
-        if let Ok(mut map) = self.combos.write() {
-            *map = combos.into_iter().map(|c| (c.name, c.members)).collect();
-        }
-        Ok(())
+        self.reload_models().await
     }
 
     /// Reloads keys and the quota book (after a key, user, agent or quota change).
@@ -178,6 +244,10 @@ impl Tenancy {
                     change = changes.recv() => match change {
                         Ok(Topic::Keys | Topic::Quota) => tenancy.reload_keys_and_quota().await,
                         Ok(Topic::Models) => tenancy.reload().await,
+                        Ok(Topic::Accounts) => {
+                            tenancy.pool_changed().await;
+                            Ok(())
+                        }
                         Ok(_) => Ok(()),
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                             tenancy.reload().await
