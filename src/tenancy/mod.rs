@@ -6,6 +6,7 @@ pub mod api;
 pub mod keys;
 pub mod limits;
 pub mod models;
+pub mod pool;
 pub mod pricing;
 pub mod state;
 
