@@ -10,4 +10,5 @@ pub mod fake_kiro;
 pub mod logging;
 pub mod routes;
 pub mod server;
+pub mod store;
 pub mod tenancy;
