@@ -35,6 +35,8 @@ pub struct Gateway {
     pub credentials: Vec<Arc<RefreshingCredential>>,
     /// The fake upstream, in demo mode.
     pub demo_upstream: Option<FakeKiroHandle>,
+    /// Users, keys, quotas and the database-backed pool (unless `--database-url none`).
+    pub tenancy: Option<Arc<crate::tenancy::wire::TenancyRuntime>>,
 }
 
 /// The fingerprint seed kiro-gateway uses: host and user name of this machine.
@@ -100,6 +102,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         },
     };
     let credentials = load_configured(&settings, http.clone(), fingerprint(&machine_seed()))?;
+    let endpoints = settings.endpoints.clone();
     if credentials.is_empty() {
         tracing::warn!("{NO_ACCOUNT_HELP}");
     } else {
@@ -111,6 +114,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
             );
         }
     }
+    let fingerprint_value = fingerprint(&machine_seed());
     let providers = credentials
         .iter()
         .map(|c| Arc::clone(c) as Arc<dyn CredentialProvider>)
@@ -129,7 +133,18 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
             ..Default::default()
         },
     };
-    let deps = StackDeps {
+    let tenancy = crate::tenancy::wire::start(
+        &args,
+        &credentials,
+        http.clone(),
+        endpoints,
+        fingerprint_value,
+        Arc::new(models.clone()),
+        Arc::clone(&usage),
+    )
+    .await?
+    .map(Arc::new);
+    let mut deps = StackDeps {
         keys: Arc::new(SingleKeyStore::new(&args.proxy_api_key)),
         tokens: Arc::new(pool.clone()),
         models: Arc::new(models),
@@ -140,12 +155,28 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         thinking: args.thinking_config()?,
         quota: Arc::new(kiro_layers::quota::Unlimited),
     };
+    let mut routes = None;
+    let mut pool = pool;
+    if let Some(t) = &tenancy {
+        deps.keys = Arc::new(t.tenancy.keys.clone());
+        deps.tokens = Arc::new(t.pool.clone());
+        deps.models = t.models.clone();
+        deps.usage = Arc::clone(&t.usage);
+        deps.quota = Arc::new(t.tenancy.book.clone());
+        pool = t.pool.snapshot();
+        routes = Some(crate::tenancy::router(Arc::clone(&t.tenancy)));
+    }
+    let mut app = router(deps.clone());
+    if let Some(routes) = routes {
+        app = app.merge(routes);
+    }
     Ok(Gateway {
-        router: router(deps.clone()),
+        router: app,
         deps,
         pool,
         credentials,
         demo_upstream,
+        tenancy,
     })
 }
 
@@ -164,12 +195,17 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         )
     })?;
     tracing::info!("kiro-gateway {VERSION} listening on http://{addr} (OpenAI: /v1/chat/completions, Anthropic: /v1/messages)");
-    serve(
+    let served = serve(
         listener,
         gateway.router,
         shutdown_signal(),
         Duration::from_secs(args.shutdown_timeout),
     )
     .await
-    .map_err(|e| format!("server error: {e}"))
+    .map_err(|e| format!("server error: {e}"));
+    // Streams are finished: write every queued usage record before exiting.
+    if let Some(tenancy) = &gateway.tenancy {
+        tenancy.shutdown().await;
+    }
+    served
 }

@@ -9,6 +9,7 @@ pub mod models;
 pub mod pool;
 pub mod pricing;
 pub mod state;
+pub mod wire;
 
 use std::sync::Arc;
 

@@ -290,6 +290,11 @@ impl DbPool {
         Ok(())
     }
 
+    /// The current round-robin pool (replaced when the accounts change).
+    pub fn snapshot(&self) -> RoundRobinPool {
+        self.current()
+    }
+
     /// Live status per account.
     pub fn status(&self) -> Vec<LiveStatus> {
         self.current().status()

@@ -266,8 +266,8 @@ async fn list_keys(State(s): State<AppState>, _: Admin, RawQuery(q): RawQuery) -
     Ok(Json(json!({ "data": s.store.list_api_keys(owner).await? })))
 }
 
+// No `deny_unknown_fields` here: the rest goes to `KeyOptions`, which has it.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct CreateKey {
     kind: String,
     #[serde(default)]

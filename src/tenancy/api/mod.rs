@@ -156,7 +156,10 @@ pub async fn create_key(
             kind,
             user_id,
             agent_id,
-            name: options.name.unwrap_or_default(),
+            name: match options.name {
+                Some(name) => valid_name(&name)?,
+                None => format!("{} key", kind.as_str()),
+            },
             secret_hash: minted.hash.clone(),
             suffix: minted.suffix.clone(),
             expires_at: options.expires_at,
