@@ -23,6 +23,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway (OpenAI /v1/chat/completions, Anthropic /v1/messages, /v1/models).
     Serve(Box<ServeArgs>),
+    /// Admin keys for the `/admin` API.
+    #[command(subcommand)]
+    AdminKey(crate::tenancy::cli::AdminKeyCommand),
+    /// Kiro accounts in the database.
+    #[command(subcommand)]
+    Account(crate::tenancy::cli::AccountCommand),
+    /// Users in the database.
+    #[command(subcommand)]
+    User(crate::tenancy::cli::UserCommand),
 }
 
 /// Log output format.
@@ -293,14 +302,18 @@ mod tests {
     fn parses_aliases() {
         let cli = Cli::try_parse_from(["kiro-gateway", "serve", "--model-aliases", "a=b, c = d"])
             .unwrap();
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("serve");
+        };
         assert_eq!(
             args.aliases().unwrap(),
             vec![("a".into(), "b".into()), ("c".into(), "d".into())]
         );
         let bad =
             Cli::try_parse_from(["kiro-gateway", "serve", "--model-aliases", "oops"]).unwrap();
-        let Command::Serve(args) = bad.command;
+        let Command::Serve(args) = bad.command else {
+            panic!("serve");
+        };
         assert!(args.aliases().is_err());
     }
 }

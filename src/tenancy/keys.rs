@@ -37,6 +37,8 @@ struct CachedKey {
 pub enum Caller {
     /// `ADMIN_API_KEY`.
     RootAdmin,
+    /// The command line (`kiro-gateway admin-key create`, ...).
+    Cli,
     /// A database admin key (by key id).
     Admin(i64),
     /// An agent key.
@@ -60,6 +62,7 @@ impl Caller {
     pub fn actor(&self) -> String {
         match self {
             Caller::RootAdmin => "admin:env".to_owned(),
+            Caller::Cli => "cli".to_owned(),
             Caller::Admin(id) => format!("admin:key:{id}"),
             Caller::Agent { agent_id, .. } => format!("agent:{agent_id}"),
             Caller::User { user_id, .. } => format!("user:{user_id}"),

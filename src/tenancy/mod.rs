@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod cli;
 pub mod keys;
 pub mod limits;
 pub mod models;

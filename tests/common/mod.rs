@@ -43,7 +43,10 @@ pub fn serve_args(extra: &[&str]) -> ServeArgs {
     argv.extend_from_slice(extra);
     let Command::Serve(args) = Cli::try_parse_from(argv)
         .expect("valid test arguments")
-        .command;
+        .command
+    else {
+        panic!("not a serve command");
+    };
     *args
 }
 
