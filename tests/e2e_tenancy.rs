@@ -1,6 +1,7 @@
 //! End-to-end tests of the multi-tenant gateway: the real server on loopback, the fake Kiro
-//! upstream, a SQLite database in a temporary directory (or PostgreSQL when TEST_DATABASE_URL
-//! is set).
+//! upstream, a SQLite database in a temporary directory per test. The two-gateway test runs on
+//! PostgreSQL when TEST_DATABASE_URL is set (it only touches objects it creates, so it can
+//! share the database with other runs).
 
 mod common;
 
@@ -34,8 +35,11 @@ fn temp_dir() -> TempDir {
 }
 
 fn database_url(dir: &TempDir) -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| format!("sqlite://{}", dir.0.join("gw.db").display()))
+    format!("sqlite://{}", dir.0.join("gw.db").display())
+}
+
+fn shared_database_url(dir: &TempDir) -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| database_url(dir))
 }
 
 async fn start_on(dir: &TempDir, url: &str) -> Harness {
@@ -717,7 +721,7 @@ async fn accounts_join_the_pool_and_share_the_round_robin() {
 #[tokio::test]
 async fn two_gateways_on_one_database_share_quotas() {
     let dir = temp_dir();
-    let url = database_url(&dir);
+    let url = shared_database_url(&dir);
     let a = start_on(&dir, &url).await;
     let b = start_on(&dir, &url).await;
     let user = ok(
@@ -773,6 +777,56 @@ async fn two_gateways_on_one_database_share_quotas() {
         .await
         .unwrap();
     assert_eq!(r.status(), 429);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_gateways_share_account_cooldowns_through_the_store() {
+    let dir = temp_dir();
+    let url = shared_database_url(&dir);
+    let a = start_on(&dir, &url).await;
+    let token = a.fake().config().refresh_token.clone();
+    let created = ok(&a, "POST", "/admin/accounts", ROOT, Some(json!({ "name": format!("cool-{}", uuid::Uuid::new_v4().simple()), "refresh_token": token }))).await;
+    let id = created["account"]["id"].as_i64().unwrap();
+    let b = start_on(&dir, &url).await;
+    // Gateway A learns that the account is throttled (as its observer writes after a 429).
+    let store = a.gateway.tenancy.as_ref().unwrap().tenancy.store.clone();
+    store
+        .put_account_state(kiro_layers::store::AccountState {
+            account_id: id,
+            rest_until: Some(chrono::Utc::now() + chrono::Duration::seconds(600)),
+            throttled: true,
+            consecutive_failures: 0,
+            breaker: kiro_layers::store::BreakerState::Closed,
+        })
+        .await
+        .unwrap();
+    // Gateway B rests it too, without ever having called it.
+    let listed = wait_for(&b, "/admin/accounts", ROOT, |v| {
+        v["data"].as_array().unwrap().iter().any(|acc| {
+            acc["account"]["id"] == id
+                && acc["resting_for_seconds"].as_u64().is_some_and(|s| s > 500)
+        })
+    })
+    .await;
+    assert!(listed.to_string().contains("\"throttled\":true"));
+    for i in 0..4 {
+        let r = b
+            .post(
+                "/v1/chat/completions",
+                chat("claude-sonnet-4.5", &format!("b{i}"), false),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap();
+    }
+    let id_text = id.to_string();
+    assert!(b
+        .usage
+        .records()
+        .iter()
+        .all(|r| r.account_id.as_deref() != Some(id_text.as_str())));
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -79,7 +79,25 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let model_id = resolved_model(&request)?.kiro_id.clone();
-            let lease = source.acquire(&model_id).await?;
+            let lease = match source.acquire(&model_id).await {
+                Ok(lease) => lease,
+                Err(error) => {
+                    // A combo model falls back to its next member with capacity.
+                    let fallbacks = request
+                        .extensions_mut()
+                        .remove::<crate::traits::ModelFallbacks>()
+                        .unwrap_or_default();
+                    let mut found = None;
+                    for member in fallbacks.0 {
+                        if let Ok(lease) = source.acquire(&member.kiro_id).await {
+                            request.extensions_mut().insert(member);
+                            found = Some(lease);
+                            break;
+                        }
+                    }
+                    found.ok_or(error)?
+                }
+            };
             request.extensions_mut().insert(LeaseSlot::new(lease));
             inner.call(request).await
         })
@@ -573,6 +591,59 @@ mod tests {
         assert_eq!(
             other.acquire("auto").await.unwrap().credential.account_id,
             "a1"
+        );
+    }
+
+    /// Grants leases only for `claude-haiku-4.5`.
+    struct HaikuOnly(RoundRobinPool);
+    impl TokenSource for HaikuOnly {
+        fn acquire<'a>(&'a self, model: &'a str) -> BoxFuture<'a, Result<Lease, GatewayError>> {
+            if model == "claude-haiku-4.5" {
+                self.0.acquire(model)
+            } else {
+                Box::pin(async { Err(GatewayError::no_account("busy")) })
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn combo_models_fall_back_to_the_next_member_with_capacity() {
+        use crate::chat::Dialect;
+        use crate::traits::{ModelFallbacks, ResolvedModel};
+        use tower::{service_fn, ServiceExt};
+        let model = |id: &str| ResolvedModel {
+            requested: "team".into(),
+            kiro_id: id.into(),
+            context_window: 1,
+            max_output_tokens: 1,
+        };
+        let inner = service_fn(|req: Request<ChatRequest>| async move {
+            let served = resolved_model(&req)?.kiro_id.clone();
+            Ok::<_, GatewayError>(Response::new(served))
+        });
+        let layer = TokenPoolLayer::new(Arc::new(HaikuOnly(pool(1))));
+        let mut request = Request::new(ChatRequest::user_text(Dialect::OpenAi, "team", "hi"));
+        request.extensions_mut().insert(model("claude-sonnet-4.5"));
+        request
+            .extensions_mut()
+            .insert(ModelFallbacks(vec![model("claude-haiku-4.5")]));
+        let served = layer.layer(inner).oneshot(request).await.unwrap();
+        assert_eq!(served.into_body(), "claude-haiku-4.5");
+        // Without fallbacks the first refusal stands.
+        let mut request = Request::new(ChatRequest::user_text(Dialect::OpenAi, "x", "hi"));
+        request.extensions_mut().insert(model("claude-sonnet-4.5"));
+        let layer = TokenPoolLayer::new(Arc::new(HaikuOnly(pool(1))));
+        let inner = service_fn(|_req: Request<ChatRequest>| async move {
+            Ok::<_, GatewayError>(Response::new(String::new()))
+        });
+        assert_eq!(
+            layer
+                .layer(inner)
+                .oneshot(request)
+                .await
+                .unwrap_err()
+                .status(),
+            503
         );
     }
 

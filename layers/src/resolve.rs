@@ -82,6 +82,12 @@ where
             ));
             return Box::pin(async move { Err(error) });
         }
+        let fallbacks = self.catalog.fallbacks(requested);
+        if !fallbacks.is_empty() {
+            request
+                .extensions_mut()
+                .insert(crate::traits::ModelFallbacks(fallbacks));
+        }
         request.extensions_mut().insert(resolved.clone());
         let future = self.inner.call(request);
         Box::pin(async move {

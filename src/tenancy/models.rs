@@ -72,6 +72,10 @@ impl ModelCatalog for TenantCatalog {
         self.resolve_plain(requested)
     }
 
+    fn fallbacks(&self, requested: &str) -> Vec<ResolvedModel> {
+        self.members(requested).into_iter().skip(1).collect()
+    }
+
     fn list(&self) -> Vec<ModelInfo> {
         let mut list = self.inner.list();
         let extra: Vec<(String, Option<ResolvedModel>)> = {
@@ -139,6 +143,13 @@ mod tests {
             .map(|m| m.kiro_id)
             .collect();
         assert_eq!(members, ["claude-sonnet-4.5", "claude-haiku-4.5"]);
+        let fallbacks: Vec<_> = catalog
+            .fallbacks("team")
+            .into_iter()
+            .map(|m| m.kiro_id)
+            .collect();
+        assert_eq!(fallbacks, ["claude-haiku-4.5"]);
+        assert!(catalog.fallbacks("fast").is_empty());
         assert!(catalog.list().iter().any(|m| m.id == "team"));
         assert!(catalog.resolve("claude-sonnet-4.5").is_some());
     }

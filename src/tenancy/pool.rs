@@ -172,6 +172,9 @@ pub struct PoolSettings {
     pub policy: PoolPolicy,
 }
 
+/// Credentials by account id, with the creation time that tells a re-created account apart.
+type CredentialMap = HashMap<i64, (i64, Arc<RefreshingCredential>)>;
+
 /// See the module docs. Cheap to clone.
 #[derive(Clone)]
 pub struct DbPool {
@@ -179,7 +182,7 @@ pub struct DbPool {
     settings: PoolSettings,
     env: Vec<Arc<RefreshingCredential>>,
     pool: Arc<RwLock<RoundRobinPool>>,
-    credentials: Arc<RwLock<HashMap<i64, (i64, Arc<RefreshingCredential>)>>>,
+    credentials: Arc<RwLock<CredentialMap>>,
     writer: Arc<StateWriter>,
 }
 
