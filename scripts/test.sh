@@ -13,7 +13,9 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "cargo test (unit and end-to-end)"
+step "cargo test (unit and end-to-end; store tests on SQLite and a throwaway PostgreSQL)"
+# shellcheck source=scripts/pg.sh
+source scripts/pg.sh
 cargo test --workspace
 
 step "real clients (Python SDKs against the gateway)"

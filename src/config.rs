@@ -156,6 +156,25 @@ pub struct ServeArgs {
     #[arg(long = "demo", env = "KIRO_DEMO", default_value_t = false)]
     pub demo: bool,
 
+    /// Database of accounts, users, keys, quotas and usage: `sqlite://<file>` (created if
+    /// missing) or `postgres://user:password@host:port/db`.
+    #[arg(
+        long = "database-url",
+        env = "DATABASE_URL",
+        default_value = crate::store::DEFAULT_DATABASE_URL,
+        hide_env_values = true
+    )]
+    pub database_url: String,
+
+    /// Key file for encrypting secrets at rest and hashing API keys, used when
+    /// `KIRO_GATEWAY_SECRET` is not set (created with 0600 permissions on first start).
+    #[arg(
+        long = "secret-key-file",
+        env = "KIRO_GATEWAY_KEY_FILE",
+        default_value = crate::store::DEFAULT_KEY_FILE
+    )]
+    pub secret_key_file: PathBuf,
+
     /// Largest accepted request body in bytes.
     #[arg(long = "max-body-bytes", env = "MAX_BODY_BYTES", default_value_t = kiro_layers::convert::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,

@@ -28,6 +28,9 @@ pub use usage_writer::{UsageWriter, UsageWriterConfig, UsageWriterHandle, UsageW
 /// The default database when no URL is configured: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://kiro-gateway.db";
 
+/// The default key file when `KIRO_GATEWAY_SECRET` is not set.
+pub const DEFAULT_KEY_FILE: &str = "kiro-gateway.key";
+
 /// One migration: its name (`0001_tenancy`) and SQL.
 pub type Migration = (&'static str, &'static str);
 

@@ -167,7 +167,7 @@ impl UsageWriter {
             Err(error) => {
                 let dropped = self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 // Log the first drop and then every thousandth, not every one.
-                if dropped % 1000 == 0 {
+                if dropped.checked_rem(1000) == Some(0) {
                     let why = match error {
                         mpsc::error::TrySendError::Full(_) => "the usage queue is full",
                         mpsc::error::TrySendError::Closed(_) => "the usage writer has stopped",

@@ -1,6 +1,6 @@
 //! PostgreSQL: usage, models, audit and change versions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use kiro_layers::store::*;
 use tokio_postgres::Row;
@@ -30,50 +30,79 @@ impl PgStore {
         for row in rows {
             validate::usage_row(row)?;
         }
+        // One statement per batch: the rows travel as column arrays and `RETURNING` names
+        // the ones that were new (a duplicate, even within the batch, is skipped).
+        let col = |f: &dyn Fn(&UsageRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+        let opt = |f: &dyn Fn(&UsageRow) -> Option<i64>| rows.iter().map(f).collect::<Vec<_>>();
+        let text = |f: &dyn Fn(&UsageRow) -> &str| {
+            rows.iter()
+                .map(|r| f(r).to_owned())
+                .collect::<Vec<String>>()
+        };
+        let request_ids = text(&|r| r.request_id.as_str());
+        let attempts = col(&|r| i64::from(r.attempt));
+        let user_ids = opt(&|r| r.user_id);
+        let agent_ids = opt(&|r| r.agent_id);
+        let key_ids = opt(&|r| r.key_id);
+        let requested = text(&|r| r.requested_model.as_str());
+        let resolved = text(&|r| r.resolved_model.as_str());
+        let accounts: Vec<Option<String>> = rows.iter().map(|r| r.account_id.clone()).collect();
+        let input = col(&|r| tokens(r.input_tokens));
+        let output = col(&|r| tokens(r.output_tokens));
+        let cache_read = col(&|r| tokens(r.cache_read_tokens));
+        let cache_write = col(&|r| tokens(r.cache_write_tokens));
+        let credits: Vec<f64> = rows.iter().map(|r| r.credits).collect();
+        let statuses = text(&|r| r.status.as_str());
+        let ttft = opt(&|r| r.time_to_first_token.map(millis));
+        let durations = col(&|r| millis(r.duration));
+        let started: Vec<Timestamp> = rows.iter().map(|r| r.started_at).collect();
+        let charged_col = col(&|r| r.charged);
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
-        let stmt = tx
-            .prepare(
+        let new_rows = tx
+            .query(
                 "INSERT INTO usage_records (request_id, attempt, user_id, agent_id, key_id, \
                  requested_model, resolved_model, account_id, input_tokens, output_tokens, \
                  cache_read_tokens, cache_write_tokens, credits, status, ttft_ms, duration_ms, \
-                 started_at, charged) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-                 $13, $14, $15, $16, $17, $18) ON CONFLICT (request_id, attempt) DO NOTHING",
+                 started_at, charged) SELECT * FROM unnest($1::text[], $2::bigint[], \
+                 $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::text[], \
+                 $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::float8[], \
+                 $14::text[], $15::bigint[], $16::bigint[], $17::timestamptz[], $18::bigint[]) \
+                 ON CONFLICT (request_id, attempt) DO NOTHING RETURNING request_id, attempt",
+                &[
+                    &request_ids,
+                    &attempts,
+                    &user_ids,
+                    &agent_ids,
+                    &key_ids,
+                    &requested,
+                    &resolved,
+                    &accounts,
+                    &input,
+                    &output,
+                    &cache_read,
+                    &cache_write,
+                    &credits,
+                    &statuses,
+                    &ttft,
+                    &durations,
+                    &started,
+                    &charged_col,
+                ],
             )
             .await?;
-        let mut inserted = 0u64;
+        let mut fresh = HashSet::new();
+        for row in &new_rows {
+            fresh.insert((row.try_get::<_, String>(0)?, row.try_get::<_, i64>(1)?));
+        }
+        let inserted = fresh.len() as u64;
         let mut charges = Vec::new();
         let mut last_used: BTreeMap<i64, Timestamp> = BTreeMap::new();
         for r in rows {
-            let n = tx
-                .execute(
-                    &stmt,
-                    &[
-                        &r.request_id,
-                        &i64::from(r.attempt),
-                        &r.user_id,
-                        &r.agent_id,
-                        &r.key_id,
-                        &r.requested_model,
-                        &r.resolved_model,
-                        &r.account_id,
-                        &tokens(r.input_tokens),
-                        &tokens(r.output_tokens),
-                        &tokens(r.cache_read_tokens),
-                        &tokens(r.cache_write_tokens),
-                        &r.credits,
-                        &r.status.as_str(),
-                        &r.time_to_first_token.map(millis),
-                        &millis(r.duration),
-                        &r.started_at,
-                        &r.charged,
-                    ],
-                )
-                .await?;
-            if n == 0 {
+            // `remove`, so a row repeated within the batch is charged once.
+            if !fresh.remove(&(r.request_id.clone(), i64::from(r.attempt))) {
                 continue;
             }
-            inserted += 1;
             charges.push(validate::charge_for(r));
             if let Some(key) = r.key_id {
                 let at = last_used.entry(key).or_insert(r.started_at);
@@ -102,14 +131,14 @@ impl PgStore {
             UsageGroup::Day => "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
         };
         let sql = format!(
-            "SELECT {expr} AS grp, COUNT(*)::bigint, COUNT(*) FILTER (WHERE status = 'ok')::bigint, \
+            "SELECT ({expr}) COLLATE \"C\" AS grp, COUNT(*)::bigint, COUNT(*) FILTER (WHERE status = 'ok')::bigint, \
              SUM(input_tokens)::bigint, SUM(output_tokens)::bigint, SUM(cache_read_tokens)::bigint, \
              SUM(cache_write_tokens)::bigint, SUM(credits)::float8, SUM(charged)::bigint \
              FROM usage_records WHERE ($1::bigint IS NULL OR user_id = $1) \
              AND ($2::bigint IS NULL OR key_id = $2) AND ($3::bigint IS NULL OR agent_id = $3) \
              AND ($4::timestamptz IS NULL OR started_at >= $4) \
              AND ($5::timestamptz IS NULL OR started_at < $5) \
-             GROUP BY grp ORDER BY grp COLLATE \"C\""
+             GROUP BY grp ORDER BY grp"
         );
         let count = |r: &Row, i: usize| -> R<u64> {
             Ok(u64::try_from(r.try_get::<_, i64>(i)?).unwrap_or(0))

@@ -109,7 +109,10 @@ impl SqliteStore {
             secret,
             changes,
         });
-        tokio::spawn(poll_changes(Arc::downgrade(&inner)));
+        // The starting version is read now, not in the task, so a change made right after
+        // `open` returns is still announced.
+        let start = current_version(&inner).await.unwrap_or(0);
+        tokio::spawn(poll_changes(Arc::downgrade(&inner), start));
         Ok(SqliteStore { inner })
     }
 
@@ -197,11 +200,8 @@ fn migrate(conn: &mut Connection, migrations: &[Migration]) -> rusqlite::Result<
 }
 
 /// Publishes topics other processes changed; ends when the store is dropped.
-async fn poll_changes(inner: Weak<Inner>) {
-    let mut seen = match inner.upgrade() {
-        Some(inner) => current_version(&inner).await.unwrap_or(0),
-        None => return,
-    };
+async fn poll_changes(inner: Weak<Inner>, start: i64) {
+    let mut seen = start;
     loop {
         tokio::time::sleep(POLL_INTERVAL).await;
         let Some(strong) = inner.upgrade() else {
