@@ -128,41 +128,22 @@ pub struct ServeArgs {
     #[arg(long = "log-format", env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Database of accounts, users, keys and usage: `sqlite://<file>`, `postgres://...`, or
-    /// `none` for a single-key gateway without one.
-    #[arg(
-        long = "database-url",
-        env = "DATABASE_URL",
-        default_value = "sqlite://kiro-gateway.db",
-        hide_env_values = true,
-        overrides_with = "database_url"
-    )]
-    pub database_url: String,
-
     /// Key for the `/admin` API (database admin keys work too).
     #[arg(long = "admin-api-key", env = "ADMIN_API_KEY", hide_env_values = true)]
     pub admin_api_key: Option<String>,
-
-    /// File holding the server secret (created with 0600 permissions) when
-    /// `KIRO_GATEWAY_SECRET` is not set.
-    #[arg(
-        long = "secret-key-file",
-        env = "KIRO_GATEWAY_SECRET_FILE",
-        default_value = "kiro-gateway.key"
-    )]
-    pub secret_key_file: PathBuf,
 
     /// Run against the built-in fake Kiro upstream: no account needed, answers are canned.
     #[arg(long = "demo", env = "KIRO_DEMO", default_value_t = false)]
     pub demo: bool,
 
     /// Database of accounts, users, keys, quotas and usage: `sqlite://<file>` (created if
-    /// missing) or `postgres://user:password@host:port/db`.
+    /// missing), `postgres://user:password@host:port/db`, or `none` for a single-key gateway.
     #[arg(
         long = "database-url",
         env = "DATABASE_URL",
         default_value = crate::store::DEFAULT_DATABASE_URL,
-        hide_env_values = true
+        hide_env_values = true,
+        overrides_with = "database_url"
     )]
     pub database_url: String,
 

@@ -22,15 +22,15 @@ pub struct DbArgs {
     #[arg(
         long = "database-url",
         env = "DATABASE_URL",
-        default_value = "sqlite://kiro-gateway.db",
+        default_value = crate::store::DEFAULT_DATABASE_URL,
         hide_env_values = true
     )]
     pub database_url: String,
     /// Server secret file when `KIRO_GATEWAY_SECRET` is not set.
     #[arg(
         long = "secret-key-file",
-        env = "KIRO_GATEWAY_SECRET_FILE",
-        default_value = "kiro-gateway.key"
+        env = "KIRO_GATEWAY_KEY_FILE",
+        default_value = crate::store::DEFAULT_KEY_FILE
     )]
     pub secret_key_file: PathBuf,
 }
