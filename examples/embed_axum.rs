@@ -60,6 +60,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_body_bytes: 8 * 1024 * 1024,
         thinking: Default::default(),
         capture: None,
+        quota: Arc::new(kiro_layers::quota::Unlimited),
     });
 
     let app = Router::new()

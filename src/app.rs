@@ -42,6 +42,8 @@ pub struct Gateway {
     pub readiness: crate::ops::Readiness,
     /// The debug capture writer, when `DEBUG_MODE` is not off.
     pub debug: Option<Arc<crate::debug::DebugWriter>>,
+    /// Users, keys, quotas and the database-backed pool (unless `--database-url none`).
+    pub tenancy: Option<Arc<crate::tenancy::wire::TenancyRuntime>>,
 }
 
 /// The fingerprint seed kiro-gateway uses: host and user name of this machine.
@@ -107,6 +109,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         },
     };
     let credentials = load_configured(&settings, http.clone(), fingerprint(&machine_seed()))?;
+    let endpoints = settings.endpoints.clone();
     if credentials.is_empty() {
         tracing::warn!("{NO_ACCOUNT_HELP}");
     } else {
@@ -118,6 +121,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
             );
         }
     }
+    let fingerprint_value = fingerprint(&machine_seed());
     let providers: Vec<Arc<dyn CredentialProvider>> = credentials
         .iter()
         .map(|c| Arc::clone(c) as Arc<dyn CredentialProvider>)
@@ -142,7 +146,18 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
     };
     crate::ops::prometheus::install();
     let debug = crate::debug::DebugWriter::start(args.debug_settings()?)?;
-    let deps = StackDeps {
+    let tenancy = crate::tenancy::wire::start(
+        &args,
+        &credentials,
+        http.clone(),
+        endpoints,
+        fingerprint_value,
+        Arc::new(models.clone()),
+        Arc::clone(&usage),
+    )
+    .await?
+    .map(Arc::new);
+    let mut deps = StackDeps {
         keys: Arc::new(SingleKeyStore::new(&args.proxy_api_key)),
         tokens: Arc::new(pool.clone()),
         models: Arc::new(models),
@@ -154,7 +169,19 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         capture: debug
             .clone()
             .map(|d| d as Arc<dyn kiro_layers::capture::CaptureSink>),
+        quota: Arc::new(kiro_layers::quota::Unlimited),
     };
+    let mut routes = None;
+    let mut pool = pool;
+    if let Some(t) = &tenancy {
+        deps.keys = Arc::new(t.tenancy.keys.clone());
+        deps.tokens = Arc::new(t.pool.clone());
+        deps.models = t.models.clone();
+        deps.usage = Arc::clone(&t.usage);
+        deps.quota = Arc::new(t.tenancy.book.clone());
+        pool = t.pool.snapshot();
+        routes = Some(crate::tenancy::router(Arc::clone(&t.tenancy)));
+    }
     let readiness = crate::ops::Readiness::new(pool.clone());
     let mut ops = crate::ops::routes(crate::ops::OpsState {
         pool: pool.clone(),
@@ -167,8 +194,12 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
             args.debug_dir.clone(),
         ));
     }
+    let mut app = router(deps.clone()).merge(ops);
+    if let Some(routes) = routes {
+        app = app.merge(routes);
+    }
     Ok(Gateway {
-        router: router(deps.clone()).merge(ops),
+        router: app,
         deps,
         pool,
         credentials,
@@ -176,6 +207,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         catalog,
         readiness,
         debug,
+        tenancy,
     })
 }
 
@@ -194,12 +226,17 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         )
     })?;
     tracing::info!("kiro-gateway {VERSION} listening on http://{addr} (OpenAI: /v1/chat/completions, Anthropic: /v1/messages)");
-    serve(
+    let served = serve(
         listener,
         gateway.router,
         shutdown_signal(),
         Duration::from_secs(args.shutdown_timeout),
     )
     .await
-    .map_err(|e| format!("server error: {e}"))
+    .map_err(|e| format!("server error: {e}"));
+    // Streams are finished: write every queued usage record before exiting.
+    if let Some(tenancy) = &gateway.tenancy {
+        tenancy.shutdown().await;
+    }
+    served
 }

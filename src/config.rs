@@ -23,6 +23,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway (OpenAI /v1/chat/completions, Anthropic /v1/messages, /v1/models).
     Serve(Box<ServeArgs>),
+    /// Admin keys for the `/admin` API.
+    #[command(subcommand)]
+    AdminKey(crate::tenancy::cli::AdminKeyCommand),
+    /// Kiro accounts in the database.
+    #[command(subcommand)]
+    Account(crate::tenancy::cli::AccountCommand),
+    /// Users in the database.
+    #[command(subcommand)]
+    User(crate::tenancy::cli::UserCommand),
     /// List and show debug captures (see DEBUG_MODE).
     Debug(DebugArgs),
     /// Print the configuration reference (docs/configuration.md) generated from these options.
@@ -146,17 +155,22 @@ pub struct ServeArgs {
     #[arg(long = "log-format", env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Key for the `/admin` API, including `/admin/debug` (database admin keys work too).
+    #[arg(long = "admin-api-key", env = "ADMIN_API_KEY", hide_env_values = true)]
+    pub admin_api_key: Option<String>,
+
     /// Run against the built-in fake Kiro upstream: no account needed, answers are canned.
     #[arg(long = "demo", env = "KIRO_DEMO", default_value_t = false)]
     pub demo: bool,
 
     /// Database of accounts, users, keys, quotas and usage: `sqlite://<file>` (created if
-    /// missing) or `postgres://user:password@host:port/db`.
+    /// missing), `postgres://user:password@host:port/db`, or `none` for a single-key gateway.
     #[arg(
         long = "database-url",
         env = "DATABASE_URL",
         default_value = crate::store::DEFAULT_DATABASE_URL,
-        hide_env_values = true
+        hide_env_values = true,
+        overrides_with = "database_url"
     )]
     pub database_url: String,
 
@@ -265,10 +279,6 @@ pub struct ServeArgs {
     /// Age after which debug captures are deleted (seconds, or with s, m, h, d).
     #[arg(long = "debug-max-age", env = "DEBUG_MAX_AGE", default_value = "7d")]
     pub debug_max_age: String,
-
-    /// Key of the admin endpoints (`GET /admin/debug`); unset: those endpoints do not exist.
-    #[arg(long = "admin-api-key", env = "ADMIN_API_KEY", hide_env_values = true)]
-    pub admin_api_key: Option<String>,
 
     /// Seconds open streams get to finish after SIGTERM / Ctrl-C.
     #[arg(

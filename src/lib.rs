@@ -14,3 +14,4 @@ pub mod ops;
 pub mod routes;
 pub mod server;
 pub mod store;
+pub mod tenancy;

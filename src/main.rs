@@ -11,7 +11,30 @@ fn main() -> std::process::ExitCode {
         }
     }
     let cli = Cli::parse();
+    let tenancy_command =
+        |run: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>>>>| {
+            kiro_gateway::logging::init("warn", kiro_gateway::config::LogFormat::Text);
+            let result = tokio::runtime::Runtime::new()
+                .map_err(|e| format!("could not start the async runtime: {e}"))
+                .and_then(|runtime| runtime.block_on(run));
+            match result {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        };
     match cli.command {
+        Command::AdminKey(command) => {
+            tenancy_command(Box::pin(kiro_gateway::tenancy::cli::admin_key(command)))
+        }
+        Command::Account(command) => {
+            tenancy_command(Box::pin(kiro_gateway::tenancy::cli::account(command)))
+        }
+        Command::User(command) => {
+            tenancy_command(Box::pin(kiro_gateway::tenancy::cli::user(command)))
+        }
         Command::Serve(args) => {
             kiro_gateway::logging::init(&args.log_level, args.log_format);
             let runtime = match tokio::runtime::Runtime::new() {

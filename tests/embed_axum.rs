@@ -51,6 +51,7 @@ async fn host_routes_and_gateway_routes_live_side_by_side() {
         max_body_bytes: 1 << 20,
         thinking: Default::default(),
         capture: None,
+        quota: Arc::new(kiro_layers::quota::Unlimited),
     });
     let app = Router::new()
         .route("/hello", get(|| async { "host" }))

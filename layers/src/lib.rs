@@ -18,6 +18,7 @@ pub mod limits;
 pub mod metrics;
 pub mod models;
 pub mod pool;
+pub mod quota;
 pub mod rescue;
 pub mod resolve;
 pub mod stack;

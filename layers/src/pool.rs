@@ -81,7 +81,25 @@ where
             let model_id = resolved_model(&request)?.kiro_id.clone();
             // A lease may wait on a token refresh: that is time spent waiting on Kiro.
             let waiting = std::time::Instant::now();
-            let lease = source.acquire(&model_id).await;
+            let lease = match source.acquire(&model_id).await {
+                Ok(lease) => Ok(lease),
+                Err(error) => {
+                    // A combo model falls back to its next member with capacity.
+                    let fallbacks = request
+                        .extensions_mut()
+                        .remove::<crate::traits::ModelFallbacks>()
+                        .unwrap_or_default();
+                    let mut found = None;
+                    for member in fallbacks.0 {
+                        if let Ok(lease) = source.acquire(&member.kiro_id).await {
+                            request.extensions_mut().insert(member);
+                            found = Some(lease);
+                            break;
+                        }
+                    }
+                    found.ok_or(error)
+                }
+            };
             if let Some(timings) = request.extensions().get::<crate::metrics::Timings>() {
                 timings.add_upstream_wait(waiting.elapsed());
             }
@@ -184,12 +202,20 @@ impl Default for PoolPolicy {
     }
 }
 
+/// Told about every reported attempt outcome (after the pool applied it), e.g. to share
+/// cooldowns with other processes through a database. Must not block.
+pub trait PoolObserver: Send + Sync + 'static {
+    /// `account_id` had `outcome`; `resting_for` is its rest after applying it.
+    fn outcome(&self, account_id: &str, outcome: &AttemptOutcome, resting_for: Option<Duration>);
+}
+
 /// In-memory round-robin [`TokenSource`] over a fixed list of accounts.
 #[derive(Clone)]
 pub struct RoundRobinPool {
     accounts: Arc<Vec<Arc<Account>>>,
     next: Arc<AtomicUsize>,
     policy: Arc<PoolPolicy>,
+    observer: Option<Arc<dyn PoolObserver>>,
 }
 
 impl RoundRobinPool {
@@ -212,7 +238,50 @@ impl RoundRobinPool {
             accounts: Arc::new(accounts),
             next: Arc::new(AtomicUsize::new(0)),
             policy: Arc::new(policy),
+            observer: None,
         }
+    }
+
+    /// Reports every outcome to `observer` too.
+    pub fn with_observer(mut self, observer: Arc<dyn PoolObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Continues the round robin from `next` (a pool rebuilt after a change keeps its turn).
+    pub fn with_turn(self, next: Arc<AtomicUsize>) -> Self {
+        RoundRobinPool { next, ..self }
+    }
+
+    /// The round-robin turn counter.
+    pub fn turn(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.next)
+    }
+
+    fn find(&self, account_id: &str) -> Option<&Arc<Account>> {
+        self.accounts
+            .iter()
+            .find(|a| a.provider.account_id() == account_id)
+    }
+
+    /// Rests `account_id` for `period` (a cooldown learnt from another process); `throttled`
+    /// marks an upstream 429. Returns false for an unknown account.
+    pub fn rest_account(&self, account_id: &str, period: Duration, throttled: bool) -> bool {
+        self.find(account_id)
+            .map(|a| a.rest(period, throttled))
+            .is_some()
+    }
+
+    /// Disables `account_id` with `reason`. Returns false for an unknown account.
+    pub fn disable_account(&self, account_id: &str, reason: &str) -> bool {
+        self.find(account_id)
+            .and_then(|a| {
+                a.disabled
+                    .lock()
+                    .ok()
+                    .map(|mut d| *d = Some(reason.to_owned()))
+            })
+            .is_some()
     }
 
     /// Number of accounts.
@@ -310,6 +379,7 @@ impl TokenSource for RoundRobinPool {
                     account: Arc::clone(&account),
                     policy: Arc::clone(&self.policy),
                     released: std::sync::atomic::AtomicBool::new(false),
+                    observer: self.observer.clone(),
                 });
                 match account.provider.current().await {
                     Ok(credential) => {
@@ -343,6 +413,7 @@ struct PoolHandle {
     account: Arc<Account>,
     policy: Arc<PoolPolicy>,
     released: std::sync::atomic::AtomicBool,
+    observer: Option<Arc<dyn PoolObserver>>,
 }
 
 impl AccountHandle for PoolHandle {
@@ -352,6 +423,7 @@ impl AccountHandle for PoolHandle {
 
     fn report(&self, outcome: AttemptOutcome) {
         let id = self.account.provider.account_id();
+        let observed = self.observer.as_ref().map(|o| (o, outcome.clone()));
         match outcome {
             AttemptOutcome::Success => {}
             AttemptOutcome::Throttled { retry_after } => {
@@ -376,6 +448,9 @@ impl AccountHandle for PoolHandle {
                     *disabled = Some(reason);
                 }
             }
+        }
+        if let Some((observer, outcome)) = observed {
+            observer.outcome(id, &outcome, self.account.resting_for(Instant::now()));
         }
     }
 
@@ -483,6 +558,99 @@ mod tests {
         let err = pool(0).acquire("auto").await.unwrap_err();
         assert_eq!(err.status(), 503);
         assert!(err.message().contains("REFRESH_TOKEN"));
+    }
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<(String, AttemptOutcome, Option<Duration>)>>);
+    impl PoolObserver for Seen {
+        fn outcome(&self, id: &str, outcome: &AttemptOutcome, resting: Option<Duration>) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((id.to_owned(), outcome.clone(), resting));
+        }
+    }
+
+    #[tokio::test]
+    async fn observer_sees_outcomes_and_shared_rests_apply() {
+        let seen = Arc::new(Seen::default());
+        let pool = pool(2).with_observer(seen.clone());
+        let lease = pool.acquire("auto").await.unwrap();
+        lease.report(AttemptOutcome::Throttled {
+            retry_after: Some(Duration::from_secs(30)),
+        });
+        drop(lease);
+        let seen = seen.0.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].0, "a0");
+        assert!(seen[0].2.unwrap() > Duration::from_secs(20));
+        // A rest learnt from elsewhere: a1 rests too, so everything is throttled.
+        assert!(pool.rest_account("a1", Duration::from_secs(30), true));
+        assert!(!pool.rest_account("nope", Duration::from_secs(30), true));
+        assert_eq!(pool.acquire("auto").await.unwrap_err().status(), 429);
+        let other = self::pool(2);
+        assert!(other.disable_account("a0", "revoked"));
+        assert_eq!(
+            other.acquire("auto").await.unwrap().credential.account_id,
+            "a1"
+        );
+        assert_eq!(
+            other.acquire("auto").await.unwrap().credential.account_id,
+            "a1"
+        );
+    }
+
+    /// Grants leases only for `claude-haiku-4.5`.
+    struct HaikuOnly(RoundRobinPool);
+    impl TokenSource for HaikuOnly {
+        fn acquire<'a>(&'a self, model: &'a str) -> BoxFuture<'a, Result<Lease, GatewayError>> {
+            if model == "claude-haiku-4.5" {
+                self.0.acquire(model)
+            } else {
+                Box::pin(async { Err(GatewayError::no_account("busy")) })
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn combo_models_fall_back_to_the_next_member_with_capacity() {
+        use crate::chat::Dialect;
+        use crate::traits::{ModelFallbacks, ResolvedModel};
+        use tower::{service_fn, ServiceExt};
+        let model = |id: &str| ResolvedModel {
+            requested: "team".into(),
+            kiro_id: id.into(),
+            context_window: 1,
+            max_output_tokens: 1,
+        };
+        let inner = service_fn(|req: Request<ChatRequest>| async move {
+            let served = resolved_model(&req)?.kiro_id.clone();
+            Ok::<_, GatewayError>(Response::new(served))
+        });
+        let layer = TokenPoolLayer::new(Arc::new(HaikuOnly(pool(1))));
+        let mut request = Request::new(ChatRequest::user_text(Dialect::OpenAi, "team", "hi"));
+        request.extensions_mut().insert(model("claude-sonnet-4.5"));
+        request
+            .extensions_mut()
+            .insert(ModelFallbacks(vec![model("claude-haiku-4.5")]));
+        let served = layer.layer(inner).oneshot(request).await.unwrap();
+        assert_eq!(served.into_body(), "claude-haiku-4.5");
+        // Without fallbacks the first refusal stands.
+        let mut request = Request::new(ChatRequest::user_text(Dialect::OpenAi, "x", "hi"));
+        request.extensions_mut().insert(model("claude-sonnet-4.5"));
+        let layer = TokenPoolLayer::new(Arc::new(HaikuOnly(pool(1))));
+        let inner = service_fn(|_req: Request<ChatRequest>| async move {
+            Ok::<_, GatewayError>(Response::new(String::new()))
+        });
+        assert_eq!(
+            layer
+                .layer(inner)
+                .oneshot(request)
+                .await
+                .unwrap_err()
+                .status(),
+            503
+        );
     }
 
     #[tokio::test]

@@ -85,6 +85,12 @@ where
         if let Some(timings) = request.extensions().get::<crate::metrics::Timings>() {
             timings.model(&resolved.kiro_id);
         }
+        let fallbacks = self.catalog.fallbacks(requested);
+        if !fallbacks.is_empty() {
+            request
+                .extensions_mut()
+                .insert(crate::traits::ModelFallbacks(fallbacks));
+        }
         request.extensions_mut().insert(resolved.clone());
         let future = self.inner.call(request);
         Box::pin(async move {

@@ -22,6 +22,7 @@ use crate::kiro::service::{KiroConfig, KiroService};
 use crate::limits::OutputLimitLayer;
 use crate::metrics::MetricsLayer;
 use crate::pool::TokenPoolLayer;
+use crate::quota::{QuotaGuard, QuotaLayer};
 use crate::rescue::RescueLayer;
 use crate::resolve::ResolveModelLayer;
 use crate::thinking::{ThinkingConfig, ThinkingLayer};
@@ -49,10 +50,13 @@ pub struct StackDeps {
     pub thinking: ThinkingConfig,
     /// Where debug captures go (`DEBUG_MODE`); `None` captures nothing.
     pub capture: Option<Arc<dyn CaptureSink>>,
+    /// Per-key quotas and rate limits (`quota::Unlimited` without users).
+    pub quota: Arc<dyn QuotaGuard>,
 }
 
-/// The chat pipeline (`/v1/chat/completions`, `/v1/messages`), outermost first:
-/// rescue, metrics, debug capture, auth, convert, output limits, thinking, model resolution, token pool, usage, Kiro.
+/// The chat pipeline (`/v1/chat/completions`, `/v1/messages`), outermost first: rescue, metrics,
+/// debug capture, auth, convert, quota, output limits, thinking, model resolution, token pool,
+/// usage, Kiro.
 pub fn chat_stack(deps: StackDeps) -> ChatStack {
     ServiceBuilder::new()
         .layer(RescueLayer)
@@ -60,6 +64,7 @@ pub fn chat_stack(deps: StackDeps) -> ChatStack {
         .layer(CaptureLayer::new(deps.capture, DEFAULT_CAPTURE_LIMIT))
         .layer(AuthLayer::new(deps.keys))
         .layer(ConvertLayer::new(deps.max_body_bytes))
+        .layer(QuotaLayer::new(deps.quota, Arc::clone(&deps.usage)))
         .layer(OutputLimitLayer)
         .layer(ThinkingLayer::new(deps.thinking))
         .layer(ResolveModelLayer::new(deps.models))
@@ -74,10 +79,12 @@ pub type ChatStack = crate::rescue::Rescue<
         crate::capture::Capture<
             crate::auth::Auth<
                 crate::convert::Convert<
-                    crate::limits::OutputLimit<
-                        crate::thinking::Thinking<
-                            crate::resolve::ResolveModel<
-                                crate::pool::TokenPool<crate::usage::Usage<KiroService>>,
+                    crate::quota::Quota<
+                        crate::limits::OutputLimit<
+                            crate::thinking::Thinking<
+                                crate::resolve::ResolveModel<
+                                    crate::pool::TokenPool<crate::usage::Usage<KiroService>>,
+                                >,
                             >,
                         >,
                     >,

@@ -200,7 +200,17 @@ pub trait ModelCatalog: Send + Sync + 'static {
     fn resolve(&self, requested: &str) -> Option<ResolvedModel>;
     /// The models to list on `GET /v1/models`, including alias names.
     fn list(&self) -> Vec<ModelInfo>;
+    /// For a combo model: the members to try, in order, after the one `resolve` returned when
+    /// it has no capacity. Empty for plain models (the default).
+    fn fallbacks(&self, _requested: &str) -> Vec<ResolvedModel> {
+        Vec::new()
+    }
 }
+
+/// The fallback members of a combo model, put in request extensions by the model layer and
+/// tried by the token pool layer when the first choice has no account.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ModelFallbacks(pub Vec<ResolvedModel>);
 
 /// How an upstream attempt ended, for the usage record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -36,6 +36,9 @@ pub fn serve_args(extra: &[&str]) -> ServeArgs {
         KEY,
         "--log-level",
         "warn",
+        // No database unless a test asks for one (a later --database-url overrides this).
+        "--database-url",
+        "none",
     ];
     argv.extend_from_slice(extra);
     let Command::Serve(args) = Cli::try_parse_from(argv)

@@ -1,0 +1,240 @@
+//! Bootstrap without HTTP: `admin-key create`, `account add`, `account list`, `user create`.
+//! Each opens the same database the gateway uses, does one thing, writes an audit entry and
+//! prints JSON.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use kiro_layers::store::{KeyKind, NewUser};
+use serde_json::json;
+
+use super::accounts::{new_account, AccountSource};
+use super::api::{create_key, KeyOptions};
+use super::keys::{Caller, KeyCache};
+use super::state::Tenancy;
+use super::wire::hasher;
+use crate::store::crypto::Secret;
+
+/// Where the database is (the same options as `serve`).
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// `sqlite://<file>` or `postgres://...`.
+    #[arg(
+        long = "database-url",
+        env = "DATABASE_URL",
+        default_value = crate::store::DEFAULT_DATABASE_URL,
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// Server secret file when `KIRO_GATEWAY_SECRET` is not set.
+    #[arg(
+        long = "secret-key-file",
+        env = "KIRO_GATEWAY_KEY_FILE",
+        default_value = crate::store::DEFAULT_KEY_FILE
+    )]
+    pub secret_key_file: PathBuf,
+}
+
+/// `admin-key ...`
+#[derive(Debug, Subcommand)]
+pub enum AdminKeyCommand {
+    /// Creates an admin key and prints it (once).
+    Create {
+        /// Database.
+        #[command(flatten)]
+        db: DbArgs,
+        /// Label.
+        #[arg(long, default_value = "bootstrap")]
+        name: String,
+    },
+}
+
+/// `account ...`
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Adds a Kiro account from a refresh token, a JSON credentials file or a kiro-cli database.
+    Add {
+        /// Database.
+        #[command(flatten)]
+        db: DbArgs,
+        /// Label.
+        #[arg(long)]
+        name: String,
+        /// Kiro desktop refresh token.
+        #[arg(long, hide_env_values = true)]
+        refresh_token: Option<String>,
+        /// JSON credentials file.
+        #[arg(long)]
+        creds_file: Option<PathBuf>,
+        /// kiro-cli SQLite database.
+        #[arg(long)]
+        cli_db_file: Option<PathBuf>,
+        /// profileArn.
+        #[arg(long)]
+        profile_arn: Option<String>,
+    },
+    /// Lists the accounts.
+    List {
+        /// Database.
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+/// `user ...`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Creates a user and an inference key for it (printed once).
+    Create {
+        /// Database.
+        #[command(flatten)]
+        db: DbArgs,
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Quota in micro-credits.
+        #[arg(long)]
+        quota: Option<i64>,
+    },
+}
+
+async fn open(db: &DbArgs) -> Result<Tenancy, String> {
+    let (secret, _) = Secret::load(&db.secret_key_file)?;
+    let store = crate::store::open(&db.database_url, &secret).await?;
+    let keys = KeyCache::new(None, None, hasher(secret.clone()));
+    Ok(Tenancy::new(store, keys, hasher(secret)))
+}
+
+const CLI: Caller = Caller::Cli;
+
+fn print(value: serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).unwrap_or_default()
+    );
+}
+
+/// Runs `admin-key create`.
+pub async fn admin_key(command: AdminKeyCommand) -> Result<(), String> {
+    let AdminKeyCommand::Create { db, name } = command;
+    let tenancy = open(&db).await?;
+    let options = KeyOptions {
+        name: Some(name),
+        expires_at: None,
+        allowed_models: Vec::new(),
+        rpm_limit: None,
+        max_concurrency: None,
+        quota_limit: None,
+    };
+    let created = create_key(&tenancy, &CLI, KeyKind::Admin, None, None, options)
+        .await
+        .map_err(|e| e.0.message().to_owned())?;
+    print(created.0);
+    Ok(())
+}
+
+/// Runs `account add` / `account list`.
+pub async fn account(command: AccountCommand) -> Result<(), String> {
+    match command {
+        AccountCommand::Add {
+            db,
+            name,
+            refresh_token,
+            creds_file,
+            cli_db_file,
+            profile_arn,
+        } => {
+            let tenancy = open(&db).await?;
+            let creds = match creds_file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("could not read {}: {e}", path.display()))?;
+                    Some(serde_json::from_str(&text).map_err(|e| {
+                        format!("{} is not a JSON credentials file: {e}", path.display())
+                    })?)
+                }
+                None => None,
+            };
+            let source = AccountSource {
+                name,
+                refresh_token,
+                creds,
+                cli_db_path: cli_db_file,
+                profile_arn,
+                ..AccountSource::default()
+            };
+            let account = new_account(source)
+                .await
+                .map_err(|e| e.message().to_owned())?;
+            let row = tenancy
+                .store
+                .create_account(account)
+                .await
+                .map_err(|e| e.to_string())?;
+            tenancy
+                .audit(
+                    &CLI,
+                    "create",
+                    "account",
+                    row.id,
+                    json!({ "name": row.name }),
+                )
+                .await;
+            print(json!({ "account": row }));
+        }
+        AccountCommand::List { db } => {
+            let tenancy = open(&db).await?;
+            let accounts = tenancy
+                .store
+                .list_accounts()
+                .await
+                .map_err(|e| e.to_string())?;
+            print(json!({ "data": accounts }));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `user create`.
+pub async fn user(command: UserCommand) -> Result<(), String> {
+    let UserCommand::Create { db, name, quota } = command;
+    let tenancy = open(&db).await?;
+    let user = tenancy
+        .store
+        .create_user(NewUser {
+            name,
+            quota_limit: quota,
+            ..NewUser::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    tenancy
+        .audit(
+            &CLI,
+            "create",
+            "user",
+            user.id,
+            json!({ "name": user.name }),
+        )
+        .await;
+    let options = KeyOptions {
+        name: None,
+        expires_at: None,
+        allowed_models: Vec::new(),
+        rpm_limit: None,
+        max_concurrency: None,
+        quota_limit: None,
+    };
+    let key = create_key(
+        &tenancy,
+        &CLI,
+        KeyKind::Inference,
+        Some(user.id),
+        None,
+        options,
+    )
+    .await
+    .map_err(|e| e.0.message().to_owned())?;
+    print(json!({ "user": user, "key": key.0["key"] }));
+    Ok(())
+}

@@ -1,0 +1,364 @@
+//! `DbPool`: the account pool over the accounts in the store (plus the credential configured
+//! through the environment, which joins the pool). Allocation is the layers' [`RoundRobinPool`]
+//! (strict round robin, per-account concurrency cap, rests on 429/402/403/transport errors,
+//! `invalid_grant` disables); this module adds what needs the database:
+//!
+//! - each account is a [`RefreshingCredential`] whose [`CredentialStore`] reads the account row
+//!   and writes a rotated refresh token back with optimistic concurrency;
+//! - outcomes are written to the shared [`AccountState`] (rest, failures, breaker) and
+//!   `invalid_grant` disables the account in the store with the reason, so other processes
+//!   skip it too; rests written by other processes are applied here on notification;
+//! - a circuit breaker: after [`BREAKER_THRESHOLD`] consecutive failures the account rests for
+//!   a doubling period (open); when the rest ends the next request is its probe (half-open); a
+//!   success closes it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::future::BoxFuture;
+use kiro_layers::kiro::auth::{CredentialStore, Endpoints, RefreshingCredential, TokenSet};
+use kiro_layers::pool::{
+    AccountStatus as LiveStatus, CredentialProvider, PoolObserver, PoolPolicy, RoundRobinPool,
+};
+use kiro_layers::store::{AccountState, AccountStatus, BreakerState, Store, StoreError};
+use kiro_layers::traits::{AttemptOutcome, Lease, TokenSource};
+use kiro_layers::GatewayError;
+
+use super::state::PoolControl;
+
+/// Consecutive failures that open the breaker.
+pub const BREAKER_THRESHOLD: u32 = 3;
+
+/// Reads an account row and writes rotated refresh tokens back, only over the version read.
+struct DbCredentialStore {
+    store: Arc<dyn Store>,
+    id: i64,
+    version: Mutex<i64>,
+}
+
+impl CredentialStore for DbCredentialStore {
+    fn describe(&self) -> String {
+        format!("database account {}", self.id)
+    }
+
+    fn load(&self) -> BoxFuture<'_, Result<TokenSet, GatewayError>> {
+        Box::pin(async move {
+            let row = self.store.get_account(self.id).await?;
+            if let Ok(mut version) = self.version.lock() {
+                *version = row.version;
+            }
+            Ok(TokenSet {
+                refresh_token: row.refresh_token,
+                client_id: row.client_id,
+                client_secret: row.client_secret,
+                profile_arn: row.profile_arn,
+                sso_region: Some(row.sso_region),
+                api_region: Some(row.api_region),
+                ..TokenSet::default()
+            })
+        })
+    }
+
+    fn save(&self, tokens: &TokenSet) -> BoxFuture<'_, Result<(), GatewayError>> {
+        let refresh_token = tokens.refresh_token.clone();
+        Box::pin(async move {
+            let expected = self.version.lock().map(|v| *v).unwrap_or(0);
+            let won = self
+                .store
+                .update_refresh_token(self.id, expected, refresh_token)
+                .await?;
+            if won {
+                if let Ok(mut version) = self.version.lock() {
+                    *version = expected + 1;
+                }
+            } else {
+                // Another process rotated first; the next refresh re-reads its token.
+                tracing::info!(account = self.id, "refresh token was rotated elsewhere");
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Writes outcomes to the shared account state.
+struct StateWriter {
+    store: Arc<dyn Store>,
+    policy: PoolPolicy,
+    failures: Mutex<HashMap<i64, u32>>,
+    pool: Arc<RwLock<RoundRobinPool>>,
+}
+
+impl PoolObserver for StateWriter {
+    fn outcome(&self, account_id: &str, outcome: &AttemptOutcome, resting_for: Option<Duration>) {
+        let Ok(id) = account_id.parse::<i64>() else {
+            return; // the environment credential has no row
+        };
+        let failures = {
+            let Ok(mut map) = self.failures.lock() else {
+                return;
+            };
+            let count = map.entry(id).or_insert(0);
+            match outcome {
+                AttemptOutcome::Success => *count = 0,
+                AttemptOutcome::Forbidden | AttemptOutcome::TransportError => *count += 1,
+                _ => {}
+            }
+            *count
+        };
+        let mut rest = resting_for;
+        let breaker = if failures >= BREAKER_THRESHOLD {
+            let doublings = (failures - BREAKER_THRESHOLD).min(6);
+            let open_for = self.policy.failure_cooldown * 2u32.pow(doublings);
+            if let Ok(pool) = self.pool.read() {
+                pool.rest_account(account_id, open_for, false);
+            }
+            rest = Some(rest.map_or(open_for, |r| r.max(open_for)));
+            BreakerState::Open
+        } else if failures > 0 {
+            BreakerState::HalfOpen
+        } else {
+            BreakerState::Closed
+        };
+        if *outcome == AttemptOutcome::Success && resting_for.is_none() {
+            // Nothing to share: a healthy account stays healthy.
+            if failures == 0 {
+                return;
+            }
+        }
+        let state = AccountState {
+            account_id: id,
+            rest_until: rest
+                .and_then(|r| chrono::Duration::from_std(r).ok().map(|d| Utc::now() + d)),
+            throttled: matches!(outcome, AttemptOutcome::Throttled { .. }),
+            consecutive_failures: failures,
+            breaker,
+        };
+        let store = Arc::clone(&self.store);
+        let disable = match outcome {
+            AttemptOutcome::InvalidGrant { reason } => Some(reason.clone()),
+            _ => None,
+        };
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if let Err(error) = store.put_account_state(state).await {
+                    tracing::warn!(account = id, "could not share the account state: {error}");
+                }
+                if let Some(reason) = disable {
+                    let reason = format!("refresh token rejected (invalid_grant): {reason}");
+                    if let Err(error) = store
+                        .set_account_status(id, AccountStatus::Disabled, Some(reason))
+                        .await
+                    {
+                        tracing::warn!(account = id, "could not disable the account: {error}");
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// How the pool builds credentials.
+#[derive(Clone)]
+pub struct PoolSettings {
+    /// Login and API URLs.
+    pub endpoints: Endpoints,
+    /// HTTP client for Kiro.
+    pub http: reqwest::Client,
+    /// User-agent fingerprint.
+    pub fingerprint: String,
+    /// Rest periods and the per-account concurrency cap.
+    pub policy: PoolPolicy,
+}
+
+/// Credentials by account id, with the creation time that tells a re-created account apart.
+type CredentialMap = HashMap<i64, (i64, Arc<RefreshingCredential>)>;
+
+/// See the module docs. Cheap to clone.
+#[derive(Clone)]
+pub struct DbPool {
+    store: Arc<dyn Store>,
+    settings: PoolSettings,
+    env: Vec<Arc<RefreshingCredential>>,
+    pool: Arc<RwLock<RoundRobinPool>>,
+    credentials: Arc<RwLock<CredentialMap>>,
+    writer: Arc<StateWriter>,
+}
+
+impl DbPool {
+    /// A pool over the store's accounts plus `env` (the environment's credentials, first).
+    pub async fn start(
+        store: Arc<dyn Store>,
+        settings: PoolSettings,
+        env: Vec<Arc<RefreshingCredential>>,
+    ) -> Result<Self, StoreError> {
+        let pool = Arc::new(RwLock::new(RoundRobinPool::new(
+            Vec::new(),
+            settings.policy.clone(),
+        )));
+        let writer = Arc::new(StateWriter {
+            store: Arc::clone(&store),
+            policy: settings.policy.clone(),
+            failures: Mutex::new(HashMap::new()),
+            pool: Arc::clone(&pool),
+        });
+        let db_pool = DbPool {
+            store,
+            settings,
+            env,
+            pool,
+            credentials: Arc::new(RwLock::new(HashMap::new())),
+            writer,
+        };
+        db_pool.rebuild().await?;
+        Ok(db_pool)
+    }
+
+    fn current(&self) -> RoundRobinPool {
+        match self.pool.read() {
+            Ok(pool) => pool.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads the accounts (keeping the credentials, and so the access tokens, of accounts
+    /// that did not change) and applies the shared rests.
+    pub async fn rebuild(&self) -> Result<(), StoreError> {
+        let rows = self.store.list_accounts().await?;
+        let old = self
+            .credentials
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_default();
+        let mut next = HashMap::new();
+        let mut providers: Vec<Arc<dyn CredentialProvider>> = self
+            .env
+            .iter()
+            .map(|c| Arc::clone(c) as Arc<dyn CredentialProvider>)
+            .collect();
+        for row in rows.iter().filter(|r| r.status == AccountStatus::Active) {
+            let credential = match old.get(&row.id) {
+                Some((created, credential)) if *created == row.created_at.timestamp() => {
+                    Arc::clone(credential)
+                }
+                _ => Arc::new(RefreshingCredential::new(
+                    row.id.to_string(),
+                    Arc::new(DbCredentialStore {
+                        store: Arc::clone(&self.store),
+                        id: row.id,
+                        version: Mutex::new(row.version),
+                    }),
+                    self.settings.endpoints.clone(),
+                    row.sso_region.clone(),
+                    None,
+                    row.profile_arn.clone(),
+                    self.settings.http.clone(),
+                    self.settings.fingerprint.clone(),
+                )),
+            };
+            providers.push(Arc::clone(&credential) as Arc<dyn CredentialProvider>);
+            next.insert(row.id, (row.created_at.timestamp(), credential));
+        }
+        let mut policy = self.settings.policy.clone();
+        // One cap for the whole pool: the smallest any account asks for.
+        if let Some(cap) = rows.iter().filter_map(|r| r.max_concurrency).min() {
+            policy.max_concurrency_per_account = cap as usize;
+        }
+        let turn = self.current().turn();
+        let pool = RoundRobinPool::new(providers, policy)
+            .with_observer(Arc::clone(&self.writer) as Arc<dyn PoolObserver>)
+            .with_turn(turn);
+        if let Ok(mut slot) = self.pool.write() {
+            *slot = pool;
+        }
+        if let Ok(mut creds) = self.credentials.write() {
+            *creds = next;
+        }
+        self.apply_shared_state().await
+    }
+
+    /// Applies rests other processes wrote.
+    pub async fn apply_shared_state(&self) -> Result<(), StoreError> {
+        let states = self.store.list_account_states().await?;
+        let pool = self.current();
+        let now = Utc::now();
+        for state in states {
+            if let Some(until) = state.rest_until.filter(|u| *u > now) {
+                if let Ok(left) = (until - now).to_std() {
+                    pool.rest_account(&state.account_id.to_string(), left, state.throttled);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The current round-robin pool (replaced when the accounts change).
+    pub fn snapshot(&self) -> RoundRobinPool {
+        self.current()
+    }
+
+    /// Live status per account.
+    pub fn status(&self) -> Vec<LiveStatus> {
+        self.current().status()
+    }
+
+    /// Keeps the pool in step with the store until the task is aborted.
+    pub fn spawn_sync(&self) -> tokio::task::JoinHandle<()> {
+        let pool = self.clone();
+        let mut changes = self.store.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let result = match changes.recv().await {
+                    Ok(kiro_layers::store::Topic::Accounts) => pool.rebuild().await,
+                    Ok(kiro_layers::store::Topic::AccountState) => pool.apply_shared_state().await,
+                    Ok(_) => Ok(()),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        pool.rebuild().await
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        changes = pool.store.subscribe();
+                        Ok(())
+                    }
+                };
+                if let Err(error) = result {
+                    tracing::warn!("could not refresh the account pool: {error}");
+                }
+            }
+        })
+    }
+}
+
+impl TokenSource for DbPool {
+    fn acquire<'a>(&'a self, kiro_model_id: &'a str) -> BoxFuture<'a, Result<Lease, GatewayError>> {
+        let pool = self.current();
+        let model = kiro_model_id.to_owned();
+        Box::pin(async move { pool.acquire(&model).await })
+    }
+}
+
+impl PoolControl for DbPool {
+    fn status(&self) -> Vec<LiveStatus> {
+        DbPool::status(self)
+    }
+
+    fn reload(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.rebuild())
+    }
+
+    fn refresh(&self, account_id: i64) -> BoxFuture<'_, Result<(), GatewayError>> {
+        let credential = self
+            .credentials
+            .read()
+            .ok()
+            .and_then(|c| c.get(&account_id).map(|(_, c)| Arc::clone(c)));
+        Box::pin(async move {
+            match credential {
+                Some(credential) => credential.force_refresh().await.map(|_| ()),
+                None => Err(GatewayError::conflict(format!(
+                    "Account {account_id} is disabled; enable it first."
+                ))),
+            }
+        })
+    }
+}

@@ -1,0 +1,159 @@
+//! Assembling the tenancy from the serve options: open the store, load the caches, start the
+//! pool, the usage writer and the sync tasks. `app::assemble` calls [`start`] and swaps the
+//! returned pieces into the stack.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kiro_layers::kiro::auth::{Endpoints, RefreshingCredential};
+use kiro_layers::pool::PoolPolicy;
+use kiro_layers::store::Store;
+use kiro_layers::traits::{ModelCatalog, UsageRecord, UsageSink};
+
+use super::keys::{KeyCache, KeyHasher};
+use super::models::TenantCatalog;
+use super::pool::{DbPool, PoolSettings};
+use super::pricing::{ChargingSink, PricedSink};
+use super::state::{PoolControl, Tenancy};
+use crate::config::ServeArgs;
+use crate::store::crypto::{hash_api_key, Secret};
+use crate::store::usage_writer::usage_row;
+use crate::store::{UsageWriter, UsageWriterConfig, UsageWriterHandle};
+
+/// How often the caches reload even without a change notification.
+pub const FALLBACK_RELOAD: Duration = Duration::from_secs(30);
+
+/// The running tenancy.
+pub struct TenancyRuntime {
+    /// Store and caches.
+    pub tenancy: Arc<Tenancy>,
+    /// The account pool.
+    pub pool: DbPool,
+    /// Model catalog with the store's aliases and combos.
+    pub models: Arc<TenantCatalog>,
+    /// Prices, charges and queues usage records.
+    pub usage: Arc<dyn UsageSink>,
+    writer: Mutex<Option<UsageWriterHandle>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl TenancyRuntime {
+    /// Writes every queued usage record and stops the background tasks.
+    pub async fn shutdown(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(handle) = handle {
+            let stats = handle.shutdown().await;
+            tracing::info!(written = stats.written(), "usage queue drained");
+        }
+    }
+}
+
+impl Drop for TenancyRuntime {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for TenancyRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TenancyRuntime")
+    }
+}
+
+impl PricedSink for UsageWriter {
+    fn record_priced(&self, record: UsageRecord, cost_micro: i64) {
+        self.push(usage_row(record, cost_micro));
+    }
+}
+
+/// Records go to `first` (logs, tests) and to `second` (the store).
+struct Tee(Arc<dyn UsageSink>, Arc<dyn UsageSink>);
+
+impl UsageSink for Tee {
+    fn record(&self, record: UsageRecord) {
+        self.0.record(record.clone());
+        self.1.record(record);
+    }
+}
+
+/// Opens the store the options name; `None` for `--database-url none`.
+pub async fn open_store(args: &ServeArgs) -> Result<Option<(Arc<dyn Store>, Secret)>, String> {
+    if args.database_url.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let (secret, source) = Secret::load(&args.secret_key_file)?;
+    tracing::info!(?source, "server secret loaded");
+    let store = crate::store::open(&args.database_url, &secret).await?;
+    tracing::info!("database: {}", crate::store::redact_url(&args.database_url));
+    Ok(Some((store, secret)))
+}
+
+/// The key hash of the store for `secret`.
+pub fn hasher(secret: Secret) -> KeyHasher {
+    Arc::new(move |key: &str| hash_api_key(&secret, key).to_vec())
+}
+
+/// Starts everything; `log_sink` still receives every usage record.
+#[allow(clippy::too_many_arguments)]
+pub async fn start(
+    args: &ServeArgs,
+    env_credentials: &[Arc<RefreshingCredential>],
+    http: reqwest::Client,
+    endpoints: Endpoints,
+    fingerprint: String,
+    models: Arc<dyn ModelCatalog>,
+    log_sink: Arc<dyn UsageSink>,
+) -> Result<Option<TenancyRuntime>, String> {
+    let Some((store, secret)) = open_store(args).await? else {
+        return Ok(None);
+    };
+    let keys = KeyCache::new(
+        Some(&args.proxy_api_key),
+        args.admin_api_key.as_deref(),
+        hasher(secret.clone()),
+    );
+    let tenancy = Arc::new(Tenancy::new(Arc::clone(&store), keys, hasher(secret)));
+    tenancy.reload().await.map_err(|e| e.to_string())?;
+    let pool = DbPool::start(
+        Arc::clone(&store),
+        PoolSettings {
+            endpoints,
+            http,
+            fingerprint,
+            policy: PoolPolicy::default(),
+        },
+        env_credentials.to_vec(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    tenancy.set_pool(Arc::new(pool.clone()) as Arc<dyn PoolControl>);
+    let (writer, handle) = UsageWriter::start(
+        Arc::clone(&store),
+        UsageWriterConfig::default(),
+        Arc::new(|record| usage_row(record, 0)),
+    );
+    let charging = ChargingSink::new(
+        tenancy.prices.clone(),
+        tenancy.book.clone(),
+        Arc::new(writer),
+    );
+    let models = Arc::new(TenantCatalog::new(
+        models,
+        Arc::clone(&tenancy.aliases),
+        Arc::clone(&tenancy.combos),
+    ));
+    let tasks = vec![tenancy.spawn_sync(FALLBACK_RELOAD), pool.spawn_sync()];
+    Ok(Some(TenancyRuntime {
+        tenancy,
+        pool,
+        models,
+        usage: Arc::new(Tee(log_sink, Arc::new(charging))),
+        writer: Mutex::new(Some(handle)),
+        tasks,
+    }))
+}
