@@ -138,6 +138,8 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         kiro,
         max_body_bytes: args.max_body_bytes,
         thinking: args.thinking_config()?,
+        compress: args.compress_config(),
+        recover: args.recover_config(),
     };
     Ok(Gateway {
         router: router(deps.clone()),

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod body;
 pub mod chat;
+pub mod compress;
 pub mod convert;
 pub mod dialect;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod kiro;
 pub mod limits;
 pub mod models;
 pub mod pool;
+pub mod recover;
 pub mod rescue;
 pub mod resolve;
 pub mod stack;

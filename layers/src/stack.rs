@@ -16,10 +16,12 @@ use std::sync::Arc;
 use tower::ServiceBuilder;
 
 use crate::auth::AuthLayer;
+use crate::compress::{CompressConfig, CompressLayer};
 use crate::convert::ConvertLayer;
 use crate::kiro::service::{KiroConfig, KiroService};
 use crate::limits::OutputLimitLayer;
 use crate::pool::TokenPoolLayer;
+use crate::recover::{RecoverConfig, RecoverLayer};
 use crate::rescue::RescueLayer;
 use crate::resolve::ResolveModelLayer;
 use crate::thinking::{ThinkingConfig, ThinkingLayer};
@@ -45,10 +47,15 @@ pub struct StackDeps {
     pub max_body_bytes: usize,
     /// Reasoning injection and parsing.
     pub thinking: ThinkingConfig,
+    /// Context compression.
+    pub compress: CompressConfig,
+    /// Retries and truncation recovery.
+    pub recover: RecoverConfig,
 }
 
 /// The chat pipeline (`/v1/chat/completions`, `/v1/messages`), outermost first:
-/// rescue, auth, convert, output limits, thinking, model resolution, token pool, usage, Kiro.
+/// rescue, auth, convert, output limits, thinking, model resolution, compression, recovery,
+/// token pool, usage, Kiro.
 pub fn chat_stack(deps: StackDeps) -> ChatStack {
     ServiceBuilder::new()
         .layer(RescueLayer)
@@ -57,6 +64,8 @@ pub fn chat_stack(deps: StackDeps) -> ChatStack {
         .layer(OutputLimitLayer)
         .layer(ThinkingLayer::new(deps.thinking))
         .layer(ResolveModelLayer::new(deps.models))
+        .layer(CompressLayer::new(deps.compress))
+        .layer(RecoverLayer::new(deps.recover))
         .layer(TokenPoolLayer::new(deps.tokens))
         .layer(UsageLayer::new(deps.usage))
         .service(KiroService::new(deps.http, deps.kiro))
@@ -69,7 +78,11 @@ pub type ChatStack = crate::rescue::Rescue<
             crate::limits::OutputLimit<
                 crate::thinking::Thinking<
                     crate::resolve::ResolveModel<
-                        crate::pool::TokenPool<crate::usage::Usage<KiroService>>,
+                        crate::compress::Compress<
+                            crate::recover::Recover<
+                                crate::pool::TokenPool<crate::usage::Usage<KiroService>>,
+                            >,
+                        >,
                     >,
                 >,
             >,
