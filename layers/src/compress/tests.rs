@@ -398,3 +398,37 @@ fn dropping_turns_keeps_tool_calls_with_their_results_and_says_so() {
     }
     assert_valid_upstream(&request);
 }
+
+#[test]
+fn an_openai_agent_conversation_over_the_payload_limit_stays_valid() {
+    let mut messages = vec![json!({"role": "user", "content": "start"})];
+    for i in 0..40 {
+        messages.push(json!({"role": "assistant", "content": null, "tool_calls": [
+            {"id": format!("call_{i}"), "type": "function",
+             "function": {"name": "read", "arguments": "{\"path\":\"a\"}"}}]}));
+        messages.push(json!({"role": "tool", "tool_call_id": format!("call_{i}"),
+            "content": format!("line {i} ").repeat(4_000)}));
+    }
+    messages.push(json!({"role": "user", "content": "summarise"}));
+    let body = json!({
+        "model": "auto", "messages": messages,
+        "tools": [{"type": "function", "function": {"name": "read",
+            "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}}],
+    });
+    let mut request = crate::dialect::openai::parse_request(body.to_string().as_bytes()).unwrap();
+    let config = CompressConfig::default();
+    let limit = Budget {
+        max_tokens: 200_000 - config.answer_reserve_tokens,
+        max_bytes: config.max_payload_bytes - config.payload_margin_bytes,
+    };
+    let report = compress(&mut request, &limit, &config, MODEL)
+        .unwrap()
+        .unwrap();
+    let built = build_request(&request, MODEL, Some(ARN), &BuildOptions::default()).unwrap();
+    assert!(
+        built.body.len() <= limit.max_bytes,
+        "{report:?} {}",
+        built.body.len()
+    );
+    assert_valid_upstream(&request);
+}
