@@ -65,7 +65,7 @@ pub(crate) fn convert_image<'a>(
 /// True when `data` is padded standard base64 (checked without decoding into a copy).
 fn is_base64(data: &str) -> bool {
     let bytes = data.as_bytes();
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return false;
     }
     let padding = bytes.iter().rev().take_while(|b| **b == b'=').count();
