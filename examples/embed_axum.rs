@@ -61,6 +61,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         thinking: Default::default(),
         capture: None,
         quota: Arc::new(kiro_layers::quota::Unlimited),
+        compress: Default::default(),
+        recover: Default::default(),
     });
 
     let app = Router::new()

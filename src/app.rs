@@ -170,6 +170,8 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
             .clone()
             .map(|d| d as Arc<dyn kiro_layers::capture::CaptureSink>),
         quota: Arc::new(kiro_layers::quota::Unlimited),
+        compress: args.compress_config(),
+        recover: args.recover_config(),
     };
     let mut routes = None;
     let mut pool = pool;

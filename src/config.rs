@@ -287,6 +287,79 @@ pub struct ServeArgs {
         default_value_t = 30
     )]
     pub shutdown_timeout: u64,
+
+    /// Shrink conversations that do not fit the model's context window or the upstream payload
+    /// limit (old tool output first, then reasoning and images, then the oldest turns).
+    #[arg(long = "context-compression", env = "CONTEXT_COMPRESSION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub context_compression: bool,
+
+    /// Tokens of the context window kept free for the answer.
+    #[arg(
+        long = "context-answer-reserve",
+        env = "CONTEXT_ANSWER_RESERVE",
+        default_value_t = 8192
+    )]
+    pub context_answer_reserve: u64,
+
+    /// Most recent messages compression never touches.
+    #[arg(
+        long = "context-keep-recent-messages",
+        env = "CONTEXT_KEEP_RECENT_MESSAGES",
+        default_value_t = 6
+    )]
+    pub context_keep_recent_messages: usize,
+
+    /// Characters kept at each end of an old tool result or tool input that is shortened.
+    #[arg(
+        long = "context-tool-keep-chars",
+        env = "CONTEXT_TOOL_KEEP_CHARS",
+        default_value_t = 1000
+    )]
+    pub context_tool_keep_chars: usize,
+
+    /// Largest Kiro request body in bytes of compact JSON (bigger ones are compressed or refused).
+    #[arg(
+        long = "kiro-max-payload-bytes",
+        env = "KIRO_MAX_PAYLOAD_BYTES",
+        default_value_t = 600_000
+    )]
+    pub kiro_max_payload_bytes: usize,
+
+    /// Seconds to wait for the first event of an upstream attempt before trying again.
+    #[arg(
+        long = "first-token-timeout",
+        env = "FIRST_TOKEN_TIMEOUT",
+        default_value_t = 15.0
+    )]
+    pub first_token_timeout: f64,
+
+    /// Upstream attempts per answer before any output (429, 5xx, transport errors, timeouts).
+    #[arg(
+        long = "upstream-max-attempts",
+        env = "UPSTREAM_MAX_ATTEMPTS",
+        default_value_t = 3
+    )]
+    pub upstream_max_attempts: u32,
+
+    /// Milliseconds of backoff before the second attempt (doubled each time, with jitter).
+    #[arg(
+        long = "retry-base-delay-ms",
+        env = "RETRY_BASE_DELAY_MS",
+        default_value_t = 250
+    )]
+    pub retry_base_delay_ms: u64,
+
+    /// Continue answers Kiro cut and tell the model about tool calls it cut.
+    #[arg(long = "truncation-recovery", env = "TRUNCATION_RECOVERY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub truncation_recovery: bool,
+
+    /// Follow-up requests that continue one cut text answer.
+    #[arg(
+        long = "max-continuations",
+        env = "MAX_CONTINUATIONS",
+        default_value_t = 2
+    )]
+    pub max_continuations: u32,
 }
 
 impl ServeArgs {
@@ -346,6 +419,36 @@ impl ServeArgs {
             max_age: crate::debug::mode::parse_age(&self.debug_max_age)?,
             secrets,
         })
+    }
+
+    /// Context compression settings.
+    pub fn compress_config(&self) -> kiro_layers::compress::CompressConfig {
+        kiro_layers::compress::CompressConfig {
+            enabled: self.context_compression,
+            answer_reserve_tokens: self.context_answer_reserve,
+            max_payload_bytes: self.kiro_max_payload_bytes,
+            keep_recent_messages: self.context_keep_recent_messages,
+            keep_chars: self.context_tool_keep_chars.max(1),
+            ..kiro_layers::compress::CompressConfig::default()
+        }
+    }
+
+    /// Retry and truncation recovery settings.
+    pub fn recover_config(&self) -> kiro_layers::recover::RecoverConfig {
+        let first_token = if self.first_token_timeout.is_finite() && self.first_token_timeout > 0.0
+        {
+            Duration::from_secs_f64(self.first_token_timeout.min(86_400.0))
+        } else {
+            Duration::from_secs(15)
+        };
+        kiro_layers::recover::RecoverConfig {
+            max_attempts: self.upstream_max_attempts.max(1),
+            first_token_timeout: first_token,
+            base_backoff: Duration::from_millis(self.retry_base_delay_ms),
+            max_continuations: self.max_continuations,
+            truncation_recovery: self.truncation_recovery,
+            ..kiro_layers::recover::RecoverConfig::default()
+        }
     }
 
     /// Upstream silence limit.

@@ -52,6 +52,8 @@ async fn host_routes_and_gateway_routes_live_side_by_side() {
         thinking: Default::default(),
         capture: None,
         quota: Arc::new(kiro_layers::quota::Unlimited),
+        compress: Default::default(),
+        recover: Default::default(),
     });
     let app = Router::new()
         .route("/hello", get(|| async { "host" }))

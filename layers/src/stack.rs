@@ -17,12 +17,14 @@ use tower::ServiceBuilder;
 
 use crate::auth::AuthLayer;
 use crate::capture::{CaptureLayer, CaptureSink, DEFAULT_CAPTURE_LIMIT};
+use crate::compress::{CompressConfig, CompressLayer};
 use crate::convert::ConvertLayer;
 use crate::kiro::service::{KiroConfig, KiroService};
 use crate::limits::OutputLimitLayer;
 use crate::metrics::MetricsLayer;
 use crate::pool::TokenPoolLayer;
 use crate::quota::{QuotaGuard, QuotaLayer};
+use crate::recover::{RecoverConfig, RecoverLayer};
 use crate::rescue::RescueLayer;
 use crate::resolve::ResolveModelLayer;
 use crate::thinking::{ThinkingConfig, ThinkingLayer};
@@ -52,11 +54,15 @@ pub struct StackDeps {
     pub capture: Option<Arc<dyn CaptureSink>>,
     /// Per-key quotas and rate limits (`quota::Unlimited` without users).
     pub quota: Arc<dyn QuotaGuard>,
+    /// Context compression.
+    pub compress: CompressConfig,
+    /// Retries and truncation recovery.
+    pub recover: RecoverConfig,
 }
 
 /// The chat pipeline (`/v1/chat/completions`, `/v1/messages`), outermost first: rescue, metrics,
-/// debug capture, auth, convert, quota, output limits, thinking, model resolution, token pool,
-/// usage, Kiro.
+/// debug capture, auth, convert, quota, output limits, thinking, model resolution, compression,
+/// recovery, token pool, usage, Kiro.
 pub fn chat_stack(deps: StackDeps) -> ChatStack {
     ServiceBuilder::new()
         .layer(RescueLayer)
@@ -68,6 +74,8 @@ pub fn chat_stack(deps: StackDeps) -> ChatStack {
         .layer(OutputLimitLayer)
         .layer(ThinkingLayer::new(deps.thinking))
         .layer(ResolveModelLayer::new(deps.models))
+        .layer(CompressLayer::new(deps.compress))
+        .layer(RecoverLayer::new(deps.recover))
         .layer(TokenPoolLayer::new(deps.tokens))
         .layer(UsageLayer::new(deps.usage))
         .service(KiroService::new(deps.http, deps.kiro))
@@ -83,7 +91,13 @@ pub type ChatStack = crate::rescue::Rescue<
                         crate::limits::OutputLimit<
                             crate::thinking::Thinking<
                                 crate::resolve::ResolveModel<
-                                    crate::pool::TokenPool<crate::usage::Usage<KiroService>>,
+                                    crate::compress::Compress<
+                                        crate::recover::Recover<
+                                            crate::pool::TokenPool<
+                                                crate::usage::Usage<KiroService>,
+                                            >,
+                                        >,
+                                    >,
                                 >,
                             >,
                         >,

@@ -14,7 +14,7 @@
 
 use base64::Engine as _;
 
-use crate::chat::{ChatRequest, ContentBlock, Image};
+use crate::chat::{ChatRequest, ContentBlock, Image, Message};
 
 /// Flat token cost of an image whose dimensions cannot be read.
 pub const IMAGE_TOKENS: u64 = 100;
@@ -125,28 +125,35 @@ pub fn estimate_text_tokens(text: &str) -> u64 {
     total
 }
 
-/// Estimates the prompt tokens of a whole request: system, messages, tools. Images count by
-/// their size, tool calls their name and arguments.
-pub fn estimate_request_tokens(request: &ChatRequest) -> u64 {
-    fn block_tokens(block: &ContentBlock) -> u64 {
-        match block {
-            ContentBlock::Text(text) => estimate_text_tokens(text),
-            ContentBlock::Image(image) => estimate_image_tokens(image),
-            ContentBlock::ToolUse { name, input, .. } => {
-                estimate_text_tokens(name) + estimate_text_tokens(&input.to_string()) + 4
-            }
-            ContentBlock::ToolResult { content, .. } => {
-                content.iter().map(block_tokens).sum::<u64>() + 4
-            }
-            ContentBlock::Thinking { text, .. } => estimate_text_tokens(text),
+/// Estimates the tokens of one content block: images by their size, tool calls by their name
+/// and arguments.
+pub fn estimate_block_tokens(block: &ContentBlock) -> u64 {
+    match block {
+        ContentBlock::Text(text) => estimate_text_tokens(text),
+        ContentBlock::Image(image) => estimate_image_tokens(image),
+        ContentBlock::ToolUse { name, input, .. } => {
+            estimate_text_tokens(name) + estimate_text_tokens(&input.to_string()) + 4
         }
+        ContentBlock::ToolResult { content, .. } => {
+            content.iter().map(estimate_block_tokens).sum::<u64>() + 4
+        }
+        ContentBlock::Thinking { text, .. } => estimate_text_tokens(text),
     }
-    let system = request.system.as_deref().map_or(0, estimate_text_tokens);
-    let messages: u64 = request
-        .messages
+}
+
+/// Estimates the tokens of one conversation turn (its blocks plus a per-turn overhead).
+pub fn estimate_message_tokens(message: &Message) -> u64 {
+    4 + message
+        .content
         .iter()
-        .map(|m| 4 + m.content.iter().map(block_tokens).sum::<u64>())
-        .sum();
+        .map(estimate_block_tokens)
+        .sum::<u64>()
+}
+
+/// Estimates the tokens of the system prompt and the tool definitions (everything but the
+/// conversation), plus the fixed overhead of a request.
+pub fn estimate_fixed_tokens(request: &ChatRequest) -> u64 {
+    let system = request.system.as_deref().map_or(0, estimate_text_tokens);
     let tools: u64 = request
         .tools
         .iter()
@@ -156,7 +163,18 @@ pub fn estimate_request_tokens(request: &ChatRequest) -> u64 {
                 + estimate_text_tokens(&t.input_schema.to_string())
         })
         .sum();
-    system + messages + tools + 3
+    system + tools + 3
+}
+
+/// Estimates the prompt tokens of a whole request: system, messages, tools. Images count by
+/// their size, tool calls their name and arguments.
+pub fn estimate_request_tokens(request: &ChatRequest) -> u64 {
+    estimate_fixed_tokens(request)
+        + request
+            .messages
+            .iter()
+            .map(estimate_message_tokens)
+            .sum::<u64>()
 }
 
 /// Tokens of one image by Anthropic's rule, or [`IMAGE_TOKENS`] when its size is unreadable.

@@ -220,6 +220,11 @@ impl FakeKiroHandle {
         }
     }
 
+    /// Takes the refresh endpoints down (they answer 503) or brings them back.
+    pub fn set_refresh_down(&self, down: bool) {
+        self.state.lock().refresh_down = down;
+    }
+
     /// The refresh token currently accepted (changes on refresh with rotation on).
     pub fn current_refresh_token(&self) -> String {
         self.state.lock().refresh_token.clone()

@@ -57,6 +57,14 @@ pub enum Scenario {
     Capture(String),
     /// `metadata`: text, then a `metadataEvent` with token usage.
     Metadata,
+    /// `reset`: the connection is closed before any response head is sent.
+    ResetBeforeHeaders,
+    /// `garbage`: a 200 whose body is not event-stream framing at all.
+    Garbage,
+    /// `bad_crc`: some text, then a frame whose message CRC is wrong.
+    BadCrc,
+    /// `huge_frame`: a frame prelude announcing a 4 GiB frame (with a valid prelude CRC).
+    HugeFrame,
 }
 
 /// Largest `long:<n>` honoured, so a typo cannot exhaust memory.
@@ -110,6 +118,10 @@ impl FromStr for Scenario {
             "long" => Scenario::Long((number(arg)? as usize).min(MAX_LONG_DELTAS)),
             "capture" => Scenario::Capture(arg.unwrap_or_default().to_owned()),
             "metadata" => Scenario::Metadata,
+            "reset" => Scenario::ResetBeforeHeaders,
+            "garbage" => Scenario::Garbage,
+            "bad_crc" => Scenario::BadCrc,
+            "huge_frame" => Scenario::HugeFrame,
             other => return Err(format!("unknown fake scenario `{other}`")),
         })
     }
@@ -410,6 +422,37 @@ pub(crate) fn script(
                 Some(body) => Script::stream(split_frames(body)),
                 None => Script::error(404, &format!("fake: no capture named `{name}`"), None),
             };
+        }
+        Scenario::ResetBeforeHeaders => {
+            // The server side drops the connection before this script is used.
+            return Script::stream(vec![Part::Cut]);
+        }
+        Scenario::Garbage => {
+            let junk = b"<html><body>502 Bad Gateway from some proxy</body></html>\r\n";
+            return Script::stream(vec![Part::Bytes(Bytes::from_static(junk))]);
+        }
+        Scenario::BadCrc => {
+            frames.text("The next frame is damaged.");
+            let mut damaged = Message::event(
+                "assistantResponseEvent",
+                json!({"content": "never shown", "modelId": ctx.model_id}).to_string(),
+            )
+            .encode()
+            .to_vec();
+            if let Some(last) = damaged.last_mut() {
+                *last ^= 0xff;
+            }
+            frames.parts.push(Part::Bytes(Bytes::from(damaged)));
+            return Script::stream(frames.parts);
+        }
+        Scenario::HugeFrame => {
+            let mut prelude = Vec::with_capacity(12);
+            prelude.extend_from_slice(&u32::MAX.to_be_bytes());
+            prelude.extend_from_slice(&0u32.to_be_bytes());
+            let crc = crc32fast::hash(&prelude);
+            prelude.extend_from_slice(&crc.to_be_bytes());
+            prelude.extend_from_slice(&[0u8; 64]);
+            return Script::stream(vec![Part::Bytes(Bytes::from(prelude))]);
         }
         Scenario::Metadata => {
             frames.text("Here are the numbers you asked for.");

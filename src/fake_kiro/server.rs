@@ -33,6 +33,8 @@ pub(crate) struct Inner {
     pub queue: std::collections::VecDeque<Scenario>,
     pub stats: FakeStats,
     pub counter: u64,
+    /// The refresh endpoints answer 503 while set.
+    pub refresh_down: bool,
 }
 
 impl State {
@@ -45,6 +47,7 @@ impl State {
                 queue: Default::default(),
                 stats: FakeStats::default(),
                 counter: 0,
+                refresh_down: false,
             }),
             config,
             precomputed,
@@ -82,19 +85,43 @@ impl State {
     }
 }
 
-/// Answers one request. Never fails: every problem becomes a response.
+/// Returned by [`handle`] to make hyper close the connection without a response.
+#[derive(Debug)]
+pub(crate) struct ResetConnection;
+
+impl std::fmt::Display for ResetConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("fake: connection reset before the response head")
+    }
+}
+
+impl std::error::Error for ResetConnection {}
+
+/// Marks a response that must not be sent: the connection is reset instead.
+#[derive(Debug, Clone, Copy)]
+struct ResetMarker;
+
+/// Answers one request. Every problem becomes a response, except the `reset` scenario, which
+/// closes the connection before the head.
 pub(crate) async fn handle(
     state: Arc<State>,
     request: Request<hyper::body::Incoming>,
-) -> Result<Response<FakeBody>, std::convert::Infallible> {
+) -> Result<Response<FakeBody>, ResetConnection> {
     let route = (request.method().clone(), request.uri().path().to_owned());
     let response = match (&route.0, route.1.as_str()) {
+        (&Method::POST, "/refreshToken" | "/token") if state.lock().refresh_down => json_response(
+            503,
+            json!({"message": "fake: the refresh endpoint is down", "reason": null}),
+        ),
         (&Method::POST, "/refreshToken") => desktop_refresh(&state, request).await,
         (&Method::POST, "/token") => oidc_refresh(&state, request).await,
         (&Method::GET, "/ListAvailableModels") => list_models(&state, &request),
         (&Method::POST, "/generateAssistantResponse") => chat(&state, request).await,
         _ => json_response(404, json!({"message": "Not Found", "reason": null})),
     };
+    if response.extensions().get::<ResetMarker>().is_some() {
+        return Err(ResetConnection);
+    }
     Ok(response)
 }
 
@@ -253,6 +280,11 @@ async fn chat(state: &State, request: Request<hyper::body::Incoming>) -> Respons
     let scenario = scenario
         .or_else(|| Scenario::from_directive(&ctx.user_text))
         .unwrap_or(Scenario::Echo);
+    if scenario == Scenario::ResetBeforeHeaders {
+        let mut response = json_response(500, json!({}));
+        response.extensions_mut().insert(ResetMarker);
+        return response;
+    }
     let script = scenarios::script(&scenario, &ctx, |name| {
         super::models::load_capture(&state.config.capture_dir, name)
     });

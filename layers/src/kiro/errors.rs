@@ -133,6 +133,154 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(u64::try_from(wait).unwrap_or(0)))
 }
 
+/// What a Kiro `reason` (or AWS exception type) means for the client; see [`REASON_TABLE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReasonClass {
+    /// The prompt does not fit the model: 400 `context_length_exceeded`.
+    ContextLength,
+    /// Something in the request is not acceptable: 400 `invalid_request_error`.
+    InvalidRequest,
+    /// The model is unknown or not in the subscription: 404 `model_not_found`.
+    ModelNotFound,
+    /// The account's monthly quota is used up: 429 (another account is tried first).
+    Quota,
+    /// The account is throttled: 429 (another account is tried first).
+    Throttled,
+    /// The gateway's account is refused (token, grant): 502 (another account is tried first).
+    Account,
+    /// Kiro lacks capacity: 503 overloaded.
+    Overloaded,
+    /// Kiro failed: 502.
+    UpstreamFailure,
+}
+
+/// The one table of Kiro's error reasons (kiro-protocol.md §7.1) and AWS exception types.
+/// [`from_status`] and [`from_exception_frame`] consult it first; the statuses and error types
+/// each class gets in both dialects are listed on [`ReasonClass`].
+pub const REASON_TABLE: &[(&str, ReasonClass)] = &[
+    (
+        "CONTENT_LENGTH_EXCEEDS_THRESHOLD",
+        ReasonClass::ContextLength,
+    ),
+    ("PROMPT_TOO_LONG", ReasonClass::ContextLength),
+    ("DISALLOWED_FILE_TYPE", ReasonClass::InvalidRequest),
+    ("DOCUMENT_COUNT_EXCEEDED", ReasonClass::InvalidRequest),
+    ("DOCUMENT_DUPLICATE_NAME", ReasonClass::InvalidRequest),
+    (
+        "DOCUMENT_MAXIMUM_PAGES_EXCEEDED",
+        ReasonClass::InvalidRequest,
+    ),
+    ("DOCUMENT_MODEL_NOT_SUPPORTED", ReasonClass::InvalidRequest),
+    ("DOCUMENT_PASSWORD_PROTECTED", ReasonClass::InvalidRequest),
+    ("DOCUMENT_SIZE_EXCEEDED", ReasonClass::InvalidRequest),
+    ("IMAGE_COUNT_EXCEEDED", ReasonClass::InvalidRequest),
+    ("IMAGE_DIMENSION_EXCEEDED", ReasonClass::InvalidRequest),
+    ("IMAGE_FORMAT_UNSUPPORTED", ReasonClass::InvalidRequest),
+    ("IMAGE_MIME_MISMATCH", ReasonClass::InvalidRequest),
+    ("IMAGE_SIZE_EXCEEDED", ReasonClass::InvalidRequest),
+    ("INVALID_CONVERSATION_ID", ReasonClass::InvalidRequest),
+    ("INVALID_DOCUMENT_NAME", ReasonClass::InvalidRequest),
+    ("INVALID_KMS_GRANT", ReasonClass::Account),
+    ("INVALID_MODEL_ID", ReasonClass::ModelNotFound),
+    ("REQUEST_BODY_INVALID", ReasonClass::InvalidRequest),
+    ("REQUEST_BODY_INVALID_JSON", ReasonClass::InvalidRequest),
+    ("THINKING_SIGNATURE_INVALID", ReasonClass::InvalidRequest),
+    ("TOOL_CONFIG_MISSING", ReasonClass::InvalidRequest),
+    ("TOOL_DUPLICATE", ReasonClass::InvalidRequest),
+    ("TOOL_SCHEMA_INVALID", ReasonClass::InvalidRequest),
+    ("TOOL_USE_RESULT_MISMATCH", ReasonClass::InvalidRequest),
+    ("MONTHLY_REQUEST_COUNT", ReasonClass::Quota),
+    ("MONTHLY_TOKEN_COUNT", ReasonClass::Quota),
+    ("RATE_LIMIT_EXCEEDED", ReasonClass::Throttled),
+    ("INVALID_BEARER_TOKEN", ReasonClass::Account),
+    ("INSUFFICIENT_MODEL_CAPACITY", ReasonClass::Overloaded),
+    ("ThrottlingException", ReasonClass::Throttled),
+    ("ServiceQuotaExceededException", ReasonClass::Quota),
+    ("AccessDeniedException", ReasonClass::Account),
+    ("UnauthorizedException", ReasonClass::Account),
+    ("ResourceNotFoundException", ReasonClass::ModelNotFound),
+    ("ContentLengthExceededException", ReasonClass::ContextLength),
+    ("InternalServerException", ReasonClass::UpstreamFailure),
+    ("ServiceUnavailableException", ReasonClass::Overloaded),
+];
+
+/// The class of a reason or exception type, if the table knows it.
+pub fn reason_class(reason: &str) -> Option<ReasonClass> {
+    REASON_TABLE
+        .iter()
+        .find(|(name, _)| *name == reason)
+        .map(|(_, class)| *class)
+}
+
+fn from_class(class: ReasonClass, fault: &KiroFault, headers: &HeaderMap) -> GatewayError {
+    match class {
+        ReasonClass::ContextLength => context_overflow(fault),
+        ReasonClass::Quota => quota(fault),
+        ReasonClass::ModelNotFound => model_not_found(fault),
+        ReasonClass::InvalidRequest => GatewayError::invalid_request(format!(
+            "Kiro rejected the request (Kiro: {}).",
+            fault.describe()
+        )),
+        ReasonClass::Throttled => with_retry_after(
+            GatewayError::rate_limited(format!(
+                "Kiro is rate limiting this account (Kiro: {}). Retry later.",
+                fault.describe()
+            )),
+            headers,
+        ),
+        ReasonClass::Account => GatewayError::upstream(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "Kiro refused the gateway's account (Kiro: {}).",
+                fault.describe()
+            ),
+        ),
+        ReasonClass::Overloaded => with_retry_after(
+            GatewayError::overloaded(format!(
+                "Kiro is overloaded (Kiro: {}). Retry later.",
+                fault.describe()
+            )),
+            headers,
+        ),
+        ReasonClass::UpstreamFailure => GatewayError::upstream_stream(format!(
+            "Kiro failed internally (Kiro: {}).",
+            fault.describe()
+        )),
+    }
+}
+
+fn model_not_found(fault: &KiroFault) -> GatewayError {
+    // 404 `model_not_found` rather than 400: OpenAI answers an unusable model that way and
+    // clients (and our recover layer, via is_client_error) know not to retry it.
+    GatewayError::not_found(format!(
+        "Kiro does not accept this model, or the account's subscription does not include it \
+         (Kiro: {}). GET /v1/models lists the models you can use.",
+        fault.describe()
+    ))
+    .with_code("model_not_found")
+    .with_param("model")
+}
+
+/// Worth another attempt before any output: upstream failures, and Kiro throttling or quota
+/// (the pool hands the next attempt to another account). The pool's own refusals (every
+/// account resting, none configured) carry no upstream reason and are final.
+pub fn is_retryable(error: &GatewayError) -> bool {
+    error.is_upstream_failure() || (error.is_rate_limited() && error.upstream_reason().is_some())
+}
+
+/// The error is about the gateway's Kiro account (refused credential, quota), not about the
+/// client's request: the client hears of it only when no account can serve.
+pub fn is_account_problem(error: &GatewayError) -> bool {
+    match error.upstream_reason() {
+        Some("HTTP_401" | "HTTP_402" | "HTTP_403") => true,
+        Some(reason) => matches!(
+            reason_class(reason),
+            Some(ReasonClass::Account | ReasonClass::Quota)
+        ),
+        None => false,
+    }
+}
+
 /// Maps a non-200 answer of `generateAssistantResponse` to the error the client sees.
 ///
 /// | Kiro says | client gets |
@@ -158,20 +306,19 @@ pub fn from_status(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Gate
     }
     let cause = fault.cause(Some(status));
     let code = status.as_u16();
-    let error = if is_context_overflow(&fault) {
+    let class = fault
+        .reason
+        .as_deref()
+        .and_then(reason_class)
+        .or_else(|| fault.error_type.as_deref().and_then(reason_class))
+        // A bare 400 ValidationException or 403 AccessDenied is judged by status below.
+        .filter(|_| fault.reason.is_some() || !matches!(code, 400 | 401 | 403));
+    let error = if let Some(class) = class {
+        from_class(class, &fault, headers)
+    } else if is_context_overflow(&fault) {
         context_overflow(&fault)
     } else if is_quota(&fault) || code == 402 {
         quota(&fault)
-    } else if fault.has_reason("INVALID_MODEL_ID") {
-        // 404 `model_not_found` rather than 400: OpenAI answers an unusable model that way and
-        // clients (and our recover layer, via is_client_error) know not to retry it.
-        GatewayError::not_found(format!(
-            "Kiro does not accept this model, or the account's subscription does not include it \
-             (Kiro: {}). GET /v1/models lists the models you can use.",
-            fault.describe()
-        ))
-        .with_code("model_not_found")
-        .with_param("model")
     } else if code == 400 && fault.reason.is_none() && fault.message.contains("Improperly formed") {
         GatewayError::invalid_request(format!(
             "Kiro rejected the request as improperly formed and gave no reason (Kiro: {}). Usual \
@@ -242,6 +389,9 @@ pub fn from_exception_frame(exception_type: &str, payload: &[u8]) -> GatewayErro
             exception_type.to_owned()
         }
     });
+    if let Some(class) = fault.reason.as_deref().and_then(reason_class) {
+        return from_class(class, &fault, &HeaderMap::new()).with_upstream_reason(cause);
+    }
     let error = match exception_type {
         "ContentLengthExceededException" => context_overflow(&fault),
         "ValidationException" if is_context_overflow(&fault) => context_overflow(&fault),
@@ -265,6 +415,10 @@ pub fn from_exception_frame(exception_type: &str, payload: &[u8]) -> GatewayErro
     };
     error.with_upstream_reason(cause)
 }
+
+#[cfg(test)]
+#[path = "errors_table_tests.rs"]
+mod table_tests;
 
 #[cfg(test)]
 mod tests {
@@ -505,13 +659,13 @@ mod tests {
     }
 
     #[test]
-    fn other_validation_frame_is_a_stream_error() {
+    fn validation_frame_with_a_known_reason_follows_the_table() {
         let err = from_exception_frame(
             "ValidationException",
             br#"{"message":"bad","reason":"TOOL_USE_RESULT_MISMATCH"}"#,
         );
-        assert!(err.is_upstream_failure());
-        assert_eq!(err.status(), StatusCode::BAD_GATEWAY);
+        assert!(err.is_client_error());
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
         assert!(err.message().contains("bad"));
         assert_eq!(err.upstream_reason(), Some("TOOL_USE_RESULT_MISMATCH"));
     }

@@ -51,10 +51,50 @@ pub(crate) fn convert_image<'a>(
     if data.is_empty() {
         return Err(invalid(field(), "has no image data"));
     }
+    // Kiro refuses undecodable image bytes with a bare "Improperly formed request." (found by
+    // the `convert` fuzz target); say what is wrong instead.
+    if !is_base64(data) {
+        return Err(invalid(field(), "is not valid base64 image data"));
+    }
     Ok(WireImage {
         format,
         source: ImageSource { bytes: data },
     })
+}
+
+/// True when `data` is padded standard base64 (checked without decoding into a copy).
+fn is_base64(data: &str) -> bool {
+    let bytes = data.as_bytes();
+    if !bytes.len().is_multiple_of(4) {
+        return false;
+    }
+    let padding = bytes.iter().rev().take_while(|b| **b == b'=').count();
+    if padding > 2 {
+        return false;
+    }
+    let body = &bytes[..bytes.len() - padding];
+    if !body
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+    {
+        return false;
+    }
+    // The last character before padding must not carry bits the padding says are absent.
+    let Some(last) = body.last() else {
+        return padding == 0;
+    };
+    let value = match last {
+        b'A'..=b'Z' => last - b'A',
+        b'a'..=b'z' => last - b'a' + 26,
+        b'0'..=b'9' => last - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    match padding {
+        1 => value & 0b11 == 0,
+        2 => value & 0b1111 == 0,
+        _ => true,
+    }
 }
 
 /// `image/jpeg` -> `jpeg`; `None` for anything Kiro cannot take.
@@ -74,6 +114,40 @@ fn image_format(media_type: &str) -> Option<&'static str> {
 
 fn invalid(field: String, problem: &str) -> GatewayError {
     GatewayError::invalid_request(format!("{field} {problem}")).with_param(field)
+}
+
+#[cfg(test)]
+mod base64_tests {
+    use base64::Engine as _;
+
+    use super::is_base64;
+
+    #[test]
+    fn agrees_with_the_decoder() {
+        let samples = [
+            "",
+            "QQ==",
+            "QR==",
+            "QUI=",
+            "QUJ=",
+            "QUJD",
+            "QUJD====",
+            "QU",
+            "Q===",
+            "QUJD\n",
+            "iVBORw0KGgo=",
+            "iVBORwqqq0KGgo=",
+            "a+b/",
+            "a-b_",
+            "====",
+        ];
+        for sample in samples {
+            let decodes = base64::engine::general_purpose::STANDARD
+                .decode(sample)
+                .is_ok();
+            assert_eq!(is_base64(sample), decodes, "{sample:?}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ pub struct BuildOptions {
     /// truncation-recovery instructions are decided by other layers).
     pub system_prompt_additions: Vec<String>,
     /// Prepended verbatim to the current user text, after the system prompt (§2.3 step 12);
-    /// include your own trailing separator. Never applied when the current turn carries only
+    /// include your own trailing separator. Never applied when the current turn carries
     /// tool results (thinking tags next to tool results break requests, §2.4).
     pub current_message_prefix: Option<String>,
     /// Text of turns that would otherwise be empty (Kiro rejects empty `content`).
@@ -161,7 +161,8 @@ pub fn build_request(
     } else {
         current.joined_text()
     };
-    let only_tool_results = text.trim().is_empty() && current.has_tool_results();
+    // Thinking tags beside tool results are refused (§2.4), even when the turn also has text.
+    let carries_tool_results = current.has_tool_results();
     if history_is_empty {
         if let Some(system) = &system {
             text = prepend_system(system, text);
@@ -171,7 +172,7 @@ pub fn build_request(
         text = placeholder.to_owned();
     }
     if let Some(prefix) = opts.current_message_prefix.as_deref() {
-        if !only_tool_results && !prefix.is_empty() {
+        if !carries_tool_results && !prefix.is_empty() {
             text.insert_str(0, prefix);
         }
     }

@@ -529,7 +529,7 @@ fn assistant_with_only_tool_uses_gets_placeholder_content() {
 }
 
 #[test]
-fn prefix_is_not_applied_to_a_tool_results_only_turn() {
+fn prefix_is_not_applied_to_a_turn_with_tool_results() {
     let mut req = request(vec![
         user(vec![text("q")]),
         assistant(vec![tool_use("t1", "read_file")]),
@@ -543,11 +543,19 @@ fn prefix_is_not_applied_to_a_tool_results_only_turn() {
     let body = build_with(&req, &opts);
     assert_eq!(current(&body)["content"], ".");
 
+    // Text beside the results does not make thinking tags acceptable (§2.4; the strict
+    // validator refuses them).
     req.messages.push(user(vec![text("and now?")]));
+    let body = build_with(&req, &opts);
+    assert_eq!(current(&body)["content"], "and now?");
+
+    // A plain text turn gets the prefix.
+    req.messages.push(assistant(vec![text("done")]));
+    req.messages.push(user(vec![text("next")]));
     let body = build_with(&req, &opts);
     assert_eq!(
         current(&body)["content"],
-        "<thinking_mode>enabled</thinking_mode>\n\nand now?"
+        "<thinking_mode>enabled</thinking_mode>\n\nnext"
     );
 }
 

@@ -1,0 +1,121 @@
+//! One answer's attempts before the first event: a new request (and so a new lease) each time,
+//! a first-token deadline, backoff between attempts.
+
+use futures_util::StreamExt;
+use http::{Request, Response};
+use tower::{Service, ServiceExt};
+
+use std::sync::Arc;
+
+use super::RecoverConfig;
+use crate::chat::{ChatEvent, ChatRequest, EventStream};
+use crate::error::GatewayError;
+use crate::kiro::errors::{is_account_problem, is_retryable};
+
+/// Everything needed to send the same request again.
+#[derive(Debug, Clone)]
+pub(super) struct Template {
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+    extensions: http::Extensions,
+    /// The request body; continuations change it.
+    pub body: ChatRequest,
+}
+
+impl Template {
+    pub fn new(request: Request<ChatRequest>) -> Self {
+        let (parts, body) = request.into_parts();
+        Template {
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
+            extensions: parts.extensions,
+            body,
+        }
+    }
+
+    pub fn request(&self, body: ChatRequest) -> Request<ChatRequest> {
+        let mut request = Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers.clone();
+        *request.extensions_mut() = self.extensions.clone();
+        request
+    }
+}
+
+/// An attempt that produced its first event.
+pub(super) struct Started {
+    pub parts: http::response::Parts,
+    pub first: ChatEvent,
+    pub rest: EventStream,
+}
+
+/// Calls `inner` until an attempt yields its first event, or the attempts run out.
+pub(super) async fn until_first_event<S>(
+    inner: S,
+    template: Template,
+    body: ChatRequest,
+    config: Arc<RecoverConfig>,
+) -> Result<Started, GatewayError>
+where
+    S: Service<Request<ChatRequest>, Response = Response<EventStream>, Error = GatewayError>
+        + Clone
+        + Send,
+    S::Future: Send,
+{
+    let attempts = config.max_attempts.max(1);
+    let mut last_error = None;
+    for attempt in 1..=attempts {
+        if attempt > 1 {
+            tokio::time::sleep(config.backoff(attempt)).await;
+        }
+        let request = template.request(body.clone());
+        let service = inner.clone();
+        let started = async move {
+            let response = service.oneshot(request).await?;
+            let (parts, mut events) = response.into_parts();
+            match events.next().await {
+                Some(Ok(first)) => Ok(Started {
+                    parts,
+                    first,
+                    rest: events,
+                }),
+                Some(Err(error)) => Err(error),
+                None => Err(GatewayError::upstream_stream(
+                    "Kiro ended the answer before sending anything.",
+                )),
+            }
+        };
+        let error = match tokio::time::timeout(config.first_token_timeout, started).await {
+            Ok(Ok(started)) => return Ok(started),
+            Ok(Err(error)) => error,
+            Err(_) => GatewayError::timeout(format!(
+                "Kiro sent nothing within {} s of the request (FIRST_TOKEN_TIMEOUT).",
+                config.first_token_timeout.as_secs_f64()
+            )),
+        };
+        if !is_retryable(&error) {
+            return Err(error);
+        }
+        tracing::warn!(
+            attempt,
+            attempts,
+            "upstream attempt failed before any output: {}",
+            error.message()
+        );
+        last_error = Some(error);
+    }
+    let error =
+        last_error.unwrap_or_else(|| GatewayError::internal("no upstream attempt was made"));
+    Err(if is_account_problem(&error) {
+        GatewayError::no_account(format!(
+            "No Kiro account of this gateway could serve the request: every account tried was \
+             refused ({}).",
+            error.message()
+        ))
+    } else {
+        error
+    })
+}

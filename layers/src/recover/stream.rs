@@ -1,0 +1,164 @@
+//! The answer stream after its first event: passes events on, judges the end, continues cut
+//! text answers and reports cut ones as `Stop(MaxTokens)`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use http::{Request, Response};
+use tower::Service;
+
+use super::attempt::{until_first_event, Template};
+use super::tracker::{Tracker, Verdict};
+use super::{RecoverConfig, TruncationMemory};
+use crate::chat::{ChatEvent, ChatRequest, ContentBlock, EventStream, Message, Role, StopReason};
+use crate::error::GatewayError;
+
+/// Sent after the partial answer to ask for the rest.
+pub(super) const CONTINUE_INSTRUCTION: &str = "Your previous answer was cut off by an output limit. Continue exactly where it stopped, without repeating anything and without any preamble.";
+
+pub(super) struct Recovering<S> {
+    pub inner: S,
+    pub template: Template,
+    pub config: Arc<RecoverConfig>,
+    pub memory: TruncationMemory,
+    pub current: Option<EventStream>,
+    pub pending: VecDeque<Result<ChatEvent, GatewayError>>,
+    pub tracker: Tracker,
+    pub continuations: u32,
+    pub finished: bool,
+}
+
+impl<S> Recovering<S>
+where
+    S: Service<Request<ChatRequest>, Response = Response<EventStream>, Error = GatewayError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    /// The stream of events, starting with `first`.
+    pub fn into_stream(mut self, first: ChatEvent) -> EventStream {
+        self.accept(first);
+        Box::pin(futures_util::stream::unfold(self, |mut state| async move {
+            let item = state.next_item().await?;
+            Some((item, state))
+        }))
+    }
+
+    fn accept(&mut self, event: ChatEvent) {
+        if self.tracker.observe(&event) {
+            self.pending.push_back(Ok(event));
+        }
+    }
+
+    async fn next_item(&mut self) -> Option<Result<ChatEvent, GatewayError>> {
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                return Some(item);
+            }
+            if self.finished {
+                return None;
+            }
+            let Some(current) = self.current.as_mut() else {
+                self.finished = true;
+                continue;
+            };
+            match current.next().await {
+                Some(Ok(event)) => self.accept(event),
+                Some(Err(error)) => {
+                    // After output began, errors travel in-band; a call left open is remembered.
+                    self.current = None;
+                    self.finished = true;
+                    self.remember(self.tracker.broken_calls());
+                    return Some(Err(error));
+                }
+                None => {
+                    self.current = None;
+                    self.end_of_stream().await;
+                }
+            }
+        }
+    }
+
+    fn remember(&self, ids: Vec<String>) {
+        if self.config.truncation_recovery {
+            for id in ids {
+                self.memory.remember(&id);
+            }
+        }
+    }
+
+    fn cut(&mut self) {
+        self.pending
+            .push_back(Ok(ChatEvent::Stop(StopReason::MaxTokens)));
+        self.finished = true;
+    }
+
+    async fn end_of_stream(&mut self) {
+        match self.tracker.verdict() {
+            Verdict::Complete(stop) => {
+                if let Some(stop) = stop {
+                    self.pending.push_back(Ok(ChatEvent::Stop(stop)));
+                }
+                self.finished = true;
+            }
+            Verdict::CutTool(ids) => {
+                tracing::warn!(calls = ?ids, "Kiro cut the answer inside a tool call");
+                self.remember(ids);
+                self.cut();
+            }
+            Verdict::CutAfterTools => {
+                tracing::warn!("Kiro ended the answer without its end-of-answer signal");
+                self.cut();
+            }
+            Verdict::CutText => {
+                if !self.config.truncation_recovery
+                    || self.continuations >= self.config.max_continuations
+                    || self.tracker.text.is_empty()
+                {
+                    tracing::warn!("Kiro cut the text answer; reporting it as a length stop");
+                    self.cut();
+                    return;
+                }
+                self.continuations += 1;
+                tracing::info!(
+                    continuation = self.continuations,
+                    "Kiro cut the text answer; continuing it with a follow-up request"
+                );
+                let body = self.continuation_body();
+                let attempt = until_first_event(
+                    self.inner.clone(),
+                    self.template.clone(),
+                    body,
+                    Arc::clone(&self.config),
+                );
+                match attempt.await {
+                    Ok(started) => {
+                        self.tracker.continue_answer();
+                        self.current = Some(started.rest);
+                        self.accept(started.first);
+                    }
+                    Err(error) => {
+                        tracing::warn!("continuing the cut answer failed: {}", error.message());
+                        self.cut();
+                    }
+                }
+            }
+        }
+    }
+
+    /// The original conversation, the answer so far, and the request to go on.
+    fn continuation_body(&self) -> ChatRequest {
+        let mut body = self.template.body.clone();
+        body.messages.push(Message {
+            role: Role::Assistant,
+            content: vec![ContentBlock::Text(self.tracker.text.clone())],
+        });
+        body.messages.push(Message {
+            role: Role::User,
+            content: vec![ContentBlock::Text(CONTINUE_INSTRUCTION.to_owned())],
+        });
+        body
+    }
+}
