@@ -13,7 +13,7 @@ use tenancy_support::*;
 #[tokio::test]
 async fn two_gateways_on_one_database_share_quotas() {
     let dir = temp_dir();
-    let url = shared_database_url(&dir);
+    let url = shared_database_url(&dir).await;
     let a = start_on(&dir, &url).await;
     let b = start_on(&dir, &url).await;
     let user = ok(
@@ -76,7 +76,7 @@ async fn two_gateways_on_one_database_share_quotas() {
 #[tokio::test]
 async fn two_gateways_share_account_cooldowns_through_the_store() {
     let dir = temp_dir();
-    let url = shared_database_url(&dir);
+    let url = shared_database_url(&dir).await;
     let a = start_on(&dir, &url).await;
     let token = a.fake().config().refresh_token.clone();
     let created = ok(&a, "POST", "/admin/accounts", ROOT, Some(json!({ "name": format!("cool-{}", uuid::Uuid::new_v4().simple()), "refresh_token": token }))).await;

@@ -32,6 +32,9 @@ pub fn secret() -> Secret {
     Secret::from_bytes([42; 32])
 }
 
+mod pg;
+pub use pg::fresh_pg_database;
+
 /// A fresh, empty database on every available backend.
 pub async fn places() -> Vec<Place> {
     let dir = tempfile::tempdir().unwrap();
@@ -51,20 +54,6 @@ pub async fn places() -> Vec<Place> {
         }
     }
     places
-}
-
-async fn fresh_pg_database(admin: &str) -> String {
-    let (client, connection) = tokio_postgres::connect(admin, NoTls)
-        .await
-        .expect("TEST_DATABASE_URL must point at a running PostgreSQL");
-    tokio::spawn(connection);
-    let name = format!("kg_{}", uuid::Uuid::new_v4().simple());
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
 }
 
 /// Every backend, opened with all migrations.

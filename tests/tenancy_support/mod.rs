@@ -33,8 +33,16 @@ pub fn database_url(dir: &TempDir) -> String {
     format!("sqlite://{}", dir.0.join("gw.db").display())
 }
 
-pub fn shared_database_url(dir: &TempDir) -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| database_url(dir))
+#[path = "../store_support/pg.rs"]
+mod pg;
+
+/// One database two gateways share: a fresh PostgreSQL database when `TEST_DATABASE_URL` is
+/// set, else a SQLite file in `dir`.
+pub async fn shared_database_url(dir: &TempDir) -> String {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(admin) if !admin.is_empty() => pg::fresh_pg_database(&admin).await,
+        _ => database_url(dir),
+    }
 }
 
 pub async fn start_on(dir: &TempDir, url: &str) -> Harness {

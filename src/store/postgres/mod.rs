@@ -111,9 +111,13 @@ impl PgStore {
                 .await
                 .map_err(|e| format!("could not connect to {shown}: {e}"))?;
             let migrations = &POSTGRES_MIGRATIONS[..upto.min(POSTGRES_MIGRATIONS.len())];
-            migrate(&mut conn, migrations)
-                .await
-                .map_err(|e| format!("migrating {shown} failed: {e}"))?;
+            migrate(&mut conn, migrations).await.map_err(|e| {
+                let detail = e.as_db_error().map(|d| format!(": {}", d.message()));
+                format!(
+                    "migrating {shown} failed: {e}{}",
+                    detail.unwrap_or_default()
+                )
+            })?;
         }
         let (changes, _) = broadcast::channel(256);
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -141,6 +145,21 @@ impl PgStore {
 }
 
 async fn migrate(
+    conn: &mut Conn<'_>,
+    migrations: &[Migration],
+) -> Result<(), tokio_postgres::Error> {
+    // Processes starting together must not race on CREATE TABLE IF NOT EXISTS (PostgreSQL can
+    // fail one of two concurrent creators): the whole migration runs under a session lock.
+    conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let result = apply_migrations(conn, migrations).await;
+    let unlocked = conn
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    result.and(unlocked.map(|_| ()))
+}
+
+async fn apply_migrations(
     conn: &mut Conn<'_>,
     migrations: &[Migration],
 ) -> Result<(), tokio_postgres::Error> {
