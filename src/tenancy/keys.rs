@@ -14,9 +14,6 @@ use kiro_layers::traits::{KeyStore, Principal};
 use kiro_layers::GatewayError;
 use subtle::ConstantTimeEq;
 
-/// Length of the public id that follows `sk-` in a key.
-pub const PUBLIC_ID_LEN: usize = 12;
-
 /// Hashes a presented secret the way the store hashed it at creation (HMAC-SHA256 with the
 /// server secret).
 pub type KeyHasher = Arc<dyn Fn(&str) -> Vec<u8> + Send + Sync>;
@@ -91,10 +88,9 @@ fn unauthenticated() -> GatewayError {
     )
 }
 
-/// The public id inside a presented `sk-` key.
-pub fn public_id_of(presented: &str) -> Option<&str> {
-    let rest = presented.strip_prefix("sk-")?;
-    rest.get(..PUBLIC_ID_LEN)
+/// The public id inside a presented `sk-` key (the store's format).
+fn public_id_of(presented: &str) -> Option<&str> {
+    crate::store::crypto::public_id_of(presented)
         .filter(|id| id.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 

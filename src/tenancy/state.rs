@@ -10,10 +10,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use kiro_layers::store::{AuditEntry, QuotaSubject, Store, StoreError, Topic};
 use kiro_layers::GatewayError;
-use rand::distributions::Alphanumeric;
-use rand::Rng;
 
-use super::keys::{Caller, KeyCache, KeyHasher, PUBLIC_ID_LEN};
+use super::keys::{Caller, KeyCache, KeyHasher};
 use super::limits::{Limits, QuotaBook, Subject};
 use super::pricing::PriceTable;
 
@@ -133,19 +131,8 @@ impl Tenancy {
 
     /// A new random key and its hash.
     pub fn mint_key(&self) -> MintedKey {
-        let mut rng = rand::thread_rng();
-        let public_id: String = (&mut rng)
-            .sample_iter(&Alphanumeric)
-            .take(PUBLIC_ID_LEN)
-            .map(char::from)
-            .collect();
-        let random: String = (&mut rng)
-            .sample_iter(&Alphanumeric)
-            .take(32)
-            .map(char::from)
-            .collect();
-        let secret = format!("sk-{public_id}{random}");
-        let suffix = secret[secret.len() - 4..].to_owned();
+        let (secret, public_id) = crate::store::crypto::generate_api_key();
+        let suffix = crate::store::crypto::key_suffix(&secret);
         MintedKey {
             hash: (self.hasher)(&secret),
             secret,
