@@ -304,18 +304,58 @@ fn every_chunk_size_gives_the_same_messages() {
 }
 
 #[test]
-fn push_bytes_matches_push() {
+fn push_bytes_matches_push_at_every_chunk_size() {
     let (wire, count) = concatenated_frames();
-    let mut decoder = Decoder::new();
-    let mut messages = 0;
-    for piece in wire.chunks(13) {
-        decoder.push_bytes(Bytes::copy_from_slice(piece));
-        while decoder.next_message().unwrap().is_some() {
-            messages += 1;
+    let reference = decode_whole(&wire).unwrap();
+    assert_eq!(reference.len(), count);
+    for chunk in 1..=wire.len() {
+        let mut decoder = Decoder::new();
+        let mut messages = Vec::new();
+        // Alternate the two ways in, so a kept chunk meets copied bytes and the other way round.
+        for (index, piece) in wire.chunks(chunk).enumerate() {
+            if index % 3 == 1 {
+                decoder.push(piece);
+            } else {
+                decoder.push_bytes(Bytes::copy_from_slice(piece));
+            }
+            while let Some(message) = decoder.next_message().unwrap() {
+                messages.push(message);
+            }
         }
+        decoder.finish().unwrap();
+        assert_eq!(messages, reference, "chunk size {chunk}");
     }
+}
+
+#[test]
+fn whole_frames_pushed_as_bytes_are_not_copied() {
+    let (wire, count) = concatenated_frames();
+    let wire = Bytes::from(wire);
+    let mut decoder = Decoder::new();
+    decoder.push_bytes(wire.clone());
+    let range = wire.as_ptr() as usize..wire.as_ptr() as usize + wire.len();
+    let mut seen = 0;
+    while let Some(message) = decoder.next_message().unwrap() {
+        if !message.payload.is_empty() {
+            assert!(range.contains(&(message.payload.as_ptr() as usize)));
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, count);
     decoder.finish().unwrap();
-    assert_eq!(messages, count);
+}
+
+#[test]
+fn a_truncated_kept_chunk_is_reported_at_the_end() {
+    let wire = Message::event("assistantResponseEvent", &b"{\"content\":\"hi\"}"[..]).encode();
+    let mut decoder = Decoder::new();
+    decoder.push_bytes(wire.slice(..wire.len() - 1));
+    assert_eq!(decoder.next_message().unwrap(), None);
+    assert_eq!(decoder.buffered_len(), wire.len() - 1);
+    assert!(matches!(
+        decoder.finish(),
+        Err(FrameError::TruncatedAtEnd { frame_len: Some(len), .. }) if len == wire.len()
+    ));
 }
 
 fn header_value() -> impl Strategy<Value = HeaderValue> {
@@ -332,9 +372,23 @@ fn header_value() -> impl Strategy<Value = HeaderValue> {
     ]
 }
 
+/// Any name, and often one of the names the decoder knows by heart.
+fn header_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        ".{1,30}",
+        prop::sample::select(vec![
+            ":event-type",
+            ":content-type",
+            ":message-type",
+            "event"
+        ])
+        .prop_map(str::to_owned),
+    ]
+}
+
 fn message() -> impl Strategy<Value = Message> {
     let headers = prop::collection::vec(
-        (".{1,30}", header_value()).prop_map(|(name, value)| Header {
+        (header_name(), header_value()).prop_map(|(name, value)| Header {
             name: name.as_str().into(),
             value,
         }),
@@ -352,6 +406,7 @@ proptest! {
     fn round_trip_with_random_splits(
         messages in prop::collection::vec(message(), 1..5),
         splits in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+        as_bytes in any::<u16>(),
     ) {
         let mut wire = BytesMut::new();
         for message in &messages {
@@ -363,8 +418,13 @@ proptest! {
         cuts.sort_unstable();
         let mut decoder = Decoder::new();
         let mut decoded = Vec::new();
-        for pair in cuts.windows(2) {
-            decoder.push(&wire[pair[0]..pair[1]]);
+        for (index, pair) in cuts.windows(2).enumerate() {
+            // Each piece goes in by copy or as a kept chunk, as `as_bytes` says.
+            if as_bytes & (1 << (index % 16)) != 0 {
+                decoder.push_bytes(Bytes::copy_from_slice(&wire[pair[0]..pair[1]]));
+            } else {
+                decoder.push(&wire[pair[0]..pair[1]]);
+            }
             while let Some(message) = decoder.next_message().unwrap() {
                 decoded.push(message);
             }

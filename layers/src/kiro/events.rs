@@ -33,8 +33,10 @@ use crate::kiro::errors;
 use crate::kiro::eventstream::Message;
 
 mod body;
+mod flat;
 
 pub use body::decode_body;
+use flat::Scan;
 
 /// Turns Kiro messages into [`ChatEvent`]s, tracking tool calls by `toolUseId` so that starts,
 /// fragments and stops are right whatever the JSON key order and however calls interleave.
@@ -192,14 +194,22 @@ impl EventDecoder {
         let mut emit = |event| out.extend(std::iter::once(event));
         match event_type {
             "assistantResponseEvent" => {
-                let frame: AssistantResponse = parse(event_type, payload)?;
+                let json = utf8(event_type, payload)?;
+                let content = match quick_field(json, "content") {
+                    Some(content) => content,
+                    None => parse_str::<AssistantResponse>(event_type, json)?.content,
+                };
                 // Empty frames carry nothing; identical consecutive deltas are real text.
-                if let Some(content) = frame.content.filter(|c| !c.0.is_empty()) {
+                if let Some(content) = content.filter(|c| !c.0.is_empty()) {
                     emit(ChatEvent::TextDelta(share(payload, content)));
                 }
             }
             "reasoningContentEvent" => {
-                let frame: ReasoningContent = parse(event_type, payload)?;
+                let json = utf8(event_type, payload)?;
+                let frame = match (quick_field(json, "text"), quick_field(json, "signature")) {
+                    (Some(text), Some(signature)) => ReasoningContent { text, signature },
+                    _ => parse_str(event_type, json)?,
+                };
                 if let Some(text) = frame.text.filter(|t| !t.0.is_empty()) {
                     emit(ChatEvent::ReasoningDelta(share(payload, text)));
                 }
@@ -325,12 +335,24 @@ fn stop_reason(reason: &str) -> Option<StopReason> {
 /// Parses a known event's payload, naming the event when it is not UTF-8 or not the JSON we
 /// expect.
 fn parse<'a, T: Deserialize<'a>>(event_type: &str, payload: &'a Bytes) -> Result<T, GatewayError> {
-    let text = std::str::from_utf8(payload).map_err(|error| {
+    parse_str(event_type, utf8(event_type, payload)?)
+}
+
+fn utf8<'a>(event_type: &str, payload: &'a Bytes) -> Result<&'a str, GatewayError> {
+    std::str::from_utf8(payload).map_err(|error| {
         GatewayError::upstream_stream(format!(
             "Kiro sent a `{event_type}` frame whose payload is not valid UTF-8 ({error})"
         ))
-    })?;
-    parse_str(event_type, text)
+    })
+}
+
+/// One string field read by the flat-object scanner; `None` when serde has to decide.
+fn quick_field<'a>(json: &'a str, key: &str) -> Option<Option<JsonStr<'a>>> {
+    match flat::string_field(json, key) {
+        Scan::Found(value) => Some(Some(JsonStr(value))),
+        Scan::Absent => Some(None),
+        Scan::Unsure => None,
+    }
 }
 
 fn parse_str<'a, T: Deserialize<'a>>(what: &str, text: &'a str) -> Result<T, GatewayError> {

@@ -2,9 +2,12 @@
 //! text answers and reports cut ones as `Stop(MaxTokens)`.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
-use futures_util::StreamExt;
+use futures_util::Stream;
 use http::{Request, Response};
 use tower::Service;
 
@@ -40,10 +43,10 @@ where
     /// The stream of events, starting with `first`.
     pub fn into_stream(mut self, first: ChatEvent) -> EventStream {
         self.accept(first);
-        Box::pin(futures_util::stream::unfold(self, |mut state| async move {
-            let item = state.next_item().await?;
-            Some((item, state))
-        }))
+        Box::pin(RecoverStream {
+            state: Some(self),
+            ending: None,
+        })
     }
 
     fn accept(&mut self, event: ChatEvent) {
@@ -52,30 +55,40 @@ where
         }
     }
 
-    async fn next_item(&mut self) -> Option<Result<ChatEvent, GatewayError>> {
+    /// The next item if it can be had without waiting on anything but the current upstream
+    /// stream; `Err(())` when the stream ended and [`Recovering::end_of_stream`] must run.
+    fn poll_item(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Result<ChatEvent, GatewayError>>, ()>> {
         loop {
             if let Some(item) = self.pending.pop_front() {
-                return Some(item);
+                return Poll::Ready(Ok(Some(item)));
             }
             if self.finished {
-                return None;
+                return Poll::Ready(Ok(None));
             }
             let Some(current) = self.current.as_mut() else {
                 self.finished = true;
                 continue;
             };
-            match current.next().await {
-                Some(Ok(event)) => self.accept(event),
+            match ready!(current.as_mut().poll_next(cx)) {
+                Some(Ok(event)) => {
+                    // The usual case: pass it straight on, no queueing.
+                    if self.tracker.observe(&event) {
+                        return Poll::Ready(Ok(Some(Ok(event))));
+                    }
+                }
                 Some(Err(error)) => {
                     // After output began, errors travel in-band; a call left open is remembered.
                     self.current = None;
                     self.finished = true;
                     self.remember(self.tracker.broken_calls());
-                    return Some(Err(error));
+                    return Poll::Ready(Ok(Some(Err(error))));
                 }
                 None => {
                     self.current = None;
-                    self.end_of_stream().await;
+                    return Poll::Ready(Err(()));
                 }
             }
         }
@@ -95,7 +108,12 @@ where
         self.finished = true;
     }
 
-    async fn end_of_stream(&mut self) {
+    async fn end_of_stream(mut self) -> Self {
+        self.judge_end().await;
+        self
+    }
+
+    async fn judge_end(&mut self) {
         match self.tracker.verdict() {
             Verdict::Complete(stop) => {
                 if let Some(stop) = stop {
@@ -160,5 +178,47 @@ where
             content: vec![ContentBlock::Text(CONTINUE_INSTRUCTION.to_owned())],
         });
         body
+    }
+}
+
+/// [`Recovering`] as a stream. Events are passed on from `poll_next` directly; only the end of
+/// an upstream stream, which may start a continuation request, runs as a future.
+struct RecoverStream<S> {
+    /// `None` while `ending` owns it.
+    state: Option<Recovering<S>>,
+    ending: Option<Pin<Box<dyn Future<Output = Recovering<S>> + Send>>>,
+}
+
+// Nothing in it is pinned in place: the future is boxed and the state is moved freely.
+impl<S> Unpin for RecoverStream<S> {}
+
+impl<S> Stream for RecoverStream<S>
+where
+    S: Service<Request<ChatRequest>, Response = Response<EventStream>, Error = GatewayError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Item = Result<ChatEvent, GatewayError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if let Some(ending) = this.ending.as_mut() {
+                this.state = Some(ready!(ending.as_mut().poll(cx)));
+                this.ending = None;
+            }
+            let Some(state) = this.state.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match ready!(state.poll_item(cx)) {
+                Ok(item) => return Poll::Ready(item),
+                Err(()) => {
+                    let state = this.state.take().expect("checked above");
+                    this.ending = Some(Box::pin(state.end_of_stream()));
+                }
+            }
+        }
     }
 }

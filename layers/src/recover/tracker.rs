@@ -44,18 +44,10 @@ impl Tracker {
                 if !self.calls.contains_key(&**id) {
                     self.call_order.push(id.to_string());
                 }
-                self.calls.entry(id.to_string()).or_default();
+                self.call(id);
             }
-            ChatEvent::ToolUseInput { id, fragment } => {
-                self.calls
-                    .entry(id.to_string())
-                    .or_default()
-                    .input
-                    .push_str(fragment);
-            }
-            ChatEvent::ToolUseStop { id } => {
-                self.calls.entry(id.to_string()).or_default().stopped = true;
-            }
+            ChatEvent::ToolUseInput { id, fragment } => self.call(id).input.push_str(fragment),
+            ChatEvent::ToolUseStop { id } => self.call(id).stopped = true,
             ChatEvent::ContextUsage { .. }
             | ChatEvent::Metering { .. }
             | ChatEvent::TokenUsage(_) => self.completion = true,
@@ -68,6 +60,14 @@ impl Tracker {
             | ChatEvent::StopSequenceMatched(_) => {}
         }
         true
+    }
+
+    /// The call `id` (the id is copied the first time only, not for every fragment).
+    fn call(&mut self, id: &str) -> &mut Call {
+        if !self.calls.contains_key(id) {
+            self.calls.insert(id.to_owned(), Call::default());
+        }
+        self.calls.get_mut(id).expect("inserted above")
     }
 
     /// Ids of tool calls that are open or whose arguments are not a JSON object.

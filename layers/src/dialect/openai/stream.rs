@@ -1,9 +1,10 @@
 //! [`EventStream`] -> OpenAI `chat.completion.chunk` server-sent events.
 //!
-//! Every chunk is written by hand into one buffer sized up front: the envelope (`id`, `object`,
+//! Every chunk is written by hand into one reused output buffer: the envelope (`id`, `object`,
 //! `created`, `model`) is rendered once per response and copied, the delta text is escaped
-//! straight into place. Each event that carries output becomes its own chunk at once; nothing is
-//! held back until the end except the finish chunk, which must wait for the upstream's usage.
+//! straight into place. Each event that carries output becomes its own SSE chunk at once; the
+//! chunks of events that are ready together leave as one body frame. Nothing is held back until
+//! the end except the finish chunk, which must wait for the upstream's usage.
 
 use std::fmt::Write as _;
 use std::pin::Pin;
@@ -24,6 +25,8 @@ const CHOICE_OPEN: &[u8] = b",\"choices\":[{\"index\":0,\"delta\":";
 const CHOICE_CLOSE: &[u8] = b",\"finish_reason\":null}]}\n\n";
 /// Room for a delta's keys and punctuation around its escaped text.
 const DELTA_OVERHEAD: usize = 96;
+/// Chunks are batched while events are ready, up to about this many bytes per body frame.
+const CHUNK_TARGET: usize = 16 * 1024;
 
 /// Encodes `events` as an OpenAI SSE body: a role chunk, one chunk per text, reasoning or
 /// tool-call event, a finish chunk (plus a usage chunk when `meta.include_usage`), then
@@ -64,6 +67,8 @@ struct SseEncoder {
     tool_calls: Vec<ToolCall>,
     stop: Option<StopReason>,
     phase: Phase,
+    /// Output being gathered; its spare capacity is reused from one batch to the next.
+    buf: BytesMut,
 }
 
 impl SseEncoder {
@@ -85,6 +90,7 @@ impl SseEncoder {
             tool_calls: Vec::new(),
             stop: None,
             phase: Phase::Head,
+            buf: BytesMut::with_capacity(CHUNK_TARGET + 1024),
         }
     }
 
@@ -96,40 +102,40 @@ impl SseEncoder {
         out.put_slice(CHOICE_CLOSE);
     }
 
-    /// One content chunk in its own buffer, sized for `text` plus the fixed parts.
-    fn chunk_for(&self, text: &str, write_delta: impl FnOnce(&mut BytesMut)) -> Bytes {
-        let size = self.envelope.len()
-            + CHOICE_OPEN.len()
-            + DELTA_OVERHEAD
-            + str_size_hint(text)
-            + CHOICE_CLOSE.len();
-        let mut out = BytesMut::with_capacity(size);
-        self.write_chunk(&mut out, write_delta);
-        out.freeze()
+    /// Appends one content chunk for `text`, reserving room for it and the fixed parts first.
+    fn chunk_for(&self, out: &mut BytesMut, text: &str, write_delta: impl FnOnce(&mut BytesMut)) {
+        out.reserve(
+            self.envelope.len()
+                + CHOICE_OPEN.len()
+                + DELTA_OVERHEAD
+                + str_size_hint(text)
+                + CHOICE_CLOSE.len(),
+        );
+        self.write_chunk(out, write_delta);
     }
 
-    /// The bytes for one event, or `None` when it carries nothing the client sees yet.
-    fn encode(&mut self, event: ChatEvent) -> Option<Bytes> {
+    /// Appends the bytes for one event (nothing when it carries nothing the client sees yet).
+    fn encode(&mut self, event: ChatEvent, out: &mut BytesMut) {
         self.tally.observe(&event);
         match event {
-            ChatEvent::TextDelta(text) if !text.is_empty() => Some(self.chunk_for(&text, |out| {
+            ChatEvent::TextDelta(text) if !text.is_empty() => self.chunk_for(out, &text, |out| {
                 out.put_slice(b"{\"content\":");
                 write_str(out, &text);
                 out.put_u8(b'}');
-            })),
+            }),
             ChatEvent::ReasoningDelta(text) if !text.is_empty() => {
-                Some(self.chunk_for(&text, |out| {
+                self.chunk_for(out, &text, |out| {
                     out.put_slice(b"{\"reasoning_content\":");
                     write_str(out, &text);
                     out.put_u8(b'}');
-                }))
+                })
             }
             ChatEvent::ToolUseStart { id, name } => {
                 if self.tool_index(&id).is_some() {
-                    return None;
+                    return;
                 }
                 let index = self.tool_calls.len() as u64;
-                let bytes = self.chunk_for(&name, |out| {
+                self.chunk_for(out, &name, |out| {
                     out.put_slice(b"{\"tool_calls\":[{\"index\":");
                     write_u64(out, index);
                     out.put_slice(b",\"id\":");
@@ -142,29 +148,26 @@ impl SseEncoder {
                     id,
                     sent_arguments: false,
                 });
-                Some(bytes)
             }
             ChatEvent::ToolUseInput { id, fragment } if !fragment.is_empty() => {
                 let Some(index) = self.tool_index(&id) else {
                     tracing::warn!("tool-call arguments for a call that never started; dropped");
-                    return None;
+                    return;
                 };
                 self.tool_calls[index].sent_arguments = true;
-                Some(self.arguments_chunk(index, &fragment))
+                self.arguments_chunk(out, index, &fragment);
             }
             ChatEvent::ToolUseStop { id } => {
-                let index = self.tool_index(&id)?;
-                if self.tool_calls[index].sent_arguments {
-                    return None;
+                let Some(index) = self.tool_index(&id) else {
+                    return;
+                };
+                if !self.tool_calls[index].sent_arguments {
+                    self.tool_calls[index].sent_arguments = true;
+                    self.arguments_chunk(out, index, "{}");
                 }
-                self.tool_calls[index].sent_arguments = true;
-                Some(self.arguments_chunk(index, "{}"))
             }
-            ChatEvent::Stop(reason) => {
-                self.stop = Some(reason);
-                None
-            }
-            _ => None,
+            ChatEvent::Stop(reason) => self.stop = Some(reason),
+            _ => {}
         }
     }
 
@@ -172,20 +175,20 @@ impl SseEncoder {
         self.tool_calls.iter().position(|call| call.id == *id)
     }
 
-    fn arguments_chunk(&self, index: usize, arguments: &str) -> Bytes {
-        self.chunk_for(arguments, |out| {
+    fn arguments_chunk(&self, out: &mut BytesMut, index: usize, arguments: &str) {
+        self.chunk_for(out, arguments, |out| {
             write_arguments_delta(out, index, arguments)
-        })
+        });
     }
 
-    /// Arguments for calls that never got any, the finish chunk, the usage chunk if asked for,
-    /// and `[DONE]`, in one buffer.
-    fn finish(&mut self) -> Bytes {
-        let mut out = BytesMut::with_capacity(3 * self.envelope.len() + 512);
+    /// Appends arguments for calls that never got any, the finish chunk, the usage chunk if
+    /// asked for, and `[DONE]`.
+    fn finish(&mut self, out: &mut BytesMut) {
+        out.reserve(3 * self.envelope.len() + 512);
         for index in 0..self.tool_calls.len() {
             if !self.tool_calls[index].sent_arguments {
                 self.tool_calls[index].sent_arguments = true;
-                self.write_chunk(&mut out, |out| write_arguments_delta(out, index, "{}"));
+                self.write_chunk(out, |out| write_arguments_delta(out, index, "{}"));
             }
         }
         let usage = UsageFigures::new(&self.tally, self.input_tokens_estimate, self.context_window);
@@ -197,17 +200,16 @@ impl SseEncoder {
         out.put_slice(b"\"}]");
         if !self.include_usage {
             out.put_slice(b",\"usage\":");
-            write_usage(&mut out, &usage);
+            write_usage(out, &usage);
         }
         out.put_slice(b"}\n\n");
         if self.include_usage {
             out.put_slice(&self.envelope);
             out.put_slice(b",\"choices\":[],\"usage\":");
-            write_usage(&mut out, &usage);
+            write_usage(out, &usage);
             out.put_slice(b"}\n\n");
         }
         out.put_slice(b"data: [DONE]\n\n");
-        out.freeze()
     }
 
     /// Lets go of the upstream (and whatever it holds, such as a pooled credential) right away.
@@ -220,35 +222,39 @@ impl SseEncoder {
 impl Stream for SseEncoder {
     type Item = Bytes;
 
+    /// Encodes every event that is ready right now into one buffer (up to [`CHUNK_TARGET`]), so
+    /// a burst of deltas costs one body frame and one write; never waits for more.
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         let this = self.get_mut();
-        loop {
-            match this.phase {
-                Phase::Head => {
-                    this.phase = Phase::Body;
-                    return Poll::Ready(Some(this.chunk_for("", |out| {
-                        out.put_slice(b"{\"role\":\"assistant\",\"content\":\"\"}");
-                    })));
+        let mut out = std::mem::take(&mut this.buf);
+        if this.phase == Phase::Head {
+            this.phase = Phase::Body;
+            this.chunk_for(&mut out, "", |out| {
+                out.put_slice(b"{\"role\":\"assistant\",\"content\":\"\"}");
+            });
+        }
+        while this.phase == Phase::Body && out.len() < CHUNK_TARGET {
+            match this.events.as_mut().poll_next(cx) {
+                Poll::Pending => break,
+                Poll::Ready(Some(Ok(event))) => this.encode(event, &mut out),
+                Poll::Ready(Some(Err(error))) => {
+                    this.close_upstream();
+                    write_error_event(&mut out, &error);
                 }
-                Phase::Body => match this.events.as_mut().poll_next(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Some(Ok(event))) => {
-                        if let Some(bytes) = this.encode(event) {
-                            return Poll::Ready(Some(bytes));
-                        }
-                    }
-                    Poll::Ready(Some(Err(error))) => {
-                        this.close_upstream();
-                        return Poll::Ready(Some(error_event(&error)));
-                    }
-                    Poll::Ready(None) => {
-                        let bytes = this.finish();
-                        this.close_upstream();
-                        return Poll::Ready(Some(bytes));
-                    }
-                },
-                Phase::Done => return Poll::Ready(None),
+                Poll::Ready(None) => {
+                    this.finish(&mut out);
+                    this.close_upstream();
+                }
             }
+        }
+        let ready = out.split().freeze();
+        this.buf = out;
+        if !ready.is_empty() {
+            Poll::Ready(Some(ready))
+        } else if this.phase == Phase::Done {
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
         }
     }
 }
@@ -280,14 +286,13 @@ fn write_usage(out: &mut BytesMut, usage: &UsageFigures) {
 
 /// `data: {"error":{...}}`: how OpenAI reports a failure once the stream has begun; the SDKs
 /// raise it as an API error.
-fn error_event(error: &GatewayError) -> Bytes {
+fn write_error_event(out: &mut BytesMut, error: &GatewayError) {
     let body = serde_json::to_vec(&error.body(Dialect::OpenAi)).unwrap_or_else(|_| {
         br#"{"error":{"message":"The upstream stream failed.","type":"upstream_error","code":null}}"#
             .to_vec()
     });
-    let mut out = BytesMut::with_capacity(body.len() + 8);
+    out.reserve(body.len() + 8);
     out.put_slice(b"data: ");
     out.put_slice(&body);
     out.put_slice(b"\n\n");
-    out.freeze()
 }

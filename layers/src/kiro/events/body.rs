@@ -3,9 +3,10 @@
 use std::collections::VecDeque;
 use std::fmt::Display;
 use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 
 use super::EventDecoder;
 use crate::chat::{ChatEvent, EventStream};
@@ -24,20 +25,13 @@ where
     S: Stream<Item = Result<Bytes, E>> + Send + 'static,
     E: Display + Send + 'static,
 {
-    let state = BodyDecoder {
+    Box::pin(BodyDecoder {
         body: Box::pin(body),
         frames: Decoder::new(),
         events: EventDecoder::new(),
         ready: VecDeque::new(),
         done: false,
-    };
-    Box::pin(futures_util::stream::unfold(
-        state,
-        |mut state| async move {
-            let item = state.next_item().await?;
-            Some((item, state))
-        },
-    ))
+    })
 }
 
 struct BodyDecoder<S> {
@@ -48,47 +42,50 @@ struct BodyDecoder<S> {
     done: bool,
 }
 
-impl<S, E> BodyDecoder<S>
+impl<S, E> Stream for BodyDecoder<S>
 where
     S: Stream<Item = Result<Bytes, E>>,
     E: Display,
 {
-    async fn next_item(&mut self) -> Option<Result<ChatEvent, GatewayError>> {
+    type Item = Result<ChatEvent, GatewayError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
         loop {
-            if let Some(event) = self.ready.pop_front() {
-                return Some(Ok(event));
+            if let Some(event) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(event)));
             }
-            if self.done {
-                return None;
+            if this.done {
+                return Poll::Ready(None);
             }
-            match self.frames.next_message() {
+            match this.frames.next_message() {
                 Ok(Some(message)) => {
-                    if let Err(error) = self.events.decode(&message, &mut self.ready) {
-                        return self.fail(error);
+                    if let Err(error) = this.events.decode(&message, &mut this.ready) {
+                        return this.fail(error);
                     }
                 }
                 Err(error) => {
-                    return self.fail(GatewayError::upstream_stream(format!(
+                    return this.fail(GatewayError::upstream_stream(format!(
                         "The Kiro response stream is corrupt: {error}"
                     )));
                 }
-                Ok(None) => match self.body.next().await {
-                    Some(Ok(chunk)) => self.frames.push_bytes(chunk),
+                Ok(None) => match ready!(this.body.as_mut().poll_next(cx)) {
+                    Some(Ok(chunk)) => this.frames.push_bytes(chunk),
                     Some(Err(error)) => {
-                        return self.fail(GatewayError::upstream_stream(format!(
+                        return this.fail(GatewayError::upstream_stream(format!(
                             "Reading the Kiro response body failed: {error}"
                         )));
                     }
                     None => {
-                        self.done = true;
-                        if let Err(error) = self.frames.finish() {
-                            return Some(Err(GatewayError::upstream_stream(format!(
+                        this.done = true;
+                        if let Err(error) = this.frames.finish() {
+                            return Poll::Ready(Some(Err(GatewayError::upstream_stream(format!(
                                 "The Kiro response was cut off: {error}"
-                            ))));
+                            )))));
                         }
-                        if !self.events.open_tool_calls().is_empty() {
+                        if !this.events.open_tool_calls().is_empty() {
                             tracing::debug!(
-                                open = self.events.open_tool_calls().len(),
+                                open = this.events.open_tool_calls().len(),
                                 "Kiro response ended with tool calls still open"
                             );
                         }
@@ -97,9 +94,11 @@ where
             }
         }
     }
+}
 
-    fn fail(&mut self, error: GatewayError) -> Option<Result<ChatEvent, GatewayError>> {
+impl<S> BodyDecoder<S> {
+    fn fail(&mut self, error: GatewayError) -> Poll<Option<Result<ChatEvent, GatewayError>>> {
         self.done = true;
-        Some(Err(error))
+        Poll::Ready(Some(Err(error)))
     }
 }
