@@ -3,8 +3,9 @@
 //! stream and goes back to the pool when the last event was read or the client went away.
 //!
 //! [`RoundRobinPool`] is the in-memory source for a fixed set of accounts: strict round robin over
-//! the accounts that are not resting, a cooldown after a 429 (honouring `Retry-After`), rest after
-//! a 402 or a refused refresh, and an in-flight count per account.
+//! the accounts that are not resting (the turn shared with other processes through a
+//! [`SharedTurn`] when there are any), a cooldown after a 429 (honouring `Retry-After`), rest
+//! after a 402 or a refused refresh, and an in-flight count per account.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -209,6 +210,19 @@ pub trait PoolObserver: Send + Sync + 'static {
     fn outcome(&self, account_id: &str, outcome: &AttemptOutcome, resting_for: Option<Duration>);
 }
 
+/// A round-robin turn counter shared with other gateway processes over the same accounts (the
+/// application keeps it in its database). The pool asks it only while [`is_shared`] says other
+/// processes are present, so a process on its own never waits for it, and falls back to its
+/// own counter when it fails.
+///
+/// [`is_shared`]: SharedTurn::is_shared
+pub trait SharedTurn: Send + Sync + 'static {
+    /// True while other processes take turns from the same counter. Must not block.
+    fn is_shared(&self) -> bool;
+    /// The next turn (strictly increasing across all processes).
+    fn next_turn(&self) -> BoxFuture<'_, Result<u64, GatewayError>>;
+}
+
 /// In-memory round-robin [`TokenSource`] over a fixed list of accounts.
 #[derive(Clone)]
 pub struct RoundRobinPool {
@@ -216,6 +230,7 @@ pub struct RoundRobinPool {
     next: Arc<AtomicUsize>,
     policy: Arc<PoolPolicy>,
     observer: Option<Arc<dyn PoolObserver>>,
+    shared_turn: Option<Arc<dyn SharedTurn>>,
 }
 
 impl RoundRobinPool {
@@ -239,12 +254,19 @@ impl RoundRobinPool {
             next: Arc::new(AtomicUsize::new(0)),
             policy: Arc::new(policy),
             observer: None,
+            shared_turn: None,
         }
     }
 
     /// Reports every outcome to `observer` too.
     pub fn with_observer(mut self, observer: Arc<dyn PoolObserver>) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Takes turns from `turn` while other processes share it.
+    pub fn with_shared_turn(mut self, turn: Arc<dyn SharedTurn>) -> Self {
+        self.shared_turn = Some(turn);
         self
     }
 
@@ -317,18 +339,33 @@ impl RoundRobinPool {
             .sum()
     }
 
-    /// Picks the next usable account, strictly in turn, skipping resting, disabled and full ones.
-    fn pick(&self) -> Result<Arc<Account>, GatewayError> {
+    /// The next turn: the shared one while other processes take turns too, else this
+    /// process's own.
+    async fn next_turn(&self) -> usize {
+        if let Some(shared) = self.shared_turn.as_ref().filter(|s| s.is_shared()) {
+            match shared.next_turn().await {
+                Ok(turn) => return turn as usize,
+                Err(error) => tracing::warn!(
+                    "the shared round-robin turn is unavailable ({}); using this process's own",
+                    error.message()
+                ),
+            }
+        }
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Picks the usable account at turn `start` or the first after it, skipping resting,
+    /// disabled and full ones.
+    fn pick(&self, start: usize) -> Result<Arc<Account>, GatewayError> {
         if self.accounts.is_empty() {
             return Err(GatewayError::no_account(NO_ACCOUNT_HELP));
         }
         let now = Instant::now();
         let count = self.accounts.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut soonest: Option<Duration> = None;
         let mut all_throttled = true;
         for offset in 0..count {
-            let account = &self.accounts[(start + offset) % count];
+            let account = &self.accounts[start.wrapping_add(offset) % count];
             if account.is_disabled() {
                 all_throttled = false;
                 continue;
@@ -373,7 +410,8 @@ impl TokenSource for RoundRobinPool {
             let mut last_error = None;
             // Each account gets one chance per request: a refresh failure moves on to the next.
             for _ in 0..self.accounts.len().max(1) {
-                let account = self.pick()?;
+                let turn = self.next_turn().await;
+                let account = self.pick(turn)?;
                 account.in_flight.fetch_add(1, Ordering::Relaxed);
                 let handle = Arc::new(PoolHandle {
                     account: Arc::clone(&account),

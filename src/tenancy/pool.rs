@@ -10,7 +10,9 @@
 //!   skip it too; rests written by other processes are applied here on notification;
 //! - a circuit breaker: after [`BREAKER_THRESHOLD`] consecutive failures the account rests for
 //!   a doubling period (open); when the rest ends the next request is its probe (half-open); a
-//!   success closes it.
+//!   success closes it;
+//! - the round-robin turn is shared with the other processes on the database while there are
+//!   any ([`StoreTurn`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -27,6 +29,7 @@ use kiro_layers::traits::{AttemptOutcome, Lease, TokenSource};
 use kiro_layers::GatewayError;
 
 use super::state::PoolControl;
+use super::turn::{StoreTurn, HEARTBEAT};
 
 /// Consecutive failures that open the breaker.
 pub const BREAKER_THRESHOLD: u32 = 3;
@@ -184,6 +187,7 @@ pub struct DbPool {
     pool: Arc<RwLock<RoundRobinPool>>,
     credentials: Arc<RwLock<CredentialMap>>,
     writer: Arc<StateWriter>,
+    turn: Arc<StoreTurn>,
 }
 
 impl DbPool {
@@ -203,6 +207,10 @@ impl DbPool {
             failures: Mutex::new(HashMap::new()),
             pool: Arc::clone(&pool),
         });
+        let turn = Arc::new(StoreTurn::new(Arc::clone(&store)));
+        if let Err(error) = turn.heartbeat().await {
+            tracing::warn!("could not register with the other gateway processes: {error}");
+        }
         let db_pool = DbPool {
             store,
             settings,
@@ -210,6 +218,7 @@ impl DbPool {
             pool,
             credentials: Arc::new(RwLock::new(HashMap::new())),
             writer,
+            turn,
         };
         db_pool.rebuild().await?;
         Ok(db_pool)
@@ -268,7 +277,8 @@ impl DbPool {
         let turn = self.current().turn();
         let pool = RoundRobinPool::new(providers, policy)
             .with_observer(Arc::clone(&self.writer) as Arc<dyn PoolObserver>)
-            .with_turn(turn);
+            .with_turn(turn)
+            .with_shared_turn(Arc::clone(&self.turn) as Arc<dyn kiro_layers::pool::SharedTurn>);
         if let Ok(mut slot) = self.pool.write() {
             *slot = pool;
         }
@@ -293,6 +303,16 @@ impl DbPool {
         Ok(())
     }
 
+    /// True while other processes on the database share the round-robin turn.
+    pub fn shares_turn(&self) -> bool {
+        kiro_layers::pool::SharedTurn::is_shared(&*self.turn)
+    }
+
+    /// Leaves the list of gateway processes (graceful shutdown).
+    pub async fn leave(&self) {
+        self.turn.leave().await;
+    }
+
     /// The current round-robin pool (replaced when the accounts change).
     pub fn snapshot(&self) -> RoundRobinPool {
         self.current()
@@ -303,23 +323,37 @@ impl DbPool {
         self.current().status()
     }
 
-    /// Keeps the pool in step with the store until the task is aborted.
+    /// Keeps the pool in step with the store, and this process's heartbeat going, until the
+    /// task is aborted.
     pub fn spawn_sync(&self) -> tokio::task::JoinHandle<()> {
         let pool = self.clone();
         let mut changes = self.store.subscribe();
         tokio::spawn(async move {
+            let mut heartbeat = tokio::time::interval(HEARTBEAT);
+            heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                let result = match changes.recv().await {
-                    Ok(kiro_layers::store::Topic::Accounts) => pool.rebuild().await,
-                    Ok(kiro_layers::store::Topic::AccountState) => pool.apply_shared_state().await,
-                    Ok(_) => Ok(()),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        pool.rebuild().await
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                        changes = pool.store.subscribe();
-                        Ok(())
-                    }
+                let result = tokio::select! {
+                    _ = heartbeat.tick() => pool.turn.heartbeat().await.map(|_| ()),
+                    change = changes.recv() => match change {
+                        Ok(kiro_layers::store::Topic::Accounts) => pool.rebuild().await,
+                        Ok(kiro_layers::store::Topic::AccountState) => {
+                            pool.apply_shared_state().await
+                        }
+                        Ok(kiro_layers::store::Topic::Instances) => {
+                            pool.turn.heartbeat().await.map(|_| ())
+                        }
+                        Ok(_) => Ok(()),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            match pool.rebuild().await {
+                                Ok(()) => pool.turn.heartbeat().await.map(|_| ()),
+                                error => error,
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            changes = pool.store.subscribe();
+                            Ok(())
+                        }
+                    },
                 };
                 if let Err(error) = result {
                     tracing::warn!("could not refresh the account pool: {error}");
