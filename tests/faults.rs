@@ -163,7 +163,7 @@ async fn faults_after_output_end_the_stream_with_an_error_event() {
 async fn connection_reset_before_headers_is_a_well_formed_error() {
     let h = fast().await;
     let seen = ask(&h, request("[fake:reset]", false)).await;
-    // The only account rests after a transport failure; the gateway says no account can serve.
+    // Every attempt on the only account is reset; the last failure is reported.
     assert!(matches!(seen, Seen::Error(502..=503)), "{seen:?}");
     assert_accounted(&h).await;
     h.shutdown().await;

@@ -238,11 +238,13 @@ pub struct PoolPolicy {
     pub throttle_cooldown: Duration,
     /// Rest after a 402 / monthly quota.
     pub quota_cooldown: Duration,
-    /// Rest after a 403 that a refresh did not fix, a transport failure or a refused refresh,
-    /// and the first open period of the circuit breaker.
+    /// Rest after a 403 that a refresh did not fix or a refused refresh, and the first open
+    /// period of the circuit breaker.
     pub failure_cooldown: Duration,
     /// Consecutive failed attempts (403 after a refresh, 5xx, transport error) that open an
-    /// account's circuit breaker (0 = no breaker).
+    /// account's circuit breaker (0 = no breaker). A 5xx or transport error alone does not
+    /// rest the account: the retry after the recover layer's backoff may use it again (it may
+    /// be the only account), and the breaker takes it out once failures persist.
     pub breaker_threshold: u32,
     /// Leases one account may have out at once (0 = unlimited).
     pub max_concurrency_per_account: usize,
@@ -593,10 +595,12 @@ impl AccountHandle for PoolHandle {
                     tracing::warn!(account = id, "account out of quota; resting");
                     account.rest(policy.quota_cooldown, false);
                 }
-                AttemptOutcome::Forbidden | AttemptOutcome::TransportError => {
+                AttemptOutcome::Forbidden => {
                     account.rest(policy.failure_cooldown, false);
                     count_failure(account, &mut breaker, policy);
                 }
+                // Transient: counted toward the breaker only (see PoolPolicy::breaker_threshold).
+                AttemptOutcome::TransportError => count_failure(account, &mut breaker, policy),
                 AttemptOutcome::InvalidGrant { reason } => {
                     tracing::error!(account = id, "account disabled: {reason}");
                     if let Ok(mut disabled) = account.disabled.lock() {
@@ -858,6 +862,24 @@ mod tests {
                 Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_5xx_alone_does_not_rest_the_only_account() {
+        let pool = pool(1);
+        for _ in 0..2 {
+            let lease = pool.acquire("auto").await.unwrap();
+            lease.report(AttemptOutcome::TransportError);
+        }
+        // The retry finds the account; the third failure in a row opens the breaker.
+        let lease = pool.acquire("auto").await.unwrap();
+        assert_eq!(pool.status()[0].consecutive_failures, 2);
+        lease.report(AttemptOutcome::TransportError);
+        drop(lease);
+        let status = &pool.status()[0];
+        assert_eq!(status.breaker, BreakerState::Open);
+        assert!(status.resting_for.unwrap() > Duration::from_secs(25));
+        assert_eq!(pool.acquire("auto").await.unwrap_err().status(), 503);
     }
 
     /// Leases taken by `n` tasks at once, on real threads; the leases are held, not dropped.
