@@ -2,6 +2,7 @@
 //! and one usage record per upstream attempt.
 
 mod common;
+mod tenancy_support;
 
 use std::time::Duration;
 
@@ -71,4 +72,61 @@ async fn a_transient_failure_on_the_only_account_is_retried_on_it() {
         assert_eq!(status.consecutive_failures, 0, "{scenario:?}");
         h.shutdown().await;
     }
+}
+
+#[tokio::test]
+async fn a_403_refresh_and_retry_are_two_attempts_with_two_records() {
+    let h = start().await;
+    let warm = h
+        .post("/v1/chat/completions", chat("auto", "warm up", false))
+        .await;
+    assert_eq!(warm.status(), 200);
+    warm.text().await.unwrap();
+    records(&h, 1).await;
+    let refreshes = h.fake().stats().refreshes;
+    // Kiro refuses the access token: the gateway refreshes it and tries again once.
+    h.fake().expire_all_tokens();
+    let response = h
+        .post("/v1/chat/completions", chat("auto", "after expiry", true))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert!(answer(response, true).await.contains("after expiry"));
+    assert_eq!(h.fake().stats().refreshes, refreshes + 1);
+    assert_eq!(h.fake().stats().chat_requests, 3);
+    let all = records(&h, 3).await;
+    assert_eq!(
+        attempts(&all[1..]),
+        [(1, UsageStatus::UpstreamError), (2, UsageStatus::Ok)]
+    );
+    assert!(all[1].output_tokens == 0 && all[2].output_tokens > 0);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn both_attempts_of_a_403_retry_reach_the_store() {
+    let tenancy_support::Env { h, _dir } = tenancy_support::start().await;
+    for text in ["warm up", "after expiry"] {
+        let response = h
+            .post("/v1/chat/completions", chat("auto", text, false))
+            .await;
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap();
+        h.fake().expire_all_tokens();
+    }
+    let store = h.gateway.tenancy.as_ref().unwrap().tenancy.store.clone();
+    let mut stored = Vec::new();
+    for _ in 0..500 {
+        stored = store
+            .query_usage(Default::default(), kiro_layers::store::UsageGroup::Account)
+            .await
+            .unwrap();
+        if stored.iter().map(|g| g.requests).sum::<u64>() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The warm-up, then the refused attempt and its retry (one account).
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!((stored[0].requests, stored[0].successes), (3, 2));
+    h.shutdown().await;
 }
