@@ -122,3 +122,78 @@ async fn two_gateways_share_account_cooldowns_through_the_store() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// The usage record of the request `h` just served (records trail the body a little).
+async fn served_by(h: &common::Harness, records: usize) -> String {
+    for _ in 0..500 {
+        let all = h.usage.records();
+        if all.len() >= records {
+            return all[records - 1].account_id.clone().unwrap_or_default();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no usage record for request {records}");
+}
+
+/// Requests alternating between two gateways take the accounts in one strict turn.
+async fn strict_turn_across_gateways(dir: &TempDir, url: &str) {
+    let a = start_on(dir, url).await;
+    let token = a.fake().config().refresh_token.clone();
+    for _ in 0..3 {
+        let name = format!("turn-{}", uuid::Uuid::new_v4().simple());
+        ok(&a, "POST", "/admin/accounts", ROOT, Some(json!({ "name": name, "refresh_token": token, "profile_arn": "arn:aws:codewhisperer:us-east-1:123456789012:profile/TESTPROFILE" }))).await;
+    }
+    let b = start_on(dir, url).await;
+    let pool = |h: &common::Harness| h.gateway.tenancy.as_ref().unwrap().pool.clone();
+    // Each sees the environment credential and the three accounts, and the other process.
+    for _ in 0..500 {
+        let ready = [&a, &b]
+            .iter()
+            .all(|h| pool(h).shares_turn() && pool(h).status().len() == 4);
+        if ready {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(pool(&a).shares_turn() && pool(&b).shares_turn());
+    let mut turns = Vec::new();
+    for i in 0..8 {
+        let h = if i % 2 == 0 { &a } else { &b };
+        let r = h
+            .post(
+                "/v1/chat/completions",
+                chat("claude-sonnet-4.5", &format!("turn {i}"), false),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap();
+        turns.push(served_by(h, i / 2 + 1).await);
+    }
+    // Four accounts (the environment's, the same in both, and three in the database), each
+    // once per round, in the same order every round, whichever process served.
+    let round: std::collections::HashSet<_> = turns[..4].iter().collect();
+    assert_eq!(round.len(), 4, "{turns:?}");
+    assert_eq!(turns[..4], turns[4..], "{turns:?}");
+    // A process that leaves stops the other from asking the database for turns.
+    pool(&a).leave().await;
+    for _ in 0..500 {
+        if !pool(&b).shares_turn() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!pool(&b).shares_turn());
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_gateways_on_one_database_take_accounts_in_one_strict_turn() {
+    let dir = temp_dir();
+    strict_turn_across_gateways(&dir, &database_url(&dir)).await;
+    let dir = temp_dir();
+    let url = shared_database_url(&dir).await;
+    if url.starts_with("postgres") {
+        strict_turn_across_gateways(&dir, &url).await;
+    }
+}

@@ -42,6 +42,7 @@ behaviour! {
     models_aliases_combos_prices => models;
     audit_log_keeps_entries_newest_first => audit;
     changes_reach_other_store_instances => changes;
+    processes_heartbeat_and_share_one_turn => processes_and_turns;
     usage_writer_drains_everything_on_shutdown => money::usage_writer_drains;
 }
 
@@ -540,6 +541,55 @@ async fn changes(b: &Backend) {
     }
 }
 
+async fn processes_and_turns(b: &Backend) {
+    let s = &b.store;
+    let within = Duration::from_secs(15);
+    assert_eq!(s.heartbeat("a", within).await.unwrap(), 1);
+    assert_eq!(s.heartbeat("a", within).await.unwrap(), 1);
+    // A second store on the same database stands in for another gateway process; its arrival
+    // is announced so that the first counts again at once.
+    let other = kiro_gateway::store::open(&b.url, &b.secret).await.unwrap();
+    let mut events = s.subscribe();
+    assert_eq!(other.heartbeat("b", within).await.unwrap(), 2);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(Topic::Instances)) => break,
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            other => panic!("no Instances change arrived from the other store: {other:?}"),
+        }
+    }
+    assert_eq!(s.heartbeat("a", within).await.unwrap(), 2);
+    // Turns are unique and gapless across both, however they interleave.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = if i % 2 == 0 {
+            Arc::clone(s)
+        } else {
+            Arc::clone(&other)
+        };
+        tasks.push(tokio::spawn(
+            async move { store.next_turn().await.unwrap() },
+        ));
+    }
+    let mut turns = Vec::new();
+    for task in tasks {
+        turns.push(task.await.unwrap());
+    }
+    turns.sort_unstable();
+    let first = turns[0];
+    assert_eq!(turns, (first..first + 40).collect::<Vec<_>>());
+    // Leaving, or not being seen for longer than the window, stops counting.
+    other.leave("b").await.unwrap();
+    assert_eq!(s.heartbeat("a", within).await.unwrap(), 1);
+    other.heartbeat("c", within).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        s.heartbeat("a", Duration::from_millis(150)).await.unwrap(),
+        1
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_upgrade_in_place() {
     for place in places().await {
@@ -565,6 +615,8 @@ async fn migrations_upgrade_in_place() {
             1
         );
         new.set_alias("x", "y").await.unwrap();
+        // And those of the third.
+        assert!(new.next_turn().await.unwrap() < new.next_turn().await.unwrap());
         drop(new);
         // Opening again applies nothing and keeps everything.
         let again = open_place(&place, usize::MAX).await;

@@ -3,8 +3,10 @@
 //! stream and goes back to the pool when the last event was read or the client went away.
 //!
 //! [`RoundRobinPool`] is the in-memory source for a fixed set of accounts: strict round robin over
-//! the accounts that are not resting, a cooldown after a 429 (honouring `Retry-After`), rest after
-//! a 402 or a refused refresh, and an in-flight count per account.
+//! the accounts that are not resting (the turn shared with other processes through a
+//! [`SharedTurn`] when there are any), a cooldown after a 429 (honouring `Retry-After`), rest
+//! after a 402 or a refused refresh, a circuit breaker per account that admits exactly one probe
+//! when its rest ends ([`breaker`]), and an in-flight count per account.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,7 +22,12 @@ use tower::{Layer, Service};
 use crate::chat::ChatRequest;
 use crate::error::GatewayError;
 use crate::resolve::resolved_model;
+use crate::store::BreakerState;
 use crate::traits::{AccountHandle, AttemptOutcome, Credential, Lease, LeaseSlot, TokenSource};
+
+pub mod breaker;
+
+use breaker::{Admission, Breaker};
 
 /// Message for a gateway that has no account at all.
 pub const NO_ACCOUNT_HELP: &str = "No Kiro account is configured. Set REFRESH_TOKEN, KIRO_CREDS_FILE or KIRO_CLI_DB_FILE (see the README), restart the gateway, or run `kiro-gateway serve --demo` to try it against the built-in fake upstream.";
@@ -141,10 +148,16 @@ pub struct AccountStatus {
     pub in_flight: usize,
     /// Time left resting, if resting.
     pub resting_for: Option<Duration>,
+    /// The current rest comes from upstream throttling (429).
+    pub throttled: bool,
     /// Disabled for good (dead refresh token), with the reason.
     pub disabled: Option<String>,
     /// Leases handed out so far.
     pub leases: u64,
+    /// Circuit breaker position (see [`PoolPolicy::breaker_threshold`]).
+    pub breaker: BreakerState,
+    /// Consecutive failed attempts.
+    pub consecutive_failures: u32,
 }
 
 struct Account {
@@ -155,9 +168,30 @@ struct Account {
     /// The current rest comes from upstream throttling (429), not from a failure.
     throttled: std::sync::atomic::AtomicBool,
     disabled: Mutex<Option<String>>,
+    /// Locked before `rest_until` wherever both are taken, so that a rest and the breaker
+    /// position change together for [`Account::admit`].
+    breaker: Mutex<Breaker>,
+}
+
+/// Why [`Account::admit`] turned a request away.
+enum Refusal {
+    Resting(Duration),
+    ProbeOut,
 }
 
 impl Account {
+    fn new(provider: Arc<dyn CredentialProvider>) -> Self {
+        Account {
+            provider,
+            in_flight: AtomicUsize::new(0),
+            leases: AtomicU64::new(0),
+            rest_until: Mutex::new(None),
+            throttled: std::sync::atomic::AtomicBool::new(false),
+            disabled: Mutex::new(None),
+            breaker: Mutex::new(Breaker::default()),
+        }
+    }
+
     fn resting_for(&self, now: Instant) -> Option<Duration> {
         let until = (*self.rest_until.lock().ok()?)?;
         (until > now).then(|| until - now)
@@ -176,6 +210,25 @@ impl Account {
     fn is_disabled(&self) -> bool {
         self.disabled.lock().map(|d| d.is_some()).unwrap_or(false)
     }
+
+    fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        // The breaker holds plain data: a panic elsewhere cannot leave it half-written.
+        self.breaker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Lets a request use the account unless it rests or its breaker's probe is out; the rest
+    /// is checked again under the breaker lock, so a failure that reopens the breaker and its
+    /// new rest are seen together.
+    fn admit(&self, now: Instant) -> Result<Admission, Refusal> {
+        let mut breaker = self.breaker();
+        if let Some(left) = self.resting_for(now) {
+            return Err(Refusal::Resting(left));
+        }
+        match breaker.admit() {
+            Admission::ProbeOut => Err(Refusal::ProbeOut),
+            admitted => Ok(admitted),
+        }
+    }
 }
 
 /// How long accounts rest after upstream trouble.
@@ -185,8 +238,14 @@ pub struct PoolPolicy {
     pub throttle_cooldown: Duration,
     /// Rest after a 402 / monthly quota.
     pub quota_cooldown: Duration,
-    /// Rest after a 403 that a refresh did not fix, or a transport failure.
+    /// Rest after a 403 that a refresh did not fix or a refused refresh, and the first open
+    /// period of the circuit breaker.
     pub failure_cooldown: Duration,
+    /// Consecutive failed attempts (403 after a refresh, 5xx, transport error) that open an
+    /// account's circuit breaker (0 = no breaker). A 5xx or transport error alone does not
+    /// rest the account: the retry after the recover layer's backoff may use it again (it may
+    /// be the only account), and the breaker takes it out once failures persist.
+    pub breaker_threshold: u32,
     /// Leases one account may have out at once (0 = unlimited).
     pub max_concurrency_per_account: usize,
 }
@@ -197,6 +256,7 @@ impl Default for PoolPolicy {
             throttle_cooldown: Duration::from_secs(10),
             quota_cooldown: Duration::from_secs(3600),
             failure_cooldown: Duration::from_secs(30),
+            breaker_threshold: 3,
             max_concurrency_per_account: 0,
         }
     }
@@ -205,8 +265,22 @@ impl Default for PoolPolicy {
 /// Told about every reported attempt outcome (after the pool applied it), e.g. to share
 /// cooldowns with other processes through a database. Must not block.
 pub trait PoolObserver: Send + Sync + 'static {
-    /// `account_id` had `outcome`; `resting_for` is its rest after applying it.
-    fn outcome(&self, account_id: &str, outcome: &AttemptOutcome, resting_for: Option<Duration>);
+    /// An attempt on `account.account_id` had `outcome`; `account` is its state after
+    /// applying it.
+    fn outcome(&self, outcome: &AttemptOutcome, account: &AccountStatus);
+}
+
+/// A round-robin turn counter shared with other gateway processes over the same accounts (the
+/// application keeps it in its database). The pool asks it only while [`is_shared`] says other
+/// processes are present, so a process on its own never waits for it, and falls back to its
+/// own counter when it fails.
+///
+/// [`is_shared`]: SharedTurn::is_shared
+pub trait SharedTurn: Send + Sync + 'static {
+    /// True while other processes take turns from the same counter. Must not block.
+    fn is_shared(&self) -> bool;
+    /// The next turn (strictly increasing across all processes).
+    fn next_turn(&self) -> BoxFuture<'_, Result<u64, GatewayError>>;
 }
 
 /// In-memory round-robin [`TokenSource`] over a fixed list of accounts.
@@ -216,6 +290,7 @@ pub struct RoundRobinPool {
     next: Arc<AtomicUsize>,
     policy: Arc<PoolPolicy>,
     observer: Option<Arc<dyn PoolObserver>>,
+    shared_turn: Option<Arc<dyn SharedTurn>>,
 }
 
 impl RoundRobinPool {
@@ -223,22 +298,38 @@ impl RoundRobinPool {
     pub fn new(providers: Vec<Arc<dyn CredentialProvider>>, policy: PoolPolicy) -> Self {
         let accounts = providers
             .into_iter()
-            .map(|provider| {
-                Arc::new(Account {
-                    provider,
-                    in_flight: AtomicUsize::new(0),
-                    leases: AtomicU64::new(0),
-                    rest_until: Mutex::new(None),
-                    throttled: std::sync::atomic::AtomicBool::new(false),
-                    disabled: Mutex::new(None),
-                })
-            })
+            .map(|provider| Arc::new(Account::new(provider)))
             .collect();
         RoundRobinPool {
             accounts: Arc::new(accounts),
             next: Arc::new(AtomicUsize::new(0)),
             policy: Arc::new(policy),
             observer: None,
+            shared_turn: None,
+        }
+    }
+
+    /// The same pool over a changed list of accounts: the turn, observer and shared turn stay,
+    /// and so does the live state (leases out, rest, breaker, probe) of every account whose
+    /// provider is the same object as before.
+    pub fn rebuilt(&self, providers: Vec<Arc<dyn CredentialProvider>>, policy: PoolPolicy) -> Self {
+        let same = |a: &Arc<dyn CredentialProvider>, b: &Arc<dyn CredentialProvider>| {
+            std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
+        };
+        let accounts = providers
+            .into_iter()
+            .map(|provider| {
+                self.accounts
+                    .iter()
+                    .find(|a| same(&a.provider, &provider))
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Account::new(provider)))
+            })
+            .collect();
+        RoundRobinPool {
+            accounts: Arc::new(accounts),
+            policy: Arc::new(policy),
+            ..self.clone()
         }
     }
 
@@ -248,14 +339,10 @@ impl RoundRobinPool {
         self
     }
 
-    /// Continues the round robin from `next` (a pool rebuilt after a change keeps its turn).
-    pub fn with_turn(self, next: Arc<AtomicUsize>) -> Self {
-        RoundRobinPool { next, ..self }
-    }
-
-    /// The round-robin turn counter.
-    pub fn turn(&self) -> Arc<AtomicUsize> {
-        Arc::clone(&self.next)
+    /// Takes turns from `turn` while other processes share it.
+    pub fn with_shared_turn(mut self, turn: Arc<dyn SharedTurn>) -> Self {
+        self.shared_turn = Some(turn);
+        self
     }
 
     fn find(&self, account_id: &str) -> Option<&Arc<Account>> {
@@ -269,6 +356,18 @@ impl RoundRobinPool {
     pub fn rest_account(&self, account_id: &str, period: Duration, throttled: bool) -> bool {
         self.find(account_id)
             .map(|a| a.rest(period, throttled))
+            .is_some()
+    }
+
+    /// Opens `account_id`'s breaker for `period` (learnt from another process): it rests, then
+    /// one request probes it. Returns false for an unknown account.
+    pub fn open_breaker(&self, account_id: &str, period: Duration) -> bool {
+        self.find(account_id)
+            .map(|a| {
+                let mut breaker = a.breaker();
+                breaker.opened_elsewhere(self.policy.breaker_threshold);
+                a.rest(period, false);
+            })
             .is_some()
     }
 
@@ -297,16 +396,7 @@ impl RoundRobinPool {
     /// Per-account health and load.
     pub fn status(&self) -> Vec<AccountStatus> {
         let now = Instant::now();
-        self.accounts
-            .iter()
-            .map(|a| AccountStatus {
-                account_id: a.provider.account_id().to_owned(),
-                in_flight: a.in_flight.load(Ordering::Relaxed),
-                resting_for: a.resting_for(now),
-                disabled: a.disabled.lock().ok().and_then(|d| d.clone()),
-                leases: a.leases.load(Ordering::Relaxed),
-            })
-            .collect()
+        self.accounts.iter().map(|a| status_of(a, now)).collect()
     }
 
     /// Total leases currently out (0 when idle: a leaked lease shows here).
@@ -317,34 +407,59 @@ impl RoundRobinPool {
             .sum()
     }
 
-    /// Picks the next usable account, strictly in turn, skipping resting, disabled and full ones.
-    fn pick(&self) -> Result<Arc<Account>, GatewayError> {
+    /// The next turn: the shared one while other processes take turns too, else this
+    /// process's own.
+    async fn next_turn(&self) -> usize {
+        if let Some(shared) = self.shared_turn.as_ref().filter(|s| s.is_shared()) {
+            match shared.next_turn().await {
+                Ok(turn) => return turn as usize,
+                Err(error) => tracing::warn!(
+                    "the shared round-robin turn is unavailable ({}); using this process's own",
+                    error.message()
+                ),
+            }
+        }
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Picks the usable account at turn `start` or the first after it, skipping resting,
+    /// disabled and full ones and those whose breaker probe is out. `true` marks the probe.
+    fn pick(&self, start: usize) -> Result<(Arc<Account>, bool), GatewayError> {
         if self.accounts.is_empty() {
             return Err(GatewayError::no_account(NO_ACCOUNT_HELP));
         }
         let now = Instant::now();
         let count = self.accounts.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut soonest: Option<Duration> = None;
         let mut all_throttled = true;
+        let mut wait = |left: Duration| soonest = Some(soonest.map_or(left, |s| s.min(left)));
         for offset in 0..count {
-            let account = &self.accounts[(start + offset) % count];
+            let account = &self.accounts[start.wrapping_add(offset) % count];
             if account.is_disabled() {
                 all_throttled = false;
                 continue;
             }
             if let Some(left) = account.resting_for(now) {
-                soonest = Some(soonest.map_or(left, |s| s.min(left)));
+                wait(left);
                 all_throttled &= account.throttled.load(Ordering::Relaxed);
                 continue;
             }
             let cap = self.policy.max_concurrency_per_account;
             if cap > 0 && account.in_flight.load(Ordering::Relaxed) >= cap {
-                soonest =
-                    Some(soonest.map_or(Duration::from_secs(1), |s| s.min(Duration::from_secs(1))));
+                wait(Duration::from_secs(1));
                 continue;
             }
-            return Ok(Arc::clone(account));
+            match account.admit(now) {
+                Ok(admission) => return Ok((Arc::clone(account), admission == Admission::Probe)),
+                Err(Refusal::Resting(left)) => {
+                    wait(left);
+                    all_throttled &= account.throttled.load(Ordering::Relaxed);
+                }
+                Err(Refusal::ProbeOut) => {
+                    wait(Duration::from_secs(1));
+                    all_throttled = false;
+                }
+            }
         }
         // Throttling everywhere is the client's cue to slow down (429); anything else means the
         // gateway has no usable account right now (503).
@@ -364,6 +479,20 @@ impl RoundRobinPool {
     }
 }
 
+fn status_of(account: &Account, now: Instant) -> AccountStatus {
+    let breaker = *account.breaker();
+    AccountStatus {
+        account_id: account.provider.account_id().to_owned(),
+        in_flight: account.in_flight.load(Ordering::Relaxed),
+        resting_for: account.resting_for(now),
+        throttled: account.throttled.load(Ordering::Relaxed),
+        disabled: account.disabled.lock().ok().and_then(|d| d.clone()),
+        leases: account.leases.load(Ordering::Relaxed),
+        breaker: breaker.position(),
+        consecutive_failures: breaker.failures(),
+    }
+}
+
 impl TokenSource for RoundRobinPool {
     fn acquire<'a>(
         &'a self,
@@ -373,21 +502,28 @@ impl TokenSource for RoundRobinPool {
             let mut last_error = None;
             // Each account gets one chance per request: a refresh failure moves on to the next.
             for _ in 0..self.accounts.len().max(1) {
-                let account = self.pick()?;
+                let turn = self.next_turn().await;
+                let (account, probe) = self.pick(turn)?;
                 account.in_flight.fetch_add(1, Ordering::Relaxed);
                 let handle = Arc::new(PoolHandle {
                     account: Arc::clone(&account),
                     policy: Arc::clone(&self.policy),
                     released: std::sync::atomic::AtomicBool::new(false),
+                    probe: std::sync::atomic::AtomicBool::new(probe),
                     observer: self.observer.clone(),
                 });
+                if probe {
+                    tracing::info!(
+                        account = account.provider.account_id(),
+                        "circuit breaker half open: this request is the probe"
+                    );
+                }
                 match account.provider.current().await {
                     Ok(credential) => {
                         account.leases.fetch_add(1, Ordering::Relaxed);
                         return Ok(Lease::new(credential, handle));
                     }
                     Err(error) => {
-                        handle.release();
                         tracing::warn!(
                             account = account.provider.account_id(),
                             "credential unavailable: {}",
@@ -398,8 +534,10 @@ impl TokenSource for RoundRobinPool {
                                 reason: error.message().to_owned(),
                             });
                         } else {
+                            // Rest first: a probe given back must not let the next request in.
                             account.rest(self.policy.failure_cooldown, false);
                         }
+                        handle.release();
                         last_error = Some(error);
                     }
                 }
@@ -413,7 +551,22 @@ struct PoolHandle {
     account: Arc<Account>,
     policy: Arc<PoolPolicy>,
     released: std::sync::atomic::AtomicBool,
+    /// This lease is the breaker's probe and has not given its verdict yet.
+    probe: std::sync::atomic::AtomicBool,
     observer: Option<Arc<dyn PoolObserver>>,
+}
+
+/// Counts a failed attempt; rests the account when that opens its breaker.
+fn count_failure(account: &Account, breaker: &mut Breaker, policy: &PoolPolicy) {
+    if let Some(open) = breaker.failure(policy.breaker_threshold, policy.failure_cooldown) {
+        tracing::warn!(
+            account = account.provider.account_id(),
+            seconds = open.as_secs(),
+            failures = breaker.failures(),
+            "circuit breaker open; resting"
+        );
+        account.rest(open, false);
+    }
 }
 
 impl AccountHandle for PoolHandle {
@@ -422,41 +575,54 @@ impl AccountHandle for PoolHandle {
     }
 
     fn report(&self, outcome: AttemptOutcome) {
-        let id = self.account.provider.account_id();
-        let observed = self.observer.as_ref().map(|o| (o, outcome.clone()));
-        match outcome {
-            AttemptOutcome::Success => {}
-            AttemptOutcome::Throttled { retry_after } => {
-                let period = retry_after.unwrap_or(self.policy.throttle_cooldown);
-                tracing::info!(
-                    account = id,
-                    seconds = period.as_secs(),
-                    "account throttled; resting"
-                );
-                self.account.rest(period, true);
-            }
-            AttemptOutcome::QuotaExhausted => {
-                tracing::warn!(account = id, "account out of quota; resting");
-                self.account.rest(self.policy.quota_cooldown, false);
-            }
-            AttemptOutcome::Forbidden | AttemptOutcome::TransportError => {
-                self.account.rest(self.policy.failure_cooldown, false);
-            }
-            AttemptOutcome::InvalidGrant { reason } => {
-                tracing::error!(account = id, "account disabled: {reason}");
-                if let Ok(mut disabled) = self.account.disabled.lock() {
-                    *disabled = Some(reason);
+        let account = &self.account;
+        let id = account.provider.account_id();
+        let policy = &self.policy;
+        {
+            let mut breaker = account.breaker();
+            match &outcome {
+                AttemptOutcome::Success => breaker.success(),
+                AttemptOutcome::Throttled { retry_after } => {
+                    let period = retry_after.unwrap_or(policy.throttle_cooldown);
+                    tracing::info!(
+                        account = id,
+                        seconds = period.as_secs(),
+                        "account throttled; resting"
+                    );
+                    account.rest(period, true);
+                }
+                AttemptOutcome::QuotaExhausted => {
+                    tracing::warn!(account = id, "account out of quota; resting");
+                    account.rest(policy.quota_cooldown, false);
+                }
+                AttemptOutcome::Forbidden => {
+                    account.rest(policy.failure_cooldown, false);
+                    count_failure(account, &mut breaker, policy);
+                }
+                // Transient: counted toward the breaker only (see PoolPolicy::breaker_threshold).
+                AttemptOutcome::TransportError => count_failure(account, &mut breaker, policy),
+                AttemptOutcome::InvalidGrant { reason } => {
+                    tracing::error!(account = id, "account disabled: {reason}");
+                    if let Ok(mut disabled) = account.disabled.lock() {
+                        *disabled = Some(reason.clone());
+                    }
                 }
             }
+            if self.probe.swap(false, Ordering::AcqRel) {
+                breaker.probe_abandoned();
+            }
         }
-        if let Some((observer, outcome)) = observed {
-            observer.outcome(id, &outcome, self.account.resting_for(Instant::now()));
+        if let Some(observer) = &self.observer {
+            observer.outcome(&outcome, &status_of(account, Instant::now()));
         }
     }
 
     fn release(&self) {
         // Exactly once, however often the lease machinery calls it.
         if !self.released.swap(true, Ordering::AcqRel) {
+            if self.probe.swap(false, Ordering::AcqRel) {
+                self.account.breaker().probe_abandoned();
+            }
             self.account.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -561,13 +727,13 @@ mod tests {
     }
 
     #[derive(Default)]
-    struct Seen(Mutex<Vec<(String, AttemptOutcome, Option<Duration>)>>);
+    struct Seen(Mutex<Vec<(AttemptOutcome, AccountStatus)>>);
     impl PoolObserver for Seen {
-        fn outcome(&self, id: &str, outcome: &AttemptOutcome, resting: Option<Duration>) {
+        fn outcome(&self, outcome: &AttemptOutcome, account: &AccountStatus) {
             self.0
                 .lock()
                 .unwrap()
-                .push((id.to_owned(), outcome.clone(), resting));
+                .push((outcome.clone(), account.clone()));
         }
     }
 
@@ -582,8 +748,9 @@ mod tests {
         drop(lease);
         let seen = seen.0.lock().unwrap().clone();
         assert_eq!(seen.len(), 1);
-        assert_eq!(seen[0].0, "a0");
-        assert!(seen[0].2.unwrap() > Duration::from_secs(20));
+        assert_eq!(seen[0].1.account_id, "a0");
+        assert!(seen[0].1.throttled);
+        assert!(seen[0].1.resting_for.unwrap() > Duration::from_secs(20));
         // A rest learnt from elsewhere: a1 rests too, so everything is throttled.
         assert!(pool.rest_account("a1", Duration::from_secs(30), true));
         assert!(!pool.rest_account("nope", Duration::from_secs(30), true));
@@ -670,6 +837,179 @@ mod tests {
         assert_eq!(
             pool.status()[0].disabled.as_deref(),
             Some("refresh token revoked")
+        );
+    }
+
+    fn quick_breaker(n: usize, cooldown: Duration) -> RoundRobinPool {
+        let providers = (0..n)
+            .map(|i| Arc::new(Fixed(format!("a{i}"))) as Arc<dyn CredentialProvider>)
+            .collect();
+        let policy = PoolPolicy {
+            failure_cooldown: cooldown,
+            ..PoolPolicy::default()
+        };
+        RoundRobinPool::new(providers, policy)
+    }
+
+    /// Fails attempts on `a0` until its breaker opens.
+    async fn open_a0(pool: &RoundRobinPool) {
+        while pool.status()[0].breaker != BreakerState::Open {
+            match pool.acquire("auto").await {
+                Ok(lease) if lease.credential.account_id == "a0" => {
+                    lease.report(AttemptOutcome::TransportError)
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_5xx_alone_does_not_rest_the_only_account() {
+        let pool = pool(1);
+        for _ in 0..2 {
+            let lease = pool.acquire("auto").await.unwrap();
+            lease.report(AttemptOutcome::TransportError);
+        }
+        // The retry finds the account; the third failure in a row opens the breaker.
+        let lease = pool.acquire("auto").await.unwrap();
+        assert_eq!(pool.status()[0].consecutive_failures, 2);
+        lease.report(AttemptOutcome::TransportError);
+        drop(lease);
+        let status = &pool.status()[0];
+        assert_eq!(status.breaker, BreakerState::Open);
+        assert!(status.resting_for.unwrap() > Duration::from_secs(25));
+        assert_eq!(pool.acquire("auto").await.unwrap_err().status(), 503);
+    }
+
+    /// Leases taken by `n` tasks at once, on real threads; the leases are held, not dropped.
+    async fn concurrent_leases(pool: &RoundRobinPool, n: usize) -> Vec<Lease> {
+        let barrier = Arc::new(tokio::sync::Barrier::new(n));
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let pool = pool.clone();
+                let barrier = Arc::clone(&barrier);
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    pool.acquire("auto").await
+                })
+            })
+            .collect();
+        let mut leases = Vec::new();
+        for task in tasks {
+            if let Ok(lease) = task.await.unwrap() {
+                leases.push(lease);
+            }
+        }
+        leases
+    }
+
+    fn on_a0(leases: &[Lease]) -> usize {
+        leases
+            .iter()
+            .filter(|l| l.credential.account_id == "a0")
+            .count()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_breaker_whose_rest_ended_admits_exactly_one_probe() {
+        // Wide enough that a busy machine does not see a rest end early.
+        let cooldown = Duration::from_millis(100);
+        let pool = quick_breaker(2, cooldown);
+        open_a0(&pool).await;
+        tokio::time::sleep(cooldown * 2).await;
+        let mut leases = concurrent_leases(&pool, 16).await;
+        assert_eq!(leases.len(), 16, "a1 serves everyone else");
+        assert_eq!(on_a0(&leases), 1, "exactly one probe");
+        assert_eq!(pool.status()[0].breaker, BreakerState::HalfOpen);
+        // While the probe is out, a0 stays out of turn.
+        let more = concurrent_leases(&pool, 8).await;
+        assert_eq!(on_a0(&more), 0);
+        // The probe fails: open again, for twice as long, and again one probe after the rest.
+        let probe = leases.iter().position(|l| l.credential.account_id == "a0");
+        let probe = leases.swap_remove(probe.unwrap());
+        probe.report(AttemptOutcome::TransportError);
+        drop(probe);
+        let status = &pool.status()[0];
+        assert_eq!(status.breaker, BreakerState::Open);
+        assert!(status.resting_for.unwrap() > cooldown * 3 / 2);
+        assert_eq!(on_a0(&concurrent_leases(&pool, 8).await), 0);
+        tokio::time::sleep(cooldown * 3).await;
+        let leases = concurrent_leases(&pool, 16).await;
+        assert_eq!(on_a0(&leases), 1);
+        // The probe succeeds: closed, and a0 takes its turns again.
+        leases
+            .iter()
+            .find(|l| l.credential.account_id == "a0")
+            .unwrap()
+            .report(AttemptOutcome::Success);
+        assert_eq!(pool.status()[0].breaker, BreakerState::Closed);
+        assert_eq!(on_a0(&concurrent_leases(&pool, 8).await), 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_probe_dropped_without_a_verdict_hands_the_probe_on() {
+        let cooldown = Duration::from_millis(20);
+        let pool = quick_breaker(1, cooldown);
+        open_a0(&pool).await;
+        tokio::time::sleep(cooldown * 2).await;
+        let leases = concurrent_leases(&pool, 8).await;
+        assert_eq!(leases.len(), 1, "only the probe gets the only account");
+        let refused = pool.acquire("auto").await.unwrap_err();
+        assert_eq!(refused.status(), 503);
+        assert!(refused.retry_after().is_some());
+        // The client went away before Kiro answered: the next request is the probe.
+        drop(leases);
+        let leases = concurrent_leases(&pool, 8).await;
+        assert_eq!(leases.len(), 1);
+        // A throttled probe gives no verdict either: after the throttle rest, one probe again.
+        leases[0].report(AttemptOutcome::Throttled {
+            retry_after: Some(cooldown),
+        });
+        drop(leases);
+        assert_eq!(pool.status()[0].breaker, BreakerState::Open);
+        tokio::time::sleep(cooldown * 2).await;
+        assert_eq!(concurrent_leases(&pool, 8).await.len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_breaker_opened_by_another_process_rests_then_admits_one_probe() {
+        let pool = quick_breaker(1, Duration::from_secs(30));
+        let rest = Duration::from_millis(200);
+        assert!(pool.open_breaker("a0", rest));
+        assert!(!pool.open_breaker("nope", rest));
+        assert_eq!(pool.acquire("auto").await.unwrap_err().status(), 503);
+        tokio::time::sleep(rest * 2).await;
+        let leases = concurrent_leases(&pool, 8).await;
+        assert_eq!(leases.len(), 1);
+        // Hearing of it again while the probe is out lets no second probe out.
+        pool.open_breaker("a0", Duration::ZERO);
+        assert!(concurrent_leases(&pool, 4).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_rebuilt_pool_keeps_the_state_of_unchanged_accounts() {
+        let providers: Vec<Arc<dyn CredentialProvider>> = (0..2)
+            .map(|i| Arc::new(Fixed(format!("a{i}"))) as Arc<dyn CredentialProvider>)
+            .collect();
+        let pool = RoundRobinPool::new(providers.clone(), PoolPolicy::default());
+        let held = pool.acquire("auto").await.unwrap();
+        held.report(AttemptOutcome::QuotaExhausted);
+        let added: Arc<dyn CredentialProvider> = Arc::new(Fixed("a2".into()));
+        let rebuilt = pool.rebuilt(
+            vec![Arc::clone(&providers[0]), added],
+            PoolPolicy::default(),
+        );
+        let status = rebuilt.status();
+        assert_eq!(status[0].in_flight, 1);
+        assert!(status[0].resting_for.is_some());
+        assert_eq!(status[1].account_id, "a2");
+        drop(held);
+        assert_eq!(rebuilt.in_flight(), 0);
+        // The turn carries on: the last lease was turn 0, so turn 1 (a2, a0 resting) comes next.
+        assert_eq!(
+            rebuilt.acquire("auto").await.unwrap().credential.account_id,
+            "a2"
         );
     }
 }

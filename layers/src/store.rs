@@ -23,6 +23,8 @@
 //!   usage rows.
 //! - **Soft delete**: a deleted user disappears from `get_user`/`list_users` (`NotFound`), its
 //!   keys are revoked, and its usage stays.
+//! - **Processes**: each gateway process heartbeats ([`Store::heartbeat`]); while more than
+//!   one is alive they take round-robin turns from [`Store::next_turn`].
 //! - **Changes**: every mutation bumps a version for its [`Topic`]; caches poll
 //!   [`Store::changes_since`] or listen on [`Store::subscribe`] (PostgreSQL: `LISTEN/NOTIFY`,
 //!   so other processes' changes arrive too; SQLite: a poll of the version table) and reload
@@ -43,6 +45,7 @@
 //! ```
 
 use std::fmt;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
@@ -129,6 +132,17 @@ pub trait Store: Send + Sync + 'static {
     fn list_account_states(&self) -> StoreFuture<'_, Vec<AccountState>>;
     /// Replaces an account's runtime state.
     fn put_account_state(&self, state: AccountState) -> StoreFuture<'_, ()>;
+
+    // ---- gateway processes ----
+    /// Marks gateway process `instance` alive now and returns how many processes (this one
+    /// included) were seen within `alive_within`. An instance's first heartbeat (or the first
+    /// after it was forgotten) bumps [`Topic::Instances`], so the others count again at once.
+    fn heartbeat(&self, instance: &str, alive_within: Duration) -> StoreFuture<'_, u32>;
+    /// Forgets `instance` (it is shutting down) and bumps [`Topic::Instances`].
+    fn leave(&self, instance: &str) -> StoreFuture<'_, ()>;
+    /// The next value of the round-robin turn all processes share: atomic across processes,
+    /// strictly increasing, cheap (no transaction of the caller's is involved).
+    fn next_turn(&self) -> StoreFuture<'_, i64>;
 
     // ---- agents ----
     /// Adds an agent (active, balance 0).

@@ -27,6 +27,35 @@ pub struct InputEstimate(pub u64);
 #[derive(Debug, Clone, Default)]
 pub struct AttemptCounter(Arc<AtomicU32>);
 
+/// Lets the service below make a second upstream attempt inside one call (the Kiro service's
+/// retry after refreshing the token on a 403) and still record each attempt on its own: put in
+/// the request by [`Usage`]; [`AttemptRecords::next_attempt`] ends the current record as
+/// `upstream_error` and starts the next one, with the next attempt number of the request.
+#[derive(Clone)]
+pub struct AttemptRecords {
+    guard: Arc<Mutex<RecordGuard>>,
+    counter: Option<AttemptCounter>,
+}
+
+impl AttemptRecords {
+    /// The attempt so far failed; what follows is a new attempt with its own record.
+    pub fn next_attempt(&self) {
+        let attempt = self
+            .counter
+            .as_ref()
+            .map(|c| c.0.fetch_add(1, Ordering::Relaxed) + 1);
+        if let Ok(mut guard) = self.guard.lock() {
+            guard.restart(attempt);
+        }
+    }
+}
+
+impl std::fmt::Debug for AttemptRecords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AttemptRecords")
+    }
+}
+
 /// Builds [`Usage`].
 #[derive(Clone)]
 pub struct UsageLayer {
@@ -70,7 +99,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ChatRequest>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ChatRequest>) -> Self::Future {
         let ext = request.extensions();
         let attempt = ext
             .get::<AttemptCounter>()
@@ -104,8 +133,13 @@ where
             input_estimate: ext.get::<InputEstimate>().map_or(0, |e| e.0),
             context_window: resolved.map_or(0, |r| r.context_window),
         };
+        let counter = ext.get::<AttemptCounter>().cloned();
         let guard = Arc::new(Mutex::new(guard));
         let on_error = Arc::clone(&guard);
+        request.extensions_mut().insert(AttemptRecords {
+            guard: Arc::clone(&guard),
+            counter,
+        });
         let future = self.inner.call(request);
         Box::pin(async move {
             match future.await {
@@ -164,6 +198,27 @@ impl RecordGuard {
             record.cache_write_tokens = usage.cache_write_input_tokens;
         }
         self.sink.record(record);
+    }
+}
+
+impl RecordGuard {
+    /// Finishes the record as `upstream_error` and starts the next attempt's (`attempt`, or
+    /// the one after this).
+    fn restart(&mut self, attempt: Option<u32>) {
+        let Some(current) = self.record.as_ref() else {
+            return;
+        };
+        let next = UsageRecord {
+            attempt: attempt.unwrap_or(current.attempt + 1),
+            status: UsageStatus::ClientAbort,
+            time_to_first_token: None,
+            started_at: SystemTime::now(),
+            ..current.clone()
+        };
+        self.finish(UsageStatus::UpstreamError);
+        self.record = Some(next);
+        self.tally = UsageTally::default();
+        self.started = Instant::now();
     }
 }
 

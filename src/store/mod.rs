@@ -44,6 +44,10 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         "0002_usage_models_audit",
         include_str!("../../schema/sqlite/0002_usage_models_audit.sql"),
     ),
+    (
+        "0003_shared_turn",
+        include_str!("../../schema/sqlite/0003_shared_turn.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations, in order.
@@ -55,6 +59,10 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
     (
         "0002_usage_models_audit",
         include_str!("../../schema/postgres/0002_usage_models_audit.sql"),
+    ),
+    (
+        "0003_shared_turn",
+        include_str!("../../schema/postgres/0003_shared_turn.sql"),
     ),
 ];
 

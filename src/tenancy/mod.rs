@@ -10,6 +10,7 @@ pub mod models;
 pub mod pool;
 pub mod pricing;
 pub mod state;
+pub mod turn;
 pub mod wire;
 
 use std::sync::Arc;

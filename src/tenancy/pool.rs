@@ -1,20 +1,20 @@
 //! `DbPool`: the account pool over the accounts in the store (plus the credential configured
 //! through the environment, which joins the pool). Allocation is the layers' [`RoundRobinPool`]
-//! (strict round robin, per-account concurrency cap, rests on 429/402/403/transport errors,
-//! `invalid_grant` disables); this module adds what needs the database:
+//! (strict round robin, per-account concurrency cap, rests on 429/402/403, a circuit breaker
+//! over consecutive failures, `invalid_grant` disables); this module adds what needs the
+//! database:
 //!
 //! - each account is a [`RefreshingCredential`] whose [`CredentialStore`] reads the account row
 //!   and writes a rotated refresh token back with optimistic concurrency;
 //! - outcomes are written to the shared [`AccountState`] (rest, failures, breaker) and
 //!   `invalid_grant` disables the account in the store with the reason, so other processes
-//!   skip it too; rests written by other processes are applied here on notification;
-//! - a circuit breaker: after [`BREAKER_THRESHOLD`] consecutive failures the account rests for
-//!   a doubling period (open); when the rest ends the next request is its probe (half-open); a
-//!   success closes it.
+//!   skip it too; rests and open breakers written by other processes are applied here on
+//!   notification (the breaker itself, with its single half-open probe, is the layers pool's);
+//! - the round-robin turn is shared with the other processes on the database while there are
+//!   any ([`StoreTurn`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::future::BoxFuture;
@@ -27,9 +27,7 @@ use kiro_layers::traits::{AttemptOutcome, Lease, TokenSource};
 use kiro_layers::GatewayError;
 
 use super::state::PoolControl;
-
-/// Consecutive failures that open the breaker.
-pub const BREAKER_THRESHOLD: u32 = 3;
+use super::turn::{StoreTurn, HEARTBEAT};
 
 /// Reads an account row and writes rotated refresh tokens back, only over the version read.
 struct DbCredentialStore {
@@ -85,61 +83,47 @@ impl CredentialStore for DbCredentialStore {
 /// Writes outcomes to the shared account state.
 struct StateWriter {
     store: Arc<dyn Store>,
-    policy: PoolPolicy,
-    failures: Mutex<HashMap<i64, u32>>,
-    pool: Arc<RwLock<RoundRobinPool>>,
+    /// Accounts whose shared state was last written unhealthy, so that recovery is shared too.
+    unhealthy: Mutex<HashSet<i64>>,
 }
 
 impl PoolObserver for StateWriter {
-    fn outcome(&self, account_id: &str, outcome: &AttemptOutcome, resting_for: Option<Duration>) {
-        let Ok(id) = account_id.parse::<i64>() else {
+    fn outcome(&self, outcome: &AttemptOutcome, account: &LiveStatus) {
+        let Ok(id) = account.account_id.parse::<i64>() else {
             return; // the environment credential has no row
         };
-        let failures = {
-            let Ok(mut map) = self.failures.lock() else {
-                return;
-            };
-            let count = map.entry(id).or_insert(0);
-            match outcome {
-                AttemptOutcome::Success => *count = 0,
-                AttemptOutcome::Forbidden | AttemptOutcome::TransportError => *count += 1,
-                _ => {}
-            }
-            *count
-        };
-        let mut rest = resting_for;
-        let breaker = if failures >= BREAKER_THRESHOLD {
-            let doublings = (failures - BREAKER_THRESHOLD).min(6);
-            let open_for = self.policy.failure_cooldown * 2u32.pow(doublings);
-            if let Ok(pool) = self.pool.read() {
-                pool.rest_account(account_id, open_for, false);
-            }
-            rest = Some(rest.map_or(open_for, |r| r.max(open_for)));
-            BreakerState::Open
-        } else if failures > 0 {
-            BreakerState::HalfOpen
-        } else {
-            BreakerState::Closed
-        };
-        if *outcome == AttemptOutcome::Success && resting_for.is_none() {
-            // Nothing to share: a healthy account stays healthy.
-            if failures == 0 {
-                return;
-            }
-        }
-        let state = AccountState {
-            account_id: id,
-            rest_until: rest
-                .and_then(|r| chrono::Duration::from_std(r).ok().map(|d| Utc::now() + d)),
-            throttled: matches!(outcome, AttemptOutcome::Throttled { .. }),
-            consecutive_failures: failures,
-            breaker,
-        };
-        let store = Arc::clone(&self.store);
         let disable = match outcome {
             AttemptOutcome::InvalidGrant { reason } => Some(reason.clone()),
             _ => None,
         };
+        let healthy = account.resting_for.is_none()
+            && account.consecutive_failures == 0
+            && account.breaker == BreakerState::Closed;
+        {
+            let Ok(mut unhealthy) = self.unhealthy.lock() else {
+                return;
+            };
+            let was_unhealthy = if healthy {
+                unhealthy.remove(&id)
+            } else {
+                !unhealthy.insert(id)
+            };
+            // Nothing to share: a healthy account stays healthy.
+            if healthy && !was_unhealthy && disable.is_none() {
+                return;
+            }
+        }
+        let rest_until = account
+            .resting_for
+            .and_then(|r| chrono::Duration::from_std(r).ok().map(|d| Utc::now() + d));
+        let state = AccountState {
+            account_id: id,
+            throttled: account.throttled && rest_until.is_some(),
+            rest_until,
+            consecutive_failures: account.consecutive_failures,
+            breaker: account.breaker,
+        };
+        let store = Arc::clone(&self.store);
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
                 if let Err(error) = store.put_account_state(state).await {
@@ -183,7 +167,7 @@ pub struct DbPool {
     env: Vec<Arc<RefreshingCredential>>,
     pool: Arc<RwLock<RoundRobinPool>>,
     credentials: Arc<RwLock<CredentialMap>>,
-    writer: Arc<StateWriter>,
+    turn: Arc<StoreTurn>,
 }
 
 impl DbPool {
@@ -193,23 +177,24 @@ impl DbPool {
         settings: PoolSettings,
         env: Vec<Arc<RefreshingCredential>>,
     ) -> Result<Self, StoreError> {
-        let pool = Arc::new(RwLock::new(RoundRobinPool::new(
-            Vec::new(),
-            settings.policy.clone(),
-        )));
         let writer = Arc::new(StateWriter {
             store: Arc::clone(&store),
-            policy: settings.policy.clone(),
-            failures: Mutex::new(HashMap::new()),
-            pool: Arc::clone(&pool),
+            unhealthy: Mutex::new(HashSet::new()),
         });
+        let turn = Arc::new(StoreTurn::new(Arc::clone(&store)));
+        if let Err(error) = turn.heartbeat().await {
+            tracing::warn!("could not register with the other gateway processes: {error}");
+        }
+        let pool = RoundRobinPool::new(Vec::new(), settings.policy.clone())
+            .with_observer(writer as Arc<dyn PoolObserver>)
+            .with_shared_turn(Arc::clone(&turn) as Arc<dyn kiro_layers::pool::SharedTurn>);
         let db_pool = DbPool {
             store,
             settings,
             env,
-            pool,
+            pool: Arc::new(RwLock::new(pool)),
             credentials: Arc::new(RwLock::new(HashMap::new())),
-            writer,
+            turn,
         };
         db_pool.rebuild().await?;
         Ok(db_pool)
@@ -265,10 +250,8 @@ impl DbPool {
         if let Some(cap) = rows.iter().filter_map(|r| r.max_concurrency).min() {
             policy.max_concurrency_per_account = cap as usize;
         }
-        let turn = self.current().turn();
-        let pool = RoundRobinPool::new(providers, policy)
-            .with_observer(Arc::clone(&self.writer) as Arc<dyn PoolObserver>)
-            .with_turn(turn);
+        // Unchanged accounts keep their live state (leases out, rests, breaker and its probe).
+        let pool = self.current().rebuilt(providers, policy);
         if let Ok(mut slot) = self.pool.write() {
             *slot = pool;
         }
@@ -278,19 +261,37 @@ impl DbPool {
         self.apply_shared_state().await
     }
 
-    /// Applies rests other processes wrote.
+    /// Applies rests and open breakers other processes wrote.
     pub async fn apply_shared_state(&self) -> Result<(), StoreError> {
         let states = self.store.list_account_states().await?;
         let pool = self.current();
         let now = Utc::now();
         for state in states {
-            if let Some(until) = state.rest_until.filter(|u| *u > now) {
-                if let Ok(left) = (until - now).to_std() {
-                    pool.rest_account(&state.account_id.to_string(), left, state.throttled);
-                }
+            let Some(left) = state
+                .rest_until
+                .filter(|u| *u > now)
+                .and_then(|until| (until - now).to_std().ok())
+            else {
+                continue;
+            };
+            let id = state.account_id.to_string();
+            if state.breaker == BreakerState::Open {
+                pool.open_breaker(&id, left);
+            } else {
+                pool.rest_account(&id, left, state.throttled);
             }
         }
         Ok(())
+    }
+
+    /// True while other processes on the database share the round-robin turn.
+    pub fn shares_turn(&self) -> bool {
+        kiro_layers::pool::SharedTurn::is_shared(&*self.turn)
+    }
+
+    /// Leaves the list of gateway processes (graceful shutdown).
+    pub async fn leave(&self) {
+        self.turn.leave().await;
     }
 
     /// The current round-robin pool (replaced when the accounts change).
@@ -303,23 +304,37 @@ impl DbPool {
         self.current().status()
     }
 
-    /// Keeps the pool in step with the store until the task is aborted.
+    /// Keeps the pool in step with the store, and this process's heartbeat going, until the
+    /// task is aborted.
     pub fn spawn_sync(&self) -> tokio::task::JoinHandle<()> {
         let pool = self.clone();
         let mut changes = self.store.subscribe();
         tokio::spawn(async move {
+            let mut heartbeat = tokio::time::interval(HEARTBEAT);
+            heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                let result = match changes.recv().await {
-                    Ok(kiro_layers::store::Topic::Accounts) => pool.rebuild().await,
-                    Ok(kiro_layers::store::Topic::AccountState) => pool.apply_shared_state().await,
-                    Ok(_) => Ok(()),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        pool.rebuild().await
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                        changes = pool.store.subscribe();
-                        Ok(())
-                    }
+                let result = tokio::select! {
+                    _ = heartbeat.tick() => pool.turn.heartbeat().await.map(|_| ()),
+                    change = changes.recv() => match change {
+                        Ok(kiro_layers::store::Topic::Accounts) => pool.rebuild().await,
+                        Ok(kiro_layers::store::Topic::AccountState) => {
+                            pool.apply_shared_state().await
+                        }
+                        Ok(kiro_layers::store::Topic::Instances) => {
+                            pool.turn.heartbeat().await.map(|_| ())
+                        }
+                        Ok(_) => Ok(()),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            match pool.rebuild().await {
+                                Ok(()) => pool.turn.heartbeat().await.map(|_| ()),
+                                error => error,
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            changes = pool.store.subscribe();
+                            Ok(())
+                        }
+                    },
                 };
                 if let Err(error) = result {
                     tracing::warn!("could not refresh the account pool: {error}");

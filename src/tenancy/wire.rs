@@ -38,11 +38,13 @@ pub struct TenancyRuntime {
 }
 
 impl TenancyRuntime {
-    /// Writes every queued usage record and stops the background tasks.
+    /// Writes every queued usage record, stops the background tasks and leaves the list of
+    /// gateway processes.
     pub async fn shutdown(&self) {
         for task in &self.tasks {
             task.abort();
         }
+        self.pool.leave().await;
         let handle = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(handle) = handle {
             let stats = handle.shutdown().await;

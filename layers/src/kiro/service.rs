@@ -1,7 +1,8 @@
 //! `KiroService`: the innermost service. Builds the Kiro request body, POSTs it to
 //! `generateAssistantResponse` with the leased credential, forces one refresh and retries once
-//! on a 403, reports the outcome to the pool, and decodes the event-stream answer into
-//! [`ChatEvent`]s. The lease rides inside the returned stream until its last event.
+//! on a 403 (each attempt with its own usage record), reports the outcome to the pool, and
+//! decodes the event-stream answer into [`ChatEvent`]s. The lease rides inside the returned
+//! stream until its last event.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,6 +26,7 @@ use crate::kiro::request::{build_request, BuildOptions, ToolNameMap};
 use crate::metrics::{record_upstream_error, record_upstream_transport_error, Timings};
 use crate::resolve::resolved_model;
 use crate::traits::{AttemptOutcome, Lease, LeaseSlot};
+use crate::usage::AttemptRecords;
 
 /// Largest upstream error body read (the rest is dropped).
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -132,6 +134,7 @@ async fn call_kiro(
         capture: request.extensions().get::<CaptureHandle>().cloned(),
         timings: request.extensions().get::<Timings>().cloned(),
     };
+    let records = request.extensions().get::<AttemptRecords>().cloned();
     drop(request);
 
     let mut refreshed = false;
@@ -172,6 +175,10 @@ async fn call_kiro(
             let refreshed_credential = lease.force_refresh().await;
             tap.waited(waiting);
             refreshed_credential?;
+            // The 403 was an upstream attempt of its own: it gets its own usage record.
+            if let Some(records) = &records {
+                records.next_attempt();
+            }
             continue;
         }
         if let Some(capture) = &tap.capture {

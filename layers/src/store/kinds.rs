@@ -134,5 +134,7 @@ string_enum!(
         Models = "models",
         /// Quota limits, usage charges, balances.
         Quota = "quota",
+        /// Gateway processes on this database (one joined or left).
+        Instances = "instances",
     }
 );

@@ -19,6 +19,7 @@ use tokio_postgres::{AsyncMessage, Config, NoTls, Transaction};
 use super::{redact_url, Migration, Secret, POSTGRES_MIGRATIONS};
 
 mod accounts;
+mod instances;
 mod records;
 mod tenancy;
 
@@ -263,6 +264,7 @@ async fn listen(
                     Topic::AccountState,
                     Topic::Models,
                     Topic::Quota,
+                    Topic::Instances,
                 ] {
                     let _ = changes.send(topic);
                 }
@@ -315,6 +317,21 @@ impl Store for PgStore {
     }
     fn put_account_state(&self, state: AccountState) -> StoreFuture<'_, ()> {
         call!(self.put_account_state_(state))
+    }
+    fn heartbeat(&self, instance: &str, alive_within: Duration) -> StoreFuture<'_, u32> {
+        let instance = instance.to_owned();
+        Box::pin(async move {
+            self.heartbeat_(&instance, alive_within)
+                .await
+                .map_err(|e| e.0)
+        })
+    }
+    fn leave(&self, instance: &str) -> StoreFuture<'_, ()> {
+        let instance = instance.to_owned();
+        Box::pin(async move { self.leave_(&instance).await.map_err(|e| e.0) })
+    }
+    fn next_turn(&self) -> StoreFuture<'_, i64> {
+        call!(self.next_turn_())
     }
     fn create_agent(&self, name: &str) -> StoreFuture<'_, AgentRow> {
         let name = name.to_owned();

@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 use super::{Migration, Secret, SQLITE_MIGRATIONS};
 
 mod accounts;
+mod instances;
 mod records;
 mod tenancy;
 
@@ -279,6 +280,17 @@ impl Store for SqliteStore {
     }
     fn put_account_state(&self, state: AccountState) -> StoreFuture<'_, ()> {
         self.run(move |c, _, t| accounts::put_account_state(c, t, state))
+    }
+    fn heartbeat(&self, instance: &str, alive_within: Duration) -> StoreFuture<'_, u32> {
+        let instance = instance.to_owned();
+        self.run(move |c, _, t| instances::heartbeat(c, t, &instance, alive_within))
+    }
+    fn leave(&self, instance: &str) -> StoreFuture<'_, ()> {
+        let instance = instance.to_owned();
+        self.run(move |c, _, t| instances::leave(c, t, &instance))
+    }
+    fn next_turn(&self) -> StoreFuture<'_, i64> {
+        self.run(|c, _, _| instances::next_turn(c))
     }
     fn create_agent(&self, name: &str) -> StoreFuture<'_, AgentRow> {
         let name = name.to_owned();
