@@ -70,14 +70,15 @@ pub fn usage_row(record: UsageRecord, charged: i64) -> UsageRow {
         record.request_id
     };
     UsageRow {
-        request_id,
+        request_id: stored_text(&request_id),
         attempt: record.attempt,
         user_id: id(record.principal.user_id.as_deref()),
         agent_id: id(record.principal.agent_id.as_deref()),
         key_id: id(Some(record.principal.key_id.as_str())),
-        requested_model: record.requested_model,
-        resolved_model: record.resolved_model,
-        account_id: record.account_id,
+        // The requested model is whatever the client sent: keep it readable and bounded.
+        requested_model: stored_text(&record.requested_model),
+        resolved_model: stored_text(&record.resolved_model),
+        account_id: record.account_id.as_deref().map(stored_text),
         input_tokens: record.input_tokens,
         output_tokens: record.output_tokens,
         cache_read_tokens: record.cache_read_tokens,
@@ -89,6 +90,18 @@ pub fn usage_row(record: UsageRecord, charged: i64) -> UsageRow {
         started_at: chrono::DateTime::<chrono::Utc>::from(record.started_at),
         charged,
     }
+}
+
+/// Longest text stored in a usage row, in characters.
+const MAX_STORED_TEXT: usize = 200;
+
+/// `text` as a usage row stores it: control characters (NUL, which PostgreSQL cannot store,
+/// included) become U+FFFD, and at most [`MAX_STORED_TEXT`] characters are kept.
+fn stored_text(text: &str) -> String {
+    text.chars()
+        .take(MAX_STORED_TEXT)
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect()
 }
 
 /// Counters shared by the writer, its task and its handle.
@@ -288,4 +301,19 @@ async fn write_batch(
     stats
         .failed
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_text_is_printable_and_bounded() {
+        assert_eq!(stored_text("claude-sonnet-4.5"), "claude-sonnet-4.5");
+        assert_eq!(stored_text("a\0b\nc"), "a\u{FFFD}b\u{FFFD}c");
+        assert_eq!(
+            stored_text(&"é".repeat(500)).chars().count(),
+            MAX_STORED_TEXT
+        );
+    }
 }
