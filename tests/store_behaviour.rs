@@ -43,6 +43,9 @@ behaviour! {
     audit_log_keeps_entries_newest_first => audit;
     changes_reach_other_store_instances => changes;
     usage_writer_drains_everything_on_shutdown => money::usage_writer_drains;
+    usage_writer_rides_out_an_outage_and_stores_each_row_once => writer::rides_out_an_outage;
+    usage_writer_gives_up_on_a_batch_the_database_refuses => writer::gives_up_on_a_refused_batch;
+    usage_writer_shutdown_during_an_outage_is_bounded => writer::shutdown_during_an_outage_is_bounded;
 }
 
 fn is_not_found<T: std::fmt::Debug>(r: StoreResult<T>) -> bool {

@@ -221,3 +221,5 @@ pub async fn backend_urls(dir: &Path) -> Vec<(&'static str, String)> {
 
 #[path = "../store_support/pg.rs"]
 mod pg;
+#[allow(unused_imports)]
+pub use pg::fresh_pg_database;

@@ -35,6 +35,9 @@ pub fn secret() -> Secret {
 mod pg;
 pub use pg::fresh_pg_database;
 
+pub mod flaky;
+pub mod writer;
+
 /// A fresh, empty database on every available backend.
 pub async fn places() -> Vec<Place> {
     let dir = tempfile::tempdir().unwrap();
