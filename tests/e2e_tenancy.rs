@@ -105,8 +105,9 @@ async fn quota_refusal_in_both_dialects_is_recorded_as_rejected() {
         .send()
         .await
         .unwrap();
-    assert_eq!(first.status(), 200);
-    first.text().await.unwrap();
+    let status = first.status();
+    let text = first.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
     let calls_before = h.fake().stats().chat_requests;
     let openai = h
         .http
@@ -379,4 +380,45 @@ async fn accounts_join_the_pool_and_share_the_round_robin() {
         1
     );
     h.shutdown().await;
+}
+
+/// A client may send the same `x-request-id` on every request: each request still gets its own
+/// usage row and its own charge in the database (rows are unique by request id and attempt, so
+/// a shared id used to hide every request but the first).
+#[tokio::test]
+async fn a_reused_client_request_id_neither_hides_usage_nor_spares_the_charge() {
+    let dir = temp_dir();
+    for (backend, url) in backend_urls(&dir).await {
+        let h = start_on(&dir, &url).await;
+        let body = json!({ "name": "reuser" });
+        let user = ok(&h, "POST", "/admin/users", ROOT, Some(body)).await;
+        let body = json!({ "kind": "inference", "user_id": user["user"]["id"] });
+        let key = ok(&h, "POST", "/admin/keys", ROOT, Some(body)).await;
+        let (key_id, key) = (key["api_key"]["id"].clone(), key["key"].as_str().unwrap());
+        for i in 0..3 {
+            let response = h
+                .http
+                .post(h.url("/v1/chat/completions"))
+                .bearer_auth(key)
+                .header("x-request-id", "same-trace-id")
+                .json(&chat("claude-sonnet-4.5", &format!("hello {i}"), false))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.headers()["x-request-id"], "same-trace-id");
+            response.text().await.unwrap();
+        }
+        let path = format!("/admin/usage?group_by=key&key_id={key_id}");
+        let usage = wait_for(&h, &path, ROOT, |v| v["data"][0]["requests"] == 3).await;
+        let charged = usage["data"][0]["charged"].as_i64().unwrap();
+        let quota = ok(&h, "GET", "/user/quota", key, None).await;
+        assert_eq!(quota["quota_used"], charged, "[{backend}] {quota}");
+        let one = h.usage.records()[0].clone();
+        assert!(
+            charged >= 3 * (one.input_tokens as i64),
+            "[{backend}] {usage}"
+        );
+        h.shutdown().await;
+    }
 }

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kiro_layers::rescue::RequestId;
 use kiro_layers::store::{Store, StoreError, UsageRow};
 use kiro_layers::traits::{UsageRecord, UsageSink};
 use tokio::sync::{mpsc, watch};
@@ -68,14 +69,23 @@ impl Default for UsageWriterConfig {
 pub type ToRow = Arc<dyn Fn(UsageRecord) -> UsageRow + Send + Sync>;
 
 /// The row of `record`, charging `charged` micro-credits. Principal ids that are not numbers
-/// (a key from the environment) are stored as absent; an empty request id gets a fresh one so
-/// distinct records never collide.
+/// (a key from the environment) are stored as absent.
+///
+/// Rows are unique by `(request_id, attempt)`, which makes the writer's retries idempotent, so
+/// distinct records must never share a request id: an empty one gets a fresh id, and one the
+/// client chose (`x-request-id`, which a client may send on every request) gets a random
+/// `~suffix`: it stays searchable by the client's id, and a reused id neither hides a request's
+/// usage nor spares its charge. The gateway's own ids (`req_…`) are unique already and are
+/// kept as they are, so the attempts of one request share their id.
 pub fn usage_row(record: UsageRecord, charged: i64) -> UsageRow {
     let id = |s: Option<&str>| s.and_then(|s| s.parse::<i64>().ok());
+    let fresh = || uuid::Uuid::new_v4().simple().to_string();
     let request_id = if record.request_id.is_empty() {
-        format!("gen_{}", uuid::Uuid::new_v4().simple())
-    } else {
+        format!("gen_{}", fresh())
+    } else if RequestId(record.request_id.clone()).is_generated() {
         record.request_id
+    } else {
+        format!("{}~{}", record.request_id, &fresh()[..12])
     };
     UsageRow {
         request_id: stored_text(&request_id),
@@ -482,6 +492,37 @@ impl BatchWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(request_id: &str) -> UsageRecord {
+        UsageRecord {
+            request_id: request_id.into(),
+            attempt: 1,
+            principal: Default::default(),
+            requested_model: "m".into(),
+            resolved_model: "m".into(),
+            account_id: None,
+            input_tokens: 0,
+            output_tokens: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            credits: 0.0,
+            status: kiro_layers::traits::UsageStatus::Ok,
+            time_to_first_token: None,
+            duration: Duration::ZERO,
+            started_at: std::time::SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn request_ids_of_distinct_records_never_collide() {
+        let own = RequestId::generate().0;
+        assert_eq!(usage_row(record(&own), 0).request_id, own);
+        let a = usage_row(record("client-trace-1"), 0).request_id;
+        let b = usage_row(record("client-trace-1"), 0).request_id;
+        assert!(a.starts_with("client-trace-1~") && b.starts_with("client-trace-1~"));
+        assert_ne!(a, b);
+        assert!(usage_row(record(""), 0).request_id.starts_with("gen_"));
+    }
 
     #[test]
     fn stored_text_is_printable_and_bounded() {
