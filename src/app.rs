@@ -184,7 +184,15 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         pool = t.pool.snapshot();
         routes = Some(crate::tenancy::router(Arc::clone(&t.tenancy)));
     }
-    let readiness = crate::ops::Readiness::new(pool.clone());
+    let readiness = match &tenancy {
+        Some(t) => {
+            let live = t.pool.clone();
+            let readiness = crate::ops::Readiness::with_accounts(Arc::new(move || live.status()));
+            readiness.add("database", database_check(Arc::clone(&t.tenancy.store)));
+            readiness
+        }
+        None => crate::ops::Readiness::new(pool.clone()),
+    };
     let mut ops = crate::ops::routes(crate::ops::OpsState {
         pool: pool.clone(),
         credentials: credentials.clone(),
@@ -211,6 +219,18 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         debug,
         tenancy,
     })
+}
+
+/// The readiness check of the store: a trivial query. Chat keeps being served from the caches
+/// while it fails; `/ready` says so, so a load balancer can prefer a process that can write.
+fn database_check(
+    store: Arc<dyn kiro_layers::store::Store>,
+) -> Arc<dyn crate::ops::ReadinessCheck> {
+    let ping = move || -> futures_util::future::BoxFuture<'static, Result<(), String>> {
+        let store = Arc::clone(&store);
+        Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
+    };
+    Arc::new(ping)
 }
 
 /// Runs the gateway until SIGTERM or Ctrl-C.

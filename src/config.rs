@@ -280,7 +280,8 @@ pub struct ServeArgs {
     #[arg(long = "debug-max-age", env = "DEBUG_MAX_AGE", default_value = "7d")]
     pub debug_max_age: String,
 
-    /// Seconds open streams get to finish after SIGTERM / Ctrl-C.
+    /// Seconds open streams get to finish after SIGTERM / Ctrl-C (then, if the database is
+    /// down, as long again for queued usage records to be written).
     #[arg(
         long = "shutdown-timeout",
         env = "SHUTDOWN_TIMEOUT",

@@ -1,6 +1,8 @@
 //! The HTTP server: hyper-util's auto builder (HTTP/1.1 and h2c on one port) with graceful
 //! shutdown. On SIGTERM or Ctrl-C it stops accepting, lets open streams finish up to a deadline,
-//! then returns.
+//! then closes the rest and returns once every connection task has ended, so whatever a stream
+//! does when it is dropped (its usage record, its lease) has happened before the caller drains
+//! the usage queue and exits.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -35,6 +37,7 @@ where
 {
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -53,11 +56,13 @@ where
                     .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service.clone()))
                     .into_owned();
                 let connection = graceful.watch(connection);
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     if let Err(error) = connection.await {
                         tracing::debug!(%peer, "connection ended: {error}");
                     }
                 });
+                // Reap finished connections so the set stays as large as what is open.
+                while connections.try_join_next().is_some() {}
             }
             () = &mut shutdown => break,
         }
@@ -69,8 +74,16 @@ where
     );
     match tokio::time::timeout(drain, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections closed"),
-        Err(_) => tracing::warn!("drain deadline passed; closing remaining connections"),
+        Err(_) => {
+            tracing::warn!(
+                open = connections.len(),
+                "drain deadline passed; closing remaining connections"
+            );
+            // Dropping a connection drops its streams, which record their usage then.
+            connections.abort_all();
+        }
     }
+    while connections.join_next().await.is_some() {}
     Ok(())
 }
 

@@ -44,6 +44,9 @@ behaviour! {
     changes_reach_other_store_instances => changes;
     processes_heartbeat_and_share_one_turn => processes_and_turns;
     usage_writer_drains_everything_on_shutdown => money::usage_writer_drains;
+    usage_writer_rides_out_an_outage_and_stores_each_row_once => writer::rides_out_an_outage;
+    usage_writer_gives_up_on_a_batch_the_database_refuses => writer::gives_up_on_a_refused_batch;
+    usage_writer_shutdown_during_an_outage_is_bounded => writer::shutdown_during_an_outage_is_bounded;
 }
 
 fn is_not_found<T: std::fmt::Debug>(r: StoreResult<T>) -> bool {
@@ -60,7 +63,7 @@ fn is_invalid<T: std::fmt::Debug>(r: StoreResult<T>) -> bool {
 
 async fn accounts_round_trip(b: &Backend) {
     let s = &b.store;
-    let name = nasty("acct");
+    let name = unusual("acct");
     let mut input = new_account(&name, "aorToken-1");
     input.auth_kind = AuthKind::Oidc;
     input.client_id = Some("client-'id".into());
@@ -201,14 +204,14 @@ async fn account_state(b: &Backend) {
 
 async fn users_and_agents(b: &Backend) {
     let s = &b.store;
-    let acme = s.create_agent(&nasty("acme")).await.unwrap();
+    let acme = s.create_agent(&unusual("acme")).await.unwrap();
     let other = s.create_agent("other").await.unwrap();
     assert_eq!((acme.balance, acme.status), (0, Status::Active));
-    assert!(is_conflict(s.create_agent(&nasty("acme")).await));
+    assert!(is_conflict(s.create_agent(&unusual("acme")).await));
     let alice = s
         .create_user(NewUser {
             agent_id: Some(acme.id),
-            name: nasty("alice"),
+            name: unusual("alice"),
             quota_limit: Some(5),
             rpm_limit: Some(10),
         })
@@ -232,7 +235,7 @@ async fn users_and_agents(b: &Backend) {
     assert_eq!(alice.quota_used, 0);
     assert!(is_conflict(
         s.create_user(NewUser {
-            name: nasty("alice"),
+            name: unusual("alice"),
             ..Default::default()
         })
         .await
@@ -394,7 +397,46 @@ async fn bad_input(b: &Backend) {
     let s = &b.store;
     assert!(is_invalid(s.create_agent("   ").await));
     assert!(is_invalid(s.create_agent("tab\there").await));
-    assert!(is_invalid(s.create_agent(&"x".repeat(201)).await));
+    assert!(is_invalid(s.create_agent(&"x".repeat(101)).await));
+    // Names with SQL metacharacters are refused everywhere a name is stored.
+    for bad in [
+        nasty("n"),
+        "dash--dash".into(),
+        "back\\slash".into(),
+        "semi;".into(),
+    ] {
+        assert!(is_invalid(s.create_agent(&bad).await), "{bad}");
+        let user = NewUser {
+            name: bad.clone(),
+            ..Default::default()
+        };
+        assert!(is_invalid(s.create_user(user).await), "{bad}");
+        assert!(is_invalid(s.create_account(new_account(&bad, "t")).await));
+        let (mut key, _) = new_key(&b.secret, KeyKind::Admin, None, None);
+        key.name = bad.clone();
+        assert!(is_invalid(s.create_api_key(key).await), "{bad}");
+        let (mut key, _) = new_key(&b.secret, KeyKind::Admin, None, None);
+        key.allowed_models = vec![bad.clone()];
+        assert!(is_invalid(s.create_api_key(key).await), "{bad}");
+        assert!(is_invalid(s.set_alias(&bad, "claude-sonnet-4.5").await));
+        assert!(is_invalid(s.set_alias("fast", &bad).await));
+        assert!(is_invalid(s.set_combo(&bad, vec!["auto".into()]).await));
+        assert!(is_invalid(s.set_combo("c", vec![bad.clone()]).await));
+        assert!(is_invalid(s.set_price(&bad, Price::default()).await));
+    }
+    // NUL cannot be stored in PostgreSQL text: refused as invalid on both backends, so the
+    // usage writer isolates the row instead of retrying a batch forever.
+    let mut row = usage("nul", 1, None, 0);
+    row.requested_model = "model\0".into();
+    assert!(is_invalid(s.insert_usage(&[row]).await));
+    assert!(is_not_found(s.delete_alias("nul\0").await));
+    s.ping().await.unwrap();
+    let mut account = new_account("a", "t");
+    account.sso_region = "evil.example/#".into();
+    assert!(is_invalid(s.create_account(account).await));
+    let mut account = new_account("a", "t");
+    account.profile_arn = Some("arn:aws:x'; --".into());
+    assert!(is_invalid(s.create_account(account).await));
     assert!(is_invalid(
         s.create_user(NewUser {
             name: String::new(),
@@ -436,11 +478,18 @@ async fn bad_input(b: &Backend) {
     assert!(s.list_api_keys(KeyOwner::All).await.unwrap().is_empty());
     assert!(s.list_combos().await.unwrap().is_empty());
     assert!(s.list_prices().await.unwrap().is_empty());
+    assert!(s.list_aliases().await.unwrap().is_empty());
+    assert!(s.list_audit(10).await.unwrap().is_empty());
+    let usage = s
+        .query_usage(UsageFilter::default(), UsageGroup::Model)
+        .await
+        .unwrap();
+    assert!(usage.is_empty());
 }
 
 async fn models(b: &Backend) {
     let s = &b.store;
-    let alias = nasty("gpt-4o");
+    let alias = unusual_model("gpt");
     s.set_alias(&alias, "claude-sonnet-4.5").await.unwrap();
     s.set_alias(&alias, "claude-opus-4.5").await.unwrap();
     s.set_alias("fast", "claude-haiku-4.5").await.unwrap();

@@ -3,7 +3,8 @@
 //! gives every request an id that is echoed in the `x-request-id` response header.
 //!
 //! The id is the client's own `x-request-id` when it is sane (at most 64 characters of
-//! `[A-Za-z0-9_.-]`), else a fresh one. Every log line of the request carries it: the layer opens
+//! `[A-Za-z0-9_.-]`, not starting with `req_`, the prefix of the gateway's own ids), else a fresh
+//! one. Every log line of the request carries it: the layer opens
 //! a `request` span with a `request_id` field around the inner future and enters it again on
 //! every poll of the response body, so lines logged while streaming belong to the request too.
 
@@ -20,6 +21,9 @@ use crate::body::{full, ResponseBody};
 use crate::chat::Dialect;
 use crate::error::GatewayError;
 
+/// The prefix of the ids the gateway makes.
+const GENERATED_PREFIX: &str = "req_";
+
 /// The id of one client request, shared by all its upstream attempts and log lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
@@ -27,13 +31,24 @@ pub struct RequestId(pub String);
 impl RequestId {
     /// A fresh random id.
     pub fn generate() -> Self {
-        RequestId(format!("req_{}", uuid::Uuid::new_v4().simple()))
+        RequestId(format!(
+            "{GENERATED_PREFIX}{}",
+            uuid::Uuid::new_v4().simple()
+        ))
+    }
+
+    /// True for an id made by [`RequestId::generate`] (clients cannot send that prefix).
+    pub fn is_generated(&self) -> bool {
+        self.0.starts_with(GENERATED_PREFIX)
     }
 
     /// The client's id, if it is safe to log and echo: 1 to 64 characters of `[A-Za-z0-9_.-]`.
+    /// `req_` is reserved for [`RequestId::generate`], so an id with that prefix is always the
+    /// gateway's own (unique) one.
     pub fn from_client(value: &str) -> Option<Self> {
         let sane = !value.is_empty()
             && value.len() <= 64
+            && !value.starts_with(GENERATED_PREFIX)
             && value
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
@@ -215,14 +230,14 @@ mod tests {
             .unwrap();
         let response = service.clone().oneshot(sane).await.unwrap();
         assert_eq!(response.headers()["x-request-id"], "trace-1.2_ABC");
-        for bad in ["has space", "semi;colon", &"x".repeat(65)] {
+        for bad in ["has space", "semi;colon", &"x".repeat(65), "req_forged"] {
             let request = Request::post("/v1/messages")
                 .header("x-request-id", bad)
                 .body(())
                 .unwrap();
             let response = service.clone().oneshot(request).await.unwrap();
             let id = response.headers()["x-request-id"].to_str().unwrap();
-            assert!(id.starts_with("req_"), "{bad:?} gave {id}");
+            assert!(id.starts_with("req_") && id != bad, "{bad:?} gave {id}");
         }
     }
 

@@ -86,7 +86,7 @@ impl std::error::Error for StoreError {}
 impl From<StoreError> for GatewayError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::NotFound(m) => GatewayError::not_found(m),
+            StoreError::NotFound(m) => GatewayError::not_found(format!("{m} not found.")),
             StoreError::Conflict(m) => GatewayError::conflict(m),
             StoreError::Invalid(m) => GatewayError::invalid_request(m),
             StoreError::Backend(m) => GatewayError::internal(format!("database error: {m}")),
@@ -238,6 +238,11 @@ pub trait Store: Send + Sync + 'static {
     fn append_audit(&self, entry: AuditEntry) -> StoreFuture<'_, ()>;
     /// The newest `limit` entries, newest first.
     fn list_audit(&self, limit: u32) -> StoreFuture<'_, Vec<AuditRow>>;
+
+    // ---- health ----
+    /// Answers `Ok` when the database can run a query now (readiness checks, the usage writer
+    /// telling an outage from a bad batch).
+    fn ping(&self) -> StoreFuture<'_, ()>;
 
     // ---- change notification ----
     /// Topics changed after `version` (0 = all) and the current version.

@@ -53,6 +53,8 @@ pub enum Scenario {
     SlowFirstByte(Duration),
     /// `long:<n>`: n text deltas.
     Long(usize),
+    /// `drip:<n>:<ms>`: n text deltas, one every `ms` milliseconds (a slow, steady stream).
+    Drip(usize, Duration),
     /// `capture:<name>`: replays a real captured body byte for byte.
     Capture(String),
     /// `metadata`: text, then a `metadataEvent` with token usage.
@@ -116,6 +118,13 @@ impl FromStr for Scenario {
             }
             "slow_first_byte" => Scenario::SlowFirstByte(Duration::from_millis(number(arg)?)),
             "long" => Scenario::Long((number(arg)? as usize).min(MAX_LONG_DELTAS)),
+            "drip" => {
+                let (count, every) = arg.and_then(|a| a.split_once(':')).unzip();
+                Scenario::Drip(
+                    (number(count)? as usize).min(MAX_LONG_DELTAS),
+                    Duration::from_millis(number(every)?),
+                )
+            }
             "capture" => Scenario::Capture(arg.unwrap_or_default().to_owned()),
             "metadata" => Scenario::Metadata,
             "reset" => Scenario::ResetBeforeHeaders,
@@ -411,6 +420,14 @@ pub(crate) fn script(
         Scenario::Status(code) => return status_script(*code),
         Scenario::StatusWithReason(code, reason) => {
             return Script::error(*code, reason_message(reason), Some(reason))
+        }
+        Scenario::Drip(count, every) => {
+            for index in 0..*count {
+                if index > 0 {
+                    frames.parts.push(Part::Pause(*every));
+                }
+                frames.delta(&format!("d{index} "));
+            }
         }
         Scenario::Long(count) => {
             for index in 0..*count {

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use kiro_layers::pool::RoundRobinPool;
+use kiro_layers::pool::{AccountStatus, RoundRobinPool};
 use serde_json::{json, Map, Value};
 
 /// Longest time one readiness check may take before it counts as failed.
@@ -29,18 +29,27 @@ where
 
 type Checks = Vec<(String, Arc<dyn ReadinessCheck>)>;
 
+/// The live status of every account, read on each check (a database-backed pool replaces its
+/// round-robin pool when accounts change, so a snapshot would go stale).
+pub type AccountsStatus = Arc<dyn Fn() -> Vec<AccountStatus> + Send + Sync>;
+
 /// The readiness state; cheap to clone, checks can be added after the router is built.
 #[derive(Clone)]
 pub struct Readiness {
-    pool: RoundRobinPool,
+    accounts: AccountsStatus,
     checks: Arc<RwLock<Checks>>,
 }
 
 impl Readiness {
-    /// Readiness over `pool`, with no extra checks yet.
+    /// Readiness over a fixed `pool`, with no extra checks yet.
     pub fn new(pool: RoundRobinPool) -> Self {
+        Self::with_accounts(Arc::new(move || pool.status()))
+    }
+
+    /// Readiness over the accounts `accounts` reports, with no extra checks yet.
+    pub fn with_accounts(accounts: AccountsStatus) -> Self {
         Readiness {
-            pool,
+            accounts,
             checks: Arc::default(),
         }
     }
@@ -54,7 +63,7 @@ impl Readiness {
 
     /// Runs every check: whether the gateway is ready, and the JSON body that says why.
     pub async fn check(&self) -> (bool, Value) {
-        let accounts = self.pool.status();
+        let accounts = (self.accounts)();
         let disabled = accounts.iter().filter(|a| a.disabled.is_some()).count();
         let cooling = accounts
             .iter()

@@ -20,7 +20,7 @@ pub mod crypto;
 pub mod postgres;
 pub mod sqlite;
 pub mod usage_writer;
-mod validate;
+pub mod validate;
 
 pub use crypto::Secret;
 pub use usage_writer::{UsageWriter, UsageWriterConfig, UsageWriterHandle, UsageWriterStats};

@@ -26,9 +26,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kiro_layers::rescue::RequestId;
 use kiro_layers::store::{Store, StoreError, UsageRow};
 use kiro_layers::traits::{UsageRecord, UsageSink};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -41,8 +42,14 @@ pub struct UsageWriterConfig {
     pub batch_size: usize,
     /// Longest a row waits for its batch to fill.
     pub flush_interval: Duration,
-    /// Attempts per batch before its rows count as failed.
+    /// Attempts per batch, while the database answers, before its rows count as failed.
+    /// Attempts during an outage (the database does not answer a ping) do not count.
     pub max_attempts: u32,
+    /// Longest pause between two attempts (the pause doubles from 50 ms).
+    pub max_backoff: Duration,
+    /// How long shutdown keeps retrying while the database is down before giving up (the
+    /// gateway uses `SHUTDOWN_TIMEOUT`).
+    pub shutdown_grace: Duration,
 }
 
 impl Default for UsageWriterConfig {
@@ -52,6 +59,8 @@ impl Default for UsageWriterConfig {
             batch_size: 500,
             flush_interval: Duration::from_millis(200),
             max_attempts: 8,
+            max_backoff: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(15),
         }
     }
 }
@@ -60,24 +69,34 @@ impl Default for UsageWriterConfig {
 pub type ToRow = Arc<dyn Fn(UsageRecord) -> UsageRow + Send + Sync>;
 
 /// The row of `record`, charging `charged` micro-credits. Principal ids that are not numbers
-/// (a key from the environment) are stored as absent; an empty request id gets a fresh one so
-/// distinct records never collide.
+/// (a key from the environment) are stored as absent.
+///
+/// Rows are unique by `(request_id, attempt)`, which makes the writer's retries idempotent, so
+/// distinct records must never share a request id: an empty one gets a fresh id, and one the
+/// client chose (`x-request-id`, which a client may send on every request) gets a random
+/// `~suffix`: it stays searchable by the client's id, and a reused id neither hides a request's
+/// usage nor spares its charge. The gateway's own ids (`req_…`) are unique already and are
+/// kept as they are, so the attempts of one request share their id.
 pub fn usage_row(record: UsageRecord, charged: i64) -> UsageRow {
     let id = |s: Option<&str>| s.and_then(|s| s.parse::<i64>().ok());
+    let fresh = || uuid::Uuid::new_v4().simple().to_string();
     let request_id = if record.request_id.is_empty() {
-        format!("gen_{}", uuid::Uuid::new_v4().simple())
-    } else {
+        format!("gen_{}", fresh())
+    } else if RequestId(record.request_id.clone()).is_generated() {
         record.request_id
+    } else {
+        format!("{}~{}", record.request_id, &fresh()[..12])
     };
     UsageRow {
-        request_id,
+        request_id: stored_text(&request_id),
         attempt: record.attempt,
         user_id: id(record.principal.user_id.as_deref()),
         agent_id: id(record.principal.agent_id.as_deref()),
         key_id: id(Some(record.principal.key_id.as_str())),
-        requested_model: record.requested_model,
-        resolved_model: record.resolved_model,
-        account_id: record.account_id,
+        // The requested model is whatever the client sent: keep it readable and bounded.
+        requested_model: stored_text(&record.requested_model),
+        resolved_model: stored_text(&record.resolved_model),
+        account_id: record.account_id.as_deref().map(stored_text),
         input_tokens: record.input_tokens,
         output_tokens: record.output_tokens,
         cache_read_tokens: record.cache_read_tokens,
@@ -91,6 +110,18 @@ pub fn usage_row(record: UsageRecord, charged: i64) -> UsageRow {
     }
 }
 
+/// Longest text stored in a usage row, in characters.
+const MAX_STORED_TEXT: usize = 200;
+
+/// `text` as a usage row stores it: control characters (NUL, which PostgreSQL cannot store,
+/// included) become U+FFFD, and at most [`MAX_STORED_TEXT`] characters are kept.
+fn stored_text(text: &str) -> String {
+    text.chars()
+        .take(MAX_STORED_TEXT)
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect()
+}
+
 /// Counters shared by the writer, its task and its handle.
 #[derive(Debug, Default)]
 pub struct UsageWriterStats {
@@ -99,6 +130,7 @@ pub struct UsageWriterStats {
     duplicates: AtomicU64,
     dropped: AtomicU64,
     failed: AtomicU64,
+    retries: AtomicU64,
 }
 
 impl UsageWriterStats {
@@ -122,6 +154,15 @@ impl UsageWriterStats {
     pub fn failed(&self) -> u64 {
         self.failed.load(Ordering::Relaxed)
     }
+    /// Failed insert attempts that were retried.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    fn lose(&self, counter: &AtomicU64, rows: u64) {
+        counter.fetch_add(rows, Ordering::Relaxed);
+        kiro_layers::metrics::usage_dropped(rows);
+    }
 }
 
 /// The sink: cheap to clone, never blocks.
@@ -134,7 +175,7 @@ pub struct UsageWriter {
 
 /// Owns the background task; [`UsageWriterHandle::shutdown`] drains it.
 pub struct UsageWriterHandle {
-    stop: oneshot::Sender<()>,
+    stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     stats: Arc<UsageWriterStats>,
 }
@@ -147,7 +188,7 @@ impl UsageWriter {
         to_row: ToRow,
     ) -> (UsageWriter, UsageWriterHandle) {
         let (queue, rx) = mpsc::channel(config.capacity.max(1));
-        let (stop, stop_rx) = oneshot::channel();
+        let (stop, stop_rx) = watch::channel(false);
         let stats = Arc::new(UsageWriterStats::default());
         let task = tokio::spawn(run(store, rx, stop_rx, config, Arc::clone(&stats)));
         let writer = UsageWriter {
@@ -165,7 +206,8 @@ impl UsageWriter {
                 self.stats.depth.fetch_add(1, Ordering::Relaxed);
             }
             Err(error) => {
-                let dropped = self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                let dropped = self.stats.dropped.load(Ordering::Relaxed);
+                self.stats.lose(&self.stats.dropped, 1);
                 // Log the first drop and then every thousandth, not every one.
                 if dropped.checked_rem(1000) == Some(0) {
                     let why = match error {
@@ -198,7 +240,7 @@ impl UsageWriterHandle {
 
     /// Stops taking records, writes everything queued, and returns the final counters.
     pub async fn shutdown(self) -> Arc<UsageWriterStats> {
-        let _ = self.stop.send(());
+        let _ = self.stop.send(true);
         if let Err(error) = self.task.await {
             tracing::error!("usage writer task failed: {error}");
         }
@@ -209,22 +251,34 @@ impl UsageWriterHandle {
 async fn run(
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<UsageRow>,
-    mut stop: oneshot::Receiver<()>,
+    stop: watch::Receiver<bool>,
     config: UsageWriterConfig,
     stats: Arc<UsageWriterStats>,
 ) {
     let batch_size = config.batch_size.max(1);
     let mut batch = Vec::with_capacity(batch_size);
-    let mut stopping = false;
+    let mut writer = BatchWriter {
+        store,
+        config,
+        stats,
+        stop,
+        give_up_at: None,
+        abandoned: false,
+    };
+    let mut closed = false;
     loop {
-        let received = if stopping {
+        if writer.stopping() && !closed {
+            // Stop intake (the stop may have been seen while retrying); what is queued is still
+            // delivered below.
+            rx.close();
+            closed = true;
+        }
+        let received = if closed {
             rx.recv_many(&mut batch, batch_size).await
         } else {
             tokio::select! {
-                _ = &mut stop => {
-                    // Stop intake; what is queued is still delivered below.
-                    rx.close();
-                    stopping = true;
+                _ = writer.stop.changed() => {
+                    writer.begin_stop();
                     continue;
                 }
                 n = rx.recv_many(&mut batch, batch_size) => n,
@@ -234,58 +288,249 @@ async fn run(
             break; // closed and empty
         }
         // Let the batch fill for up to one interval (not while draining for shutdown).
-        let deadline = Instant::now() + config.flush_interval;
-        while !stopping && batch.len() < batch_size {
+        let deadline = Instant::now() + writer.config.flush_interval;
+        while !writer.stopping() && batch.len() < batch_size {
             let room = batch_size - batch.len();
             match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
         }
-        stats.depth.fetch_sub(batch.len() as u64, Ordering::Relaxed);
-        write_batch(store.as_ref(), &batch, &config, &stats).await;
+        writer
+            .stats
+            .depth
+            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        writer.write(&batch).await;
+        writer.show_depth(0);
         batch.clear();
     }
 }
 
-/// Inserts one batch, retrying with backoff; a batch refused as invalid is retried row by
-/// row so one bad row does not lose the others.
-async fn write_batch(
-    store: &dyn Store,
-    batch: &[UsageRow],
-    config: &UsageWriterConfig,
-    stats: &UsageWriterStats,
-) {
-    let mut delay = Duration::from_millis(50);
-    for attempt in 1..=config.max_attempts.max(1) {
-        match store.insert_usage(batch).await {
-            Ok(inserted) => {
-                stats.written.fetch_add(inserted, Ordering::Relaxed);
-                stats
-                    .duplicates
-                    .fetch_add(batch.len() as u64 - inserted, Ordering::Relaxed);
-                return;
-            }
-            Err(StoreError::Invalid(message)) if batch.len() > 1 => {
-                tracing::warn!("usage batch refused ({message}); inserting row by row");
-                for row in batch {
-                    Box::pin(write_batch(store, std::slice::from_ref(row), config, stats)).await;
-                }
-                return;
-            }
-            Err(StoreError::Invalid(message)) => {
-                let request_id = batch.first().map_or("", |r| r.request_id.as_str());
-                tracing::error!(request_id, "usage row refused: {message}");
-                break;
-            }
-            Err(error) => {
-                tracing::warn!(attempt, rows = batch.len(), "usage insert failed: {error}");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
+/// First pause between attempts.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Longest wait for the ping that tells an outage from a bad batch.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often an ongoing outage is logged again.
+const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// The writing half of the task: retries, outage detection, the shutdown deadline.
+struct BatchWriter {
+    store: Arc<dyn Store>,
+    config: UsageWriterConfig,
+    stats: Arc<UsageWriterStats>,
+    stop: watch::Receiver<bool>,
+    /// Set when shutdown begins: retries stop at this instant.
+    give_up_at: Option<Instant>,
+    /// The shutdown deadline passed with the database down: the rest is counted, not tried.
+    abandoned: bool,
+}
+
+impl BatchWriter {
+    fn stopping(&self) -> bool {
+        self.give_up_at.is_some()
+    }
+
+    fn begin_stop(&mut self) {
+        if self.give_up_at.is_none() {
+            self.give_up_at = Some(Instant::now() + self.config.shutdown_grace);
         }
     }
-    stats
-        .failed
-        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+
+    /// Publishes the backlog: queued rows plus `in_hand` rows being written.
+    fn show_depth(&self, in_hand: usize) {
+        let depth = self.stats.depth.load(Ordering::Relaxed) as usize + in_hand;
+        kiro_layers::metrics::usage_queue_depth(depth);
+    }
+
+    /// Waits `delay` before the next attempt; false when shutdown's deadline has passed.
+    async fn pause(&mut self, delay: Duration) -> bool {
+        match self.give_up_at {
+            None => {
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    // A closed channel (handle dropped) counts as a stop too.
+                    _ = self.stop.changed() => self.begin_stop(),
+                }
+            }
+            Some(at) => tokio::time::sleep_until((Instant::now() + delay).min(at)).await,
+        }
+        self.give_up_at.is_none_or(|at| Instant::now() < at)
+    }
+
+    /// One insert. A stop that arrives meanwhile starts the shutdown deadline, and from then on
+    /// an attempt hanging on an unreachable database ends at the deadline.
+    async fn attempt(&mut self, batch: &[UsageRow]) -> Result<u64, StoreError> {
+        let attempt = self.store.insert_usage(batch);
+        tokio::pin!(attempt);
+        if self.give_up_at.is_none() {
+            tokio::select! {
+                result = &mut attempt => return result,
+                // A closed channel (handle dropped) counts as a stop too.
+                _ = self.stop.changed() => {
+                    self.give_up_at = Some(Instant::now() + self.config.shutdown_grace);
+                }
+            }
+        }
+        let deadline = self.give_up_at.unwrap_or_else(Instant::now);
+        tokio::time::timeout_at(deadline, attempt)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Backend(
+                    "no answer before the shutdown deadline".into(),
+                ))
+            })
+    }
+
+    /// True when the database answers a trivial query right now.
+    async fn reachable(&self) -> bool {
+        matches!(
+            tokio::time::timeout(PING_TIMEOUT, self.store.ping()).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Inserts one batch; see the module docs for the retry rules.
+    async fn write(&mut self, batch: &[UsageRow]) {
+        if self.abandoned {
+            self.stats.lose(&self.stats.failed, batch.len() as u64);
+            return;
+        }
+        let mut delay = FIRST_BACKOFF;
+        let mut attempts_while_up = 0;
+        let mut outage: Option<(Instant, Instant)> = None; // (since, last logged)
+        loop {
+            let result = self.attempt(batch).await;
+            let error = match result {
+                Ok(inserted) => {
+                    self.stats.written.fetch_add(inserted, Ordering::Relaxed);
+                    self.stats
+                        .duplicates
+                        .fetch_add(batch.len() as u64 - inserted, Ordering::Relaxed);
+                    if let Some((since, _)) = outage {
+                        tracing::warn!(
+                            rows = batch.len(),
+                            queued = self.stats.queue_depth(),
+                            "usage writes resumed: the database is back ({:.1} s after the \
+                             outage was noticed)",
+                            since.elapsed().as_secs_f64()
+                        );
+                    }
+                    return;
+                }
+                Err(StoreError::Invalid(message)) if batch.len() > 1 => {
+                    tracing::warn!("usage batch refused ({message}); inserting row by row");
+                    for row in batch {
+                        Box::pin(self.write(std::slice::from_ref(row))).await;
+                    }
+                    return;
+                }
+                Err(StoreError::Invalid(message)) => {
+                    let request_id = batch.first().map_or("", |r| r.request_id.as_str());
+                    tracing::error!(request_id, "usage row refused: {message}");
+                    self.stats.lose(&self.stats.failed, 1);
+                    return;
+                }
+                Err(error) => error,
+            };
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            self.show_depth(batch.len());
+            if self.reachable().await {
+                attempts_while_up += 1;
+                tracing::warn!(
+                    attempt = attempts_while_up,
+                    rows = batch.len(),
+                    "usage insert failed: {error}"
+                );
+                if attempts_while_up >= self.config.max_attempts.max(1) {
+                    tracing::error!(
+                        rows = batch.len(),
+                        "usage rows lost: the insert failed {attempts_while_up} times: {error}"
+                    );
+                    self.stats.lose(&self.stats.failed, batch.len() as u64);
+                    return;
+                }
+            } else {
+                let now = Instant::now();
+                match &mut outage {
+                    None => {
+                        tracing::error!(
+                            rows = batch.len(),
+                            queued = self.stats.queue_depth(),
+                            "the database is unreachable ({error}); usage rows stay queued and \
+                             are retried until it is back"
+                        );
+                        outage = Some((now, now));
+                    }
+                    Some((since, logged)) if now.duration_since(*logged) >= OUTAGE_LOG_EVERY => {
+                        tracing::error!(
+                            queued = self.stats.queue_depth() + batch.len() as u64,
+                            "the database is still unreachable after {} s ({error})",
+                            now.duration_since(*since).as_secs()
+                        );
+                        *logged = now;
+                    }
+                    Some(_) => {}
+                }
+            }
+            if !self.pause(delay).await {
+                let left = batch.len() as u64 + self.stats.queue_depth();
+                tracing::error!(
+                    rows = left,
+                    "shutting down while usage inserts fail: {left} usage rows are lost ({error})"
+                );
+                self.abandoned = true;
+                self.stats.lose(&self.stats.failed, batch.len() as u64);
+                return;
+            }
+            delay = (delay * 2).min(self.config.max_backoff.max(FIRST_BACKOFF));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(request_id: &str) -> UsageRecord {
+        UsageRecord {
+            request_id: request_id.into(),
+            attempt: 1,
+            principal: Default::default(),
+            requested_model: "m".into(),
+            resolved_model: "m".into(),
+            account_id: None,
+            input_tokens: 0,
+            output_tokens: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            credits: 0.0,
+            status: kiro_layers::traits::UsageStatus::Ok,
+            time_to_first_token: None,
+            duration: Duration::ZERO,
+            started_at: std::time::SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn request_ids_of_distinct_records_never_collide() {
+        let own = RequestId::generate().0;
+        assert_eq!(usage_row(record(&own), 0).request_id, own);
+        let a = usage_row(record("client-trace-1"), 0).request_id;
+        let b = usage_row(record("client-trace-1"), 0).request_id;
+        assert!(a.starts_with("client-trace-1~") && b.starts_with("client-trace-1~"));
+        assert_ne!(a, b);
+        assert!(usage_row(record(""), 0).request_id.starts_with("gen_"));
+    }
+
+    #[test]
+    fn stored_text_is_printable_and_bounded() {
+        assert_eq!(stored_text("claude-sonnet-4.5"), "claude-sonnet-4.5");
+        assert_eq!(stored_text("a\0b\nc"), "a\u{FFFD}b\u{FFFD}c");
+        assert_eq!(
+            stored_text(&"é".repeat(500)).chars().count(),
+            MAX_STORED_TEXT
+        );
+    }
 }

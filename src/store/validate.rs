@@ -1,21 +1,142 @@
-//! Input checks shared by both backends, so a bad value fails with the same message everywhere
-//! and before anything is written.
+//! Input checks shared by both backends and the management APIs, so a bad value fails with the
+//! same message everywhere and before anything is written.
 
 use kiro_layers::store::{NewAccount, NewApiKey, Price, StoreError, StoreResult};
 
 use super::crypto::PUBLIC_ID_LEN;
 
-const MAX_NAME: usize = 200;
+/// Longest name or model name, in characters.
+pub const MAX_NAME: usize = 100;
 
-/// A name: not blank, at most 200 characters, no control characters. Quotes, semicolons and
-/// other SQL metacharacters are fine: every query binds parameters.
+/// Longest free text (audit actor and action), in characters.
+const MAX_TEXT: usize = 200;
+
+/// Punctuation a name may contain besides letters, digits and spaces.
+pub const NAME_PUNCTUATION: &str = "._-@+:/()";
+
+/// Punctuation a model name may contain besides ASCII letters and digits.
+pub const MODEL_PUNCTUATION: &str = "._-[]:/";
+
+/// A name of a user, agent, key or account: 1 to [`MAX_NAME`] characters, each a letter or digit
+/// of any script, a space, or one of [`NAME_PUNCTUATION`]; no leading or trailing space and no
+/// `--`. Everything else is refused, SQL metacharacters (quotes, `;`, `\`, `--`, `%`) included:
+/// every query binds its parameters, but names also end up in logs, spreadsheets and other
+/// people's tools, and none of them needs those characters.
 pub fn name(what: &str, value: &str) -> StoreResult<()> {
+    restricted(
+        what,
+        value,
+        "letters, digits, spaces and",
+        NAME_PUNCTUATION,
+        |c| c.is_alphanumeric() || c == ' ',
+    )
+}
+
+/// A model name (alias, combo, combo member, priced model, allowed model): 1 to [`MAX_NAME`]
+/// ASCII letters, digits and [`MODEL_PUNCTUATION`] (`claude-sonnet-4.5`,
+/// `claude-opus-4-6[1m]`, `anthropic/claude-3.5:beta`), no `--`.
+pub fn model_name(what: &str, value: &str) -> StoreResult<()> {
+    restricted(
+        what,
+        value,
+        "ASCII letters, digits and",
+        MODEL_PUNCTUATION,
+        |c| c.is_ascii_alphanumeric(),
+    )
+}
+
+/// An AWS region such as `us-east-1` (the rule the credential refresher applies: regions end up
+/// in host names).
+pub fn region(what: &str, value: &str) -> StoreResult<()> {
+    if !kiro_layers::kiro::auth::is_region_name(value) {
+        return Err(StoreError::Invalid(format!(
+            "{what} must be an AWS region such as us-east-1 (lowercase letters and digits \
+             separated by `-`)"
+        )));
+    }
+    Ok(())
+}
+
+/// A profile ARN: `arn:` then ASCII letters, digits and `:/._-`, at most 256 characters.
+pub fn profile_arn(value: &str) -> StoreResult<()> {
+    let ok = value.starts_with("arn:")
+        && value.len() <= 256
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b":/._-".contains(&b));
+    if !ok {
+        return Err(StoreError::Invalid(
+            "profile_arn must look like arn:aws:codewhisperer:us-east-1:123456789012:profile/ABC \
+             (ASCII letters, digits and `:/._-`, at most 256 characters)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+fn restricted(
+    what: &str,
+    value: &str,
+    classes: &str,
+    punctuation: &str,
+    class: impl Fn(char) -> bool,
+) -> StoreResult<()> {
+    let rule = || {
+        format!(
+            "{what} may contain only {classes} `{punctuation}` (1 to {MAX_NAME} characters, \
+             no `--`, no leading or trailing space)"
+        )
+    };
+    let count = value.chars().count();
+    if value.trim().is_empty() || count > MAX_NAME {
+        return Err(StoreError::Invalid(format!(
+            "{}; got {count} characters",
+            rule()
+        )));
+    }
+    if let Some(bad) = value
+        .chars()
+        .find(|&c| !(class(c) || punctuation.contains(c)))
+    {
+        return Err(StoreError::Invalid(format!(
+            "{}; {} is not allowed",
+            rule(),
+            shown(bad)
+        )));
+    }
+    if value.contains("--") {
+        return Err(StoreError::Invalid(format!(
+            "{}; `--` is not allowed",
+            rule()
+        )));
+    }
+    if value.starts_with(' ') || value.ends_with(' ') {
+        return Err(StoreError::Invalid(format!(
+            "{}; it starts or ends with a space",
+            rule()
+        )));
+    }
+    Ok(())
+}
+
+/// A refused character as the message shows it: printable ones quoted, others by code point.
+fn shown(c: char) -> String {
+    if c.is_control() || c.is_whitespace() || c == '`' {
+        format!("U+{:04X}", u32::from(c))
+    } else {
+        format!("`{c}`")
+    }
+}
+
+/// Free text that is not a name (audit actor and action): not blank, at most 200 characters,
+/// no control characters.
+pub fn text(what: &str, value: &str) -> StoreResult<()> {
     if value.trim().is_empty() {
         return Err(StoreError::Invalid(format!("{what} must not be empty")));
     }
-    if value.chars().count() > MAX_NAME {
+    if value.chars().count() > MAX_TEXT {
         return Err(StoreError::Invalid(format!(
-            "{what} must be at most {MAX_NAME} characters"
+            "{what} must be at most {MAX_TEXT} characters"
         )));
     }
     if value.chars().any(char::is_control) {
@@ -44,8 +165,23 @@ pub fn account(account: &NewAccount) -> StoreResult<()> {
             "refresh token must not be empty".into(),
         ));
     }
-    name("sso_region", &account.sso_region)?;
-    name("api_region", &account.api_region)
+    let secrets = [
+        ("refresh token", Some(&account.refresh_token)),
+        ("client_id", account.client_id.as_ref()),
+        ("client_secret", account.client_secret.as_ref()),
+    ];
+    for (what, value) in secrets {
+        if value.is_some_and(|v| v.chars().any(char::is_control)) {
+            return Err(StoreError::Invalid(format!(
+                "{what} must not contain control characters"
+            )));
+        }
+    }
+    if let Some(arn) = &account.profile_arn {
+        profile_arn(arn)?;
+    }
+    region("sso_region", &account.sso_region)?;
+    region("api_region", &account.api_region)
 }
 
 /// A new key.
@@ -65,7 +201,7 @@ pub fn api_key(key: &NewApiKey) -> StoreResult<()> {
         amount("quota_limit", limit)?;
     }
     for model in &key.allowed_models {
-        name("allowed model", model)?;
+        model_name("allowed model", model)?;
     }
     Ok(())
 }
@@ -77,7 +213,9 @@ pub fn members(members: &[String]) -> StoreResult<()> {
             "a combo needs at least one member model".into(),
         ));
     }
-    members.iter().try_for_each(|m| name("combo member", m))
+    members
+        .iter()
+        .try_for_each(|m| model_name("combo member", m))
 }
 
 /// Prices: none negative.
@@ -168,14 +306,40 @@ pub fn key_owner(
 /// Most rows one list call returns.
 pub const MAX_LIST: u32 = 1000;
 
-/// A usage row.
+/// A usage row. Its text must not contain NUL, which PostgreSQL cannot store in `text`
+/// ([`crate::store::usage_writer::usage_row`] already replaces control characters).
 pub fn usage_row(row: &kiro_layers::store::UsageRow) -> StoreResult<()> {
     if row.request_id.is_empty() {
         return Err(StoreError::Invalid(
             "usage request_id must not be empty".into(),
         ));
     }
+    let texts = [
+        ("request_id", Some(&row.request_id)),
+        ("requested_model", Some(&row.requested_model)),
+        ("resolved_model", Some(&row.resolved_model)),
+        ("account_id", row.account_id.as_ref()),
+    ];
+    for (what, value) in texts {
+        if value.is_some_and(|v| v.contains('\0')) {
+            return Err(StoreError::Invalid(format!(
+                "usage {what} must not contain NUL"
+            )));
+        }
+    }
     amount("charged", row.charged)
+}
+
+/// A name looked up to delete it: one with NUL cannot exist (PostgreSQL refuses NUL in text
+/// rather than finding nothing), so it is not found without asking the database.
+pub fn lookup_name(what: &str, name: &str) -> StoreResult<()> {
+    if name.contains('\0') {
+        return Err(StoreError::NotFound(format!(
+            "{what} `{}`",
+            name.escape_default()
+        )));
+    }
+    Ok(())
 }
 
 /// What a newly stored usage row charges: its key and user, or (for an agent's own key, no
@@ -195,8 +359,8 @@ pub fn charge_for(row: &kiro_layers::store::UsageRow) -> kiro_layers::store::Cha
 
 /// An audit entry.
 pub fn audit(entry: &kiro_layers::store::AuditEntry) -> StoreResult<()> {
-    name("audit actor", &entry.actor)?;
-    name("audit action", &entry.action)
+    text("audit actor", &entry.actor)?;
+    text("audit action", &entry.action)
 }
 
 /// Charges summed per agent, user and key, each sorted by id. Backends apply them in this
@@ -228,5 +392,90 @@ impl ChargeTotals {
             add(&mut totals.keys, line.key_id);
         }
         totals
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(result: StoreResult<()>) -> String {
+        match result {
+            Err(StoreError::Invalid(message)) => message,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_allow_letters_of_any_script_and_a_little_punctuation() {
+        for ok in [
+            "alice",
+            "Zoë O.Brien-Smith (ops)",
+            "bob+ci@example.com",
+            "team/eu:prod_1",
+            "東京チーム",
+            "Ünïcödé 42",
+        ] {
+            name("user name", ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+    }
+
+    #[test]
+    fn names_refuse_sql_metacharacters_and_say_what_is_allowed() {
+        for (bad, shown) in [
+            ("Robert'); DROP TABLE users;--", "`'`"),
+            ("a\"b", "`\"`"),
+            ("semi;colon", "`;`"),
+            ("back\\slash", "`\\`"),
+            ("50%_off", "`%`"),
+            ("tab\there", "U+0009"),
+            ("nul\0byte", "U+0000"),
+            ("emoji ✓", "`✓`"),
+            ("<b>x</b>", "`<`"),
+        ] {
+            let message = refused(name("user name", bad));
+            assert!(
+                message.starts_with("user name may contain only"),
+                "{message}"
+            );
+            assert!(message.contains("`._-@+:/()`"), "{message}");
+            assert!(
+                message.ends_with(&format!("{shown} is not allowed")),
+                "{message}"
+            );
+        }
+        assert!(refused(name("n", "dash--dash")).contains("`--` is not allowed"));
+        assert!(refused(name("n", " padded")).contains("space"));
+        assert!(refused(name("n", "")).contains("got 0 characters"));
+        assert!(refused(name("n", &"x".repeat(101))).contains("got 101 characters"));
+        name("n", &"é".repeat(100)).unwrap();
+    }
+
+    #[test]
+    fn model_names_are_ascii_with_brackets() {
+        for ok in [
+            "claude-sonnet-4.5",
+            "claude-opus-4-6[1m]",
+            "CLAUDE_SONNET_4_5_20250929_V1_0",
+            "anthropic/claude-3.5:beta",
+            "auto",
+        ] {
+            model_name("model", ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in ["claude sonnet", "mödel", "x'y", "a;b", "a--b", "(x)", "a@b"] {
+            let message = refused(model_name("`model`", bad));
+            assert!(message.contains("`._-[]:/`"), "{message}");
+        }
+    }
+
+    #[test]
+    fn regions_and_arns_are_shaped_like_aws_ones() {
+        region("r", "us-east-1").unwrap();
+        for bad in ["evil.com/#", "us-east", "US-EAST-1", "us-east-1;", ""] {
+            refused(region("r", bad));
+        }
+        profile_arn("arn:aws:codewhisperer:us-east-1:123456789012:profile/ABC").unwrap();
+        refused(profile_arn("arn:aws:x' OR 1=1"));
+        refused(profile_arn("profile/ABC"));
     }
 }

@@ -11,6 +11,7 @@ use kiro_layers::GatewayError;
 use serde::Deserialize;
 
 use crate::credentials::KiroCliStore;
+use crate::store::validate;
 
 /// Where a new account's login comes from; exactly one source must be given.
 #[derive(Deserialize, Default)]
@@ -122,11 +123,19 @@ async fn load_tokens(source: &AccountSource) -> Result<TokenSet, GatewayError> {
 
 /// Loads and checks the login `source` describes.
 pub async fn new_account(source: AccountSource) -> Result<NewAccount, GatewayError> {
+    // Checked before the credentials are read, so a bad name never touches a file.
     let name = source.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(GatewayError::invalid_request(
-            "`name` must be 1 to 100 characters.",
-        ));
+    validate::name("`name`", &name)?;
+    for (field, region) in [
+        ("`region`", &source.region),
+        ("`api_region`", &source.api_region),
+    ] {
+        if let Some(region) = region {
+            validate::region(field, region)?;
+        }
+    }
+    if let Some(arn) = &source.profile_arn {
+        validate::profile_arn(arn)?;
     }
     let tokens = load_tokens(&source).await.map_err(|e| {
         if e.is_client_error() {

@@ -136,7 +136,10 @@ pub async fn start(
     tenancy.set_pool(Arc::new(pool.clone()) as Arc<dyn PoolControl>);
     let (writer, handle) = UsageWriter::start(
         Arc::clone(&store),
-        UsageWriterConfig::default(),
+        UsageWriterConfig {
+            shutdown_grace: Duration::from_secs(args.shutdown_timeout),
+            ..UsageWriterConfig::default()
+        },
         Arc::new(|record| usage_row(record, 0)),
     );
     let charging = ChargingSink::new(

@@ -414,6 +414,11 @@ fn directives_parse() {
         Scenario::from_directive("[fake:exception_mid_stream]"),
         Some(Scenario::ExceptionMidStream("ThrottlingException".into()))
     );
+    assert_eq!(
+        Scenario::from_directive("[fake:drip:3:250]"),
+        Some(Scenario::Drip(3, std::time::Duration::from_millis(250)))
+    );
+    assert_eq!(Scenario::from_directive("[fake:drip:3]"), None);
     assert_eq!(Scenario::from_directive("[fake:nonsense]"), None);
     assert_eq!(Scenario::from_directive("[fake:status:abc]"), None);
     assert_eq!(Scenario::from_directive("no directive"), None);

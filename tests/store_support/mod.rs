@@ -35,6 +35,9 @@ pub fn secret() -> Secret {
 mod pg;
 pub use pg::fresh_pg_database;
 
+pub mod flaky;
+pub mod writer;
+
 /// A fresh, empty database on every available backend.
 pub async fn places() -> Vec<Place> {
     let dir = tempfile::tempdir().unwrap();
@@ -107,9 +110,21 @@ pub async fn raw_bytes(b: &Backend, sql: &str) -> Vec<Vec<u8>> {
     }
 }
 
-/// A name full of SQL metacharacters.
+/// Text full of SQL metacharacters: refused as a name, stored verbatim as free data (audit
+/// details, client ids).
 pub fn nasty(tag: &str) -> String {
     format!("{tag} o'brien\"; DROP TABLE users;-- %_\\ ✓")
+}
+
+/// A name at the edge of the name rule: letters of several scripts and every allowed
+/// punctuation character.
+pub fn unusual(tag: &str) -> String {
+    format!("{tag} Zoë O.Brien-Smith (ops) bob+ci@x.io:eu/1 東京")
+}
+
+/// A model name at the edge of the model name rule.
+pub fn unusual_model(tag: &str) -> String {
+    format!("{tag}-4.5[1m]:beta/x_y")
 }
 
 pub fn new_account(name: &str, token: &str) -> NewAccount {

@@ -45,6 +45,18 @@ pub async fn shared_database_url(dir: &TempDir) -> String {
     }
 }
 
+/// Every backend a test runs on: a SQLite file in `dir`, and a fresh PostgreSQL database when
+/// `TEST_DATABASE_URL` is set (scripts/pg.sh).
+pub async fn backend_urls(dir: &TempDir) -> Vec<(&'static str, String)> {
+    let mut urls = vec![("sqlite", database_url(dir))];
+    if let Ok(admin) = std::env::var("TEST_DATABASE_URL") {
+        if !admin.is_empty() {
+            urls.push(("postgres", pg::fresh_pg_database(&admin).await));
+        }
+    }
+    urls
+}
+
 pub async fn start_on(dir: &TempDir, url: &str) -> Harness {
     let key_file = dir.0.join("secret.key");
     start_with(

@@ -140,6 +140,11 @@ impl PgStore {
         Ok(self.inner.pool.get().await?)
     }
 
+    async fn ping_(&self) -> R<()> {
+        self.conn().await?.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
     pub(crate) fn secret(&self) -> &Secret {
         &self.inner.secret
     }
@@ -451,6 +456,9 @@ impl Store for PgStore {
     }
     fn changes_since(&self, version: i64) -> StoreFuture<'_, ChangeSet> {
         call!(self.changes_since_(version))
+    }
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        call!(self.ping_())
     }
     fn subscribe(&self) -> broadcast::Receiver<Topic> {
         self.inner.changes.subscribe()

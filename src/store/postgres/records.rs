@@ -189,6 +189,7 @@ impl PgStore {
                 "price for model",
             ),
         };
+        validate::lookup_name(what, &name)?;
         if self.models_write(sql, &[&name]).await? == 0 {
             return Err(PgErr(StoreError::NotFound(format!("{what} `{name}`"))));
         }
@@ -196,8 +197,8 @@ impl PgStore {
     }
 
     pub(crate) async fn set_alias_(&self, alias: String, model: String) -> R<()> {
-        validate::name("alias", &alias)?;
-        validate::name("model id", &model)?;
+        validate::model_name("alias", &alias)?;
+        validate::model_name("model id", &model)?;
         self.models_write(
             "INSERT INTO model_aliases (alias, model_id) VALUES ($1, $2) ON CONFLICT (alias) \
              DO UPDATE SET model_id = excluded.model_id, updated_at = now()",
@@ -223,7 +224,7 @@ impl PgStore {
     }
 
     pub(crate) async fn set_combo_(&self, name: String, members: Vec<String>) -> R<()> {
-        validate::name("combo name", &name)?;
+        validate::model_name("combo name", &name)?;
         validate::members(&members)?;
         self.models_write(
             "INSERT INTO combo_models (name, members) VALUES ($1, $2) ON CONFLICT (name) \
@@ -250,7 +251,7 @@ impl PgStore {
     }
 
     pub(crate) async fn set_price_(&self, model: String, p: Price) -> R<()> {
-        validate::name("model id", &model)?;
+        validate::model_name("model id", &model)?;
         validate::price(&p)?;
         self.models_write(
             "INSERT INTO model_prices (model_id, input_per_m, output_per_m, cache_read_per_m, \

@@ -413,6 +413,12 @@ impl Store for SqliteStore {
     fn changes_since(&self, version: i64) -> StoreFuture<'_, ChangeSet> {
         self.run(move |c, _, _| records::changes_since(c, version))
     }
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        self.run(|c, _, _| {
+            c.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+    }
     fn subscribe(&self) -> broadcast::Receiver<Topic> {
         self.inner.changes.subscribe()
     }

@@ -153,6 +153,7 @@ pub(crate) fn delete_named(
             "price for model",
         ),
     };
+    validate::lookup_name(what, name)?;
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if tx.execute(sql, [name])? == 0 {
         return Err(SqlErr(StoreError::NotFound(format!("{what} `{name}`"))));
@@ -167,8 +168,8 @@ pub(crate) fn set_alias(
     alias: &str,
     model: &str,
 ) -> R<()> {
-    validate::name("alias", alias)?;
-    validate::name("model id", model)?;
+    validate::model_name("alias", alias)?;
+    validate::model_name("model id", model)?;
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute(
         "INSERT INTO model_aliases (alias, model_id, updated_at) VALUES (?1, ?2, ?3) \
@@ -199,7 +200,7 @@ pub(crate) fn set_combo(
     name: &str,
     members: &[String],
 ) -> R<()> {
-    validate::name("combo name", name)?;
+    validate::model_name("combo name", name)?;
     validate::members(members)?;
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute(
@@ -231,7 +232,7 @@ pub(crate) fn set_price(
     model: &str,
     p: Price,
 ) -> R<()> {
-    validate::name("model id", model)?;
+    validate::model_name("model id", model)?;
     validate::price(&p)?;
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute(

@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    create_key, parse_body, parse_id, parse_query, usage_filter, usage_group, valid_name, ApiError,
-    ApiResult, AppState, Authed, KeyOptions, UsageQuery, ADMIN,
+    create_key, parse_body, parse_id, parse_query, usage_filter, usage_group, valid_model,
+    valid_name, ApiError, ApiResult, AppState, Authed, KeyOptions, UsageQuery, ADMIN,
 };
 use crate::tenancy::accounts::{new_account, AccountSource};
 use crate::tenancy::state::quota_subject;
@@ -179,7 +179,7 @@ async fn create_user(State(s): State<AppState>, Authed(c): Admin, body: Bytes) -
         .store
         .create_user(NewUser {
             agent_id: input.agent_id,
-            name: valid_name(&input.name)?,
+            name: valid_name("`name`", &input.name)?,
             quota_limit: input.quota_limit,
             rpm_limit: input.rpm_limit,
         })
@@ -209,8 +209,18 @@ pub(crate) struct UpdateUser {
 
 impl UpdateUser {
     pub(crate) fn into_update(self) -> Result<UserUpdate, ApiError> {
+        if self.name.is_none() && self.status.is_none() && self.rpm_limit.is_none() {
+            return Err(GatewayError::invalid_request(
+                "Nothing to update: give at least one of `name`, `status`, `rpm_limit`.",
+            )
+            .into());
+        }
         Ok(UserUpdate {
-            name: self.name.as_deref().map(valid_name).transpose()?,
+            name: self
+                .name
+                .as_deref()
+                .map(|name| valid_name("`name`", name))
+                .transpose()?,
             status: self.status.as_deref().map(Status::parse).transpose()?,
             rpm_limit: self.rpm_limit,
         })
@@ -384,12 +394,13 @@ async fn set_alias(
     body: Bytes,
 ) -> ApiResult {
     let input: AliasBody = parse_body(&body)?;
-    let name = valid_name(&name)?;
-    s.store.set_alias(&name, &valid_name(&input.model)?).await?;
+    let name = valid_model("The alias name in the path", &name)?;
+    let model = valid_model("`model`", &input.model)?;
+    s.store.set_alias(&name, &model).await?;
     s.models_changed().await?;
-    s.audit(&c, "set", "alias", &name, json!({ "model": input.model }))
+    s.audit(&c, "set", "alias", &name, json!({ "model": model }))
         .await;
-    Ok(Json(json!({ "alias": name, "model": input.model })))
+    Ok(Json(json!({ "alias": name, "model": model })))
 }
 
 async fn delete_alias(
@@ -420,7 +431,7 @@ async fn set_combo(
     body: Bytes,
 ) -> ApiResult {
     let input: ComboBody = parse_body(&body)?;
-    let name = valid_name(&name)?;
+    let name = valid_model("The combo name in the path", &name)?;
     if input.members.is_empty() {
         return Err(
             GatewayError::invalid_request("`members` must name at least one model.").into(),
@@ -429,7 +440,7 @@ async fn set_combo(
     let members = input
         .members
         .iter()
-        .map(|m| valid_name(m))
+        .map(|m| valid_model("`members`", m))
         .collect::<Result<Vec<_>, _>>()?;
     s.store.set_combo(&name, members.clone()).await?;
     s.models_changed().await?;
@@ -494,7 +505,7 @@ async fn set_price(
     {
         return Err(GatewayError::invalid_request("Prices must not be negative.").into());
     }
-    let model = valid_name(&model)?;
+    let model = valid_model("The model name in the path", &model)?;
     s.store.set_price(&model, price).await?;
     s.prices.set(&model, price);
     s.audit(&c, "set", "price", &model, json!({ "price": price }))
@@ -514,7 +525,10 @@ async fn list_agents(State(s): State<AppState>, _: Admin) -> ApiResult {
 
 async fn create_agent(State(s): State<AppState>, Authed(c): Admin, body: Bytes) -> ApiResult {
     let input: CreateAgent = parse_body(&body)?;
-    let agent = s.store.create_agent(&valid_name(&input.name)?).await?;
+    let agent = s
+        .store
+        .create_agent(&valid_name("`name`", &input.name)?)
+        .await?;
     s.reload_keys_and_quota().await?;
     s.audit(
         &c,

@@ -79,7 +79,7 @@ async fn create_user(State(s): State<AppState>, Authed(c): Agent, body: Bytes) -
         .store
         .create_user(NewUser {
             agent_id: Some(agent_id(&c)?),
-            name: valid_name(&input.name)?,
+            name: valid_name("`name`", &input.name)?,
             // An agent's user starts with no quota: it gets what the agent transfers.
             quota_limit: Some(0),
             rpm_limit: input.rpm_limit,

@@ -52,18 +52,30 @@ pub type ApiResult = Result<axum::Json<Value>, ApiError>;
 /// Shared state of the API routers.
 pub type AppState = Arc<Tenancy>;
 
-/// Parses a JSON body into `T`, with a 400 naming the problem.
+/// Parses a JSON body into `T`, with a 400 naming the problem. The body must be a JSON object:
+/// serde would otherwise read an array as a struct's fields in order (`[1,2]` as
+/// `{"input_per_m":1,"output_per_m":2}`).
 pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    if body.is_empty() {
-        return Err(
-            GatewayError::invalid_request("The request body must be a JSON object.").into(),
-        );
-    }
-    serde_json::from_slice(body).map_err(|e| {
+    let invalid = |e: serde_json::Error| {
         ApiError(GatewayError::invalid_request(format!(
             "Invalid request body: {e}."
         )))
-    })
+    };
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(value @ Value::Object(_)) => value,
+        Ok(_) => {
+            return Err(
+                GatewayError::invalid_request("The request body must be a JSON object.").into(),
+            )
+        }
+        Err(_) if body.iter().all(u8::is_ascii_whitespace) => {
+            return Err(
+                GatewayError::invalid_request("The request body must be a JSON object.").into(),
+            )
+        }
+        Err(e) => return Err(invalid(e)),
+    };
+    serde_json::from_value(value).map_err(invalid)
 }
 
 /// Parses a path id; anything but a positive integer is a 400.
@@ -148,6 +160,15 @@ pub async fn create_key(
     if options.quota_limit.is_some_and(|q| q < 0) {
         return Err(GatewayError::invalid_request("`quota_limit` must not be negative.").into());
     }
+    let name = match &options.name {
+        Some(name) => valid_name("`name`", name)?,
+        None => format!("{} key", kind.as_str()),
+    };
+    let allowed_models = options
+        .allowed_models
+        .iter()
+        .map(|m| valid_model("`allowed_models`", m))
+        .collect::<Result<Vec<_>, _>>()?;
     let minted = state.mint_key();
     let row = state
         .store
@@ -156,14 +177,11 @@ pub async fn create_key(
             kind,
             user_id,
             agent_id,
-            name: match options.name {
-                Some(name) => valid_name(&name)?,
-                None => format!("{} key", kind.as_str()),
-            },
+            name,
             secret_hash: minted.hash.clone(),
             suffix: minted.suffix.clone(),
             expires_at: options.expires_at,
-            allowed_models: options.allowed_models,
+            allowed_models,
             rpm_limit: options.rpm_limit,
             max_concurrency: options.max_concurrency,
             quota_limit: options.quota_limit,
@@ -296,11 +314,19 @@ pub fn usage_filter(query: &UsageQuery) -> Result<kiro_layers::store::UsageFilte
     })
 }
 
-/// A name given in a body: trimmed, 1..=100 characters.
-pub fn valid_name(name: &str) -> Result<String, ApiError> {
+/// A name (user, agent, key, account): trimmed, then checked against the name rule
+/// ([`crate::store::validate::name`]); the 400 starts with `what` (the field) and lists the
+/// allowed characters.
+pub fn valid_name(what: &str, name: &str) -> Result<String, ApiError> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(GatewayError::invalid_request("`name` must be 1 to 100 characters.").into());
-    }
+    crate::store::validate::name(what, name)?;
     Ok(name.to_owned())
+}
+
+/// A model name (alias, combo, member, priced or allowed model), checked against the model
+/// name rule ([`crate::store::validate::model_name`]).
+pub fn valid_model(what: &str, model: &str) -> Result<String, ApiError> {
+    let model = model.trim();
+    crate::store::validate::model_name(what, model)?;
+    Ok(model.to_owned())
 }
