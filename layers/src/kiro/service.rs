@@ -68,6 +68,7 @@ pub struct BuildOverrides {
 pub struct KiroService {
     http: reqwest::Client,
     config: Arc<KiroConfig>,
+    urls: Arc<ChatUrls>,
 }
 
 impl KiroService {
@@ -76,7 +77,36 @@ impl KiroService {
         KiroService {
             http,
             config: Arc::new(config),
+            urls: Arc::default(),
         }
+    }
+}
+
+/// The parsed `generateAssistantResponse` URL of each API base seen. Parsing a URL costs more
+/// than the rest of sending a request; there are only ever a few bases (one per region).
+#[derive(Default)]
+struct ChatUrls(std::sync::RwLock<Vec<(String, reqwest::Url)>>);
+
+impl ChatUrls {
+    fn for_base(&self, api_base: &str) -> Result<reqwest::Url, GatewayError> {
+        if let Ok(known) = self.0.read() {
+            if let Some((_, url)) = known.iter().find(|(base, _)| base == api_base) {
+                return Ok(url.clone());
+            }
+        }
+        let text = format!(
+            "{}/generateAssistantResponse",
+            api_base.trim_end_matches('/')
+        );
+        let url = reqwest::Url::parse(&text).map_err(|error| {
+            GatewayError::internal(format!("the Kiro API URL {text:?} is not valid: {error}"))
+        })?;
+        if let Ok(mut known) = self.0.write() {
+            if known.len() < 64 {
+                known.push((api_base.to_owned(), url.clone()));
+            }
+        }
+        Ok(url)
     }
 }
 
@@ -92,13 +122,15 @@ impl Service<Request<ChatRequest>> for KiroService {
     fn call(&mut self, request: Request<ChatRequest>) -> Self::Future {
         let http = self.http.clone();
         let config = Arc::clone(&self.config);
-        Box::pin(async move { call_kiro(http, &config, request).await })
+        let urls = Arc::clone(&self.urls);
+        Box::pin(async move { call_kiro(http, &config, &urls, request).await })
     }
 }
 
 async fn call_kiro(
     http: reqwest::Client,
     config: &KiroConfig,
+    urls: &ChatUrls,
     request: Request<ChatRequest>,
 ) -> Result<Response<EventStream>, GatewayError> {
     let mut lease = request
@@ -139,13 +171,10 @@ async fn call_kiro(
 
     let mut refreshed = false;
     loop {
-        let url = format!(
-            "{}/generateAssistantResponse",
-            lease.credential.api_base.trim_end_matches('/')
-        );
+        let url = urls.for_base(&lease.credential.api_base)?;
         if let Some(capture) = &tap.capture {
             capture.secret(&lease.credential.access_token);
-            capture.kiro_request(&url, &kiro.body);
+            capture.kiro_request(url.as_str(), &kiro.body);
         }
         let waiting = Instant::now();
         let sent = http
