@@ -5,6 +5,7 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use kiro_layers::store::*;
 
@@ -117,6 +118,15 @@ impl Store for FlakyStore {
     }
     fn get_account_state(&self, id: i64) -> StoreFuture<'_, AccountState> {
         self.inner.get_account_state(id)
+    }
+    fn heartbeat(&self, instance: &str, alive_within: Duration) -> StoreFuture<'_, u32> {
+        self.inner.heartbeat(instance, alive_within)
+    }
+    fn leave(&self, instance: &str) -> StoreFuture<'_, ()> {
+        self.inner.leave(instance)
+    }
+    fn next_turn(&self) -> StoreFuture<'_, i64> {
+        self.inner.next_turn()
     }
     fn list_account_states(&self) -> StoreFuture<'_, Vec<AccountState>> {
         self.inner.list_account_states()

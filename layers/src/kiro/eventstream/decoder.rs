@@ -280,27 +280,32 @@ impl HeaderReader<'_> {
 }
 
 /// The header names and values every Kiro frame repeats, as static strings: taking one costs a
-/// comparison instead of a reference-counted slice of the frame.
+/// comparison instead of a reference-counted slice of the frame. The length and one byte pick
+/// the only candidate, so each lookup is a single comparison.
 fn well_known(bytes: &[u8]) -> Option<&'static str> {
-    Some(match bytes {
-        b":event-type" => ":event-type",
-        b":content-type" => ":content-type",
-        b":message-type" => ":message-type",
-        b":exception-type" => ":exception-type",
-        b":error-code" => ":error-code",
-        b":error-message" => ":error-message",
-        b"application/json" => "application/json",
-        b"event" => "event",
-        b"exception" => "exception",
-        b"error" => "error",
-        b"assistantResponseEvent" => "assistantResponseEvent",
-        b"reasoningContentEvent" => "reasoningContentEvent",
-        b"toolUseEvent" => "toolUseEvent",
-        b"meteringEvent" => "meteringEvent",
-        b"contextUsageEvent" => "contextUsageEvent",
-        b"metadataEvent" => "metadataEvent",
+    let second = *bytes.get(1)?;
+    let candidate = match (bytes.len(), second) {
+        (5, b'v') => "event",
+        (5, b'r') => "error",
+        (9, _) => "exception",
+        (11, b'e') => ":event-type",
+        (11, b'r') => ":error-code",
+        (12, _) => "toolUseEvent",
+        (13, b'c') => ":content-type",
+        (13, b'm') => ":message-type",
+        (13, b'e') => match bytes.get(5) {
+            Some(b'r') => "meteringEvent",
+            _ => "metadataEvent",
+        },
+        (14, _) => ":error-message",
+        (15, _) => ":exception-type",
+        (16, _) => "application/json",
+        (17, _) => "contextUsageEvent",
+        (21, _) => "reasoningContentEvent",
+        (22, _) => "assistantResponseEvent",
         _ => return None,
-    })
+    };
+    (candidate.as_bytes() == bytes).then_some(candidate)
 }
 
 fn decode_headers(frame: &Bytes, start: usize, end: usize) -> Result<Vec<Header>, FrameError> {
@@ -396,6 +401,36 @@ mod tests {
         decoder.push(&frame(&Message::event("a", &b"x"[..])));
         assert_eq!(decoder.next_message().unwrap_err(), first);
         assert_eq!(decoder.finish().unwrap_err(), first);
+    }
+
+    #[test]
+    fn every_well_known_string_is_found_and_near_misses_are_not() {
+        for known in [
+            ":event-type",
+            ":content-type",
+            ":message-type",
+            ":exception-type",
+            ":error-code",
+            ":error-message",
+            "application/json",
+            "event",
+            "exception",
+            "error",
+            "assistantResponseEvent",
+            "reasoningContentEvent",
+            "toolUseEvent",
+            "meteringEvent",
+            "contextUsageEvent",
+            "metadataEvent",
+        ] {
+            assert_eq!(well_known(known.as_bytes()), Some(known));
+            let mut near = known.as_bytes().to_vec();
+            let last = near.len() - 1;
+            near[last] ^= 1;
+            assert_eq!(well_known(&near), None, "{known}");
+        }
+        assert_eq!(well_known(b""), None);
+        assert_eq!(well_known(b"e"), None);
     }
 
     #[test]
