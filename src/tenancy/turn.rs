@@ -37,6 +37,9 @@ pub const ALIVE_WITHIN: Duration = Duration::from_secs(15);
 /// Longest a request waits for a shared turn before taking its process's own.
 pub const TURN_TIMEOUT: Duration = Duration::from_millis(250);
 
+/// Longest graceful shutdown waits to leave the list of processes.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// See the module docs.
 pub struct StoreTurn {
     store: Arc<dyn Store>,
@@ -81,8 +84,16 @@ impl StoreTurn {
     pub async fn leave(&self) {
         self.left.store(true, Ordering::Relaxed);
         self.shared.store(false, Ordering::Relaxed);
-        if let Err(error) = self.store.leave(&self.instance).await {
-            tracing::warn!("could not leave the list of gateway processes: {error}");
+        // Best effort and bounded: with the database down this must not hold up shutdown (the
+        // others drop a silent process from the list after its heartbeat goes stale anyway).
+        match tokio::time::timeout(LEAVE_TIMEOUT, self.store.leave(&self.instance)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!("could not leave the list of gateway processes: {error}")
+            }
+            Err(_) => tracing::warn!(
+                "could not leave the list of gateway processes: the database did not answer"
+            ),
         }
     }
 }
