@@ -45,9 +45,13 @@ enum Kind {
     Internal,
 }
 
-/// The gateway's error. Cheap to clone; never carries a secret.
+/// The gateway's error. Cheap to move (one pointer: errors travel inside every answer stream's
+/// `Result`, so their size is paid on every event); never carries a secret.
 #[derive(Debug, Clone)]
-pub struct GatewayError {
+pub struct GatewayError(Box<Details>);
+
+#[derive(Debug, Clone)]
+struct Details {
     kind: Kind,
     status: StatusCode,
     message: String,
@@ -59,7 +63,7 @@ pub struct GatewayError {
 
 impl GatewayError {
     fn new(kind: Kind, status: StatusCode, message: impl Into<String>) -> Self {
-        GatewayError {
+        GatewayError(Box::new(Details {
             kind,
             status,
             message: message.into(),
@@ -67,7 +71,7 @@ impl GatewayError {
             code: None,
             retry_after: None,
             upstream_reason: None,
-        }
+        }))
     }
 
     /// 400: the request is malformed; `message` says what and how to fix it.
@@ -176,57 +180,57 @@ impl GatewayError {
 
     /// Names the offending request field (OpenAI `param`).
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
-        self.param = Some(param.into());
+        self.0.param = Some(param.into());
         self
     }
 
     /// Sets the machine-readable OpenAI `code`.
     pub fn with_code(mut self, code: &'static str) -> Self {
-        self.code = Some(code);
+        self.0.code = Some(code);
         self
     }
 
     /// Tells the client when to retry (`Retry-After`).
     pub fn with_retry_after(mut self, after: Duration) -> Self {
-        self.retry_after = Some(after);
+        self.0.retry_after = Some(after);
         self
     }
 
     /// Keeps Kiro's `reason` (e.g. `INVALID_MODEL_ID`) for logs, metrics and the pool.
     pub fn with_upstream_reason(mut self, reason: impl Into<String>) -> Self {
-        self.upstream_reason = Some(reason.into());
+        self.0.upstream_reason = Some(reason.into());
         self
     }
 
     /// HTTP status for the client.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// Human-readable message.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// Kiro's `reason`, when the error came from Kiro.
     pub fn upstream_reason(&self) -> Option<&str> {
-        self.upstream_reason.as_deref()
+        self.0.upstream_reason.as_deref()
     }
 
     /// Suggested retry delay.
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        self.0.retry_after
     }
 
     /// True for 401s about the client's own key.
     pub fn is_unauthenticated(&self) -> bool {
-        self.kind == Kind::Unauthenticated
+        self.0.kind == Kind::Unauthenticated
     }
 
     /// True when the request itself is at fault (4xx other than rate limiting).
     pub fn is_client_error(&self) -> bool {
         matches!(
-            self.kind,
+            self.0.kind,
             Kind::InvalidRequest
                 | Kind::Unauthenticated
                 | Kind::PermissionDenied
@@ -239,25 +243,25 @@ impl GatewayError {
 
     /// True when the request was refused for rate or quota reasons.
     pub fn is_rate_limited(&self) -> bool {
-        self.kind == Kind::RateLimited
+        self.0.kind == Kind::RateLimited
     }
 
     /// True when the prompt does not fit the model.
     pub fn is_context_length_exceeded(&self) -> bool {
-        self.kind == Kind::ContextLengthExceeded
+        self.0.kind == Kind::ContextLengthExceeded
     }
 
     /// True for failures of the upstream or the link to it (worth another attempt before output).
     pub fn is_upstream_failure(&self) -> bool {
         matches!(
-            self.kind,
+            self.0.kind,
             Kind::Upstream | Kind::UpstreamStream | Kind::Timeout | Kind::Overloaded
         )
     }
 
     /// OpenAI error `type`.
     fn openai_type(&self) -> &'static str {
-        match self.kind {
+        match self.0.kind {
             Kind::InvalidRequest | Kind::ContextLengthExceeded | Kind::PayloadTooLarge => {
                 "invalid_request_error"
             }
@@ -273,7 +277,7 @@ impl GatewayError {
 
     /// Anthropic error `type`.
     fn anthropic_type(&self) -> &'static str {
-        match self.kind {
+        match self.0.kind {
             Kind::InvalidRequest | Kind::ContextLengthExceeded | Kind::Conflict => {
                 "invalid_request_error"
             }
@@ -292,15 +296,15 @@ impl GatewayError {
         match dialect {
             Dialect::OpenAi => json!({
                 "error": {
-                    "message": self.message,
+                    "message": self.0.message,
                     "type": self.openai_type(),
-                    "param": self.param,
-                    "code": self.code,
+                    "param": self.0.param,
+                    "code": self.0.code,
                 }
             }),
             Dialect::Anthropic => json!({
                 "type": "error",
-                "error": { "type": self.anthropic_type(), "message": self.message }
+                "error": { "type": self.anthropic_type(), "message": self.0.message }
             }),
         }
     }
@@ -309,12 +313,12 @@ impl GatewayError {
     pub fn to_response(&self, dialect: Dialect) -> Response<Bytes> {
         let body = serde_json::to_vec(&self.body(dialect)).unwrap_or_default();
         let mut response = Response::new(Bytes::from(body));
-        *response.status_mut() = self.status;
+        *response.status_mut() = self.0.status;
         response.headers_mut().insert(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if let Some(after) = self.retry_after {
+        if let Some(after) = self.0.retry_after {
             if let Ok(value) = HeaderValue::from_str(&after.as_secs().max(1).to_string()) {
                 response
                     .headers_mut()
@@ -327,7 +331,7 @@ impl GatewayError {
 
 impl fmt::Display for GatewayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.message, self.status)
+        write!(f, "{} ({})", self.0.message, self.0.status)
     }
 }
 

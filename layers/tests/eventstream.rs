@@ -434,6 +434,18 @@ proptest! {
     }
 
     #[test]
+    fn raw_frames_answer_header_lookups_like_messages(message in message()) {
+        let mut decoder = Decoder::new();
+        decoder.push_bytes(message.encode());
+        let raw = decoder.next_frame().unwrap().unwrap();
+        prop_assert_eq!(&raw.payload, &message.payload);
+        prop_assert_eq!(raw.to_message(), message.clone());
+        for name in message.headers.iter().map(|h| h.name.to_string()).chain([":event-type".to_owned()]) {
+            prop_assert_eq!(raw.header_str(&name), message.header_str(&name));
+        }
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..200), chunk in 1usize..20) {
         let _ = decode_chunked(&data, chunk);
     }

@@ -30,13 +30,39 @@ use serde_json::value::RawValue;
 use crate::chat::{ChatEvent, StopReason, TokenUsage};
 use crate::error::GatewayError;
 use crate::kiro::errors;
-use crate::kiro::eventstream::Message;
+use crate::kiro::eventstream::{Message, RawFrame};
 
 mod body;
 mod flat;
 
 pub use body::decode_body;
 use flat::Scan;
+
+/// What the event decoder reads of a frame; a [`Message`] and a [`RawFrame`] both offer it.
+pub trait Frame {
+    /// The value of a string header, if present.
+    fn header_str(&self, name: &str) -> Option<&str>;
+    /// The payload.
+    fn payload(&self) -> &Bytes;
+}
+
+impl Frame for Message {
+    fn header_str(&self, name: &str) -> Option<&str> {
+        Message::header_str(self, name)
+    }
+    fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+}
+
+impl Frame for RawFrame {
+    fn header_str(&self, name: &str) -> Option<&str> {
+        RawFrame::header_str(self, name)
+    }
+    fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+}
 
 /// Turns Kiro messages into [`ChatEvent`]s, tracking tool calls by `toolUseId` so that starts,
 /// fragments and stops are right whatever the JSON key order and however calls interleave.
@@ -153,21 +179,21 @@ impl EventDecoder {
     /// unreadable payloads of known events are errors; unknown events are skipped.
     pub fn decode<O: Extend<ChatEvent>>(
         &mut self,
-        message: &Message,
+        message: &impl Frame,
         out: &mut O,
     ) -> Result<(), GatewayError> {
         match message.header_str(":message-type") {
             Some("event") | None => self.decode_event(message, out),
             Some("exception") => Err(errors::from_exception_frame(
                 message.header_str(":exception-type").unwrap_or(""),
-                &message.payload,
+                message.payload(),
             )),
             Some("error") => {
                 // AWS error frames carry the message in a header and may have no payload.
                 let code = message.header_str(":error-code").unwrap_or("");
                 let payload = match message.header_str(":error-message") {
-                    Some(text) if message.payload.is_empty() => text.as_bytes(),
-                    _ => &message.payload[..],
+                    Some(text) if message.payload().is_empty() => text.as_bytes(),
+                    _ => &message.payload()[..],
                 };
                 Err(errors::from_exception_frame(code, payload))
             }
@@ -183,14 +209,14 @@ impl EventDecoder {
 
     fn decode_event<O: Extend<ChatEvent>>(
         &mut self,
-        message: &Message,
+        message: &impl Frame,
         out: &mut O,
     ) -> Result<(), GatewayError> {
         let Some(event_type) = message.header_str(":event-type") else {
             tracing::debug!("ignoring event frame without :event-type");
             return Ok(());
         };
-        let payload = &message.payload;
+        let payload = message.payload();
         let mut emit = |event| out.extend(std::iter::once(event));
         match event_type {
             "assistantResponseEvent" => {

@@ -58,7 +58,7 @@ where
             if this.done {
                 return Poll::Ready(None);
             }
-            match this.frames.next_message() {
+            match this.frames.next_frame() {
                 Ok(Some(message)) => {
                     if let Err(error) = this.events.decode(&message, &mut this.ready) {
                         return this.fail(error);

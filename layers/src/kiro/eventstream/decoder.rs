@@ -102,11 +102,17 @@ impl Decoder {
 
     /// The next complete message, `Ok(None)` if more bytes are needed.
     pub fn next_message(&mut self) -> Result<Option<Message>, FrameError> {
+        Ok(self.next_frame()?.map(|frame| frame.to_message()))
+    }
+
+    /// The next complete frame with its headers checked but not taken apart: what the answer
+    /// path reads (two header lookups per frame) without building a [`Message`].
+    pub fn next_frame(&mut self) -> Result<Option<RawFrame>, FrameError> {
         if let Some(error) = &self.poisoned {
             return Err(error.clone());
         }
         match self.decode_next() {
-            Ok(message) => Ok(message),
+            Ok(frame) => Ok(frame),
             Err(error) => {
                 self.poisoned = Some(error.clone());
                 self.buffer = BytesMut::new();
@@ -131,7 +137,7 @@ impl Decoder {
         }
     }
 
-    fn decode_next(&mut self) -> Result<Option<Message>, FrameError> {
+    fn decode_next(&mut self) -> Result<Option<RawFrame>, FrameError> {
         if !self.chunk.is_empty() {
             // Only reached with an empty `buffer` (see `push_bytes`).
             if self.chunk.len() >= PRELUDE_LEN {
@@ -204,8 +210,8 @@ fn check_prelude(bytes: &[u8], max_frame_len: usize) -> Result<usize, FrameError
     Ok(total)
 }
 
-/// Decodes one whole frame whose prelude was already validated.
-fn decode_frame(frame: Bytes) -> Result<Message, FrameError> {
+/// Checks one whole frame whose prelude was already validated: its CRC and every header.
+fn decode_frame(frame: Bytes) -> Result<RawFrame, FrameError> {
     let body_end = frame.len() - 4;
     let found = (&frame[body_end..]).get_u32();
     let expected = crc32fast::hash(&frame[..body_end]);
@@ -214,68 +220,186 @@ fn decode_frame(frame: Bytes) -> Result<Message, FrameError> {
     }
     let headers_len = (&frame[4..8]).get_u32() as usize;
     let headers_end = PRELUDE_LEN + headers_len;
-    let headers = decode_headers(&frame, PRELUDE_LEN, headers_end)?;
-    Ok(Message {
-        headers,
+    let mut headers = HeaderReader {
+        frame: &frame,
+        pos: PRELUDE_LEN,
+        end: headers_end,
+    };
+    while headers.next_raw()?.is_some() {}
+    Ok(RawFrame {
+        headers: frame.slice(PRELUDE_LEN..headers_end),
         payload: frame.slice(headers_end..body_end),
     })
 }
 
-/// A cursor over the headers section (`frame[pos..end]`) that never reads past it. Fixed-size
-/// values are read from the slice; only string and byte-array values become `Bytes` slices of
-/// the frame (and the well-known Kiro strings not even that: see [`well_known`]).
+/// One frame: the raw headers section (already checked: every length fits, every type is
+/// known, every name and string is UTF-8) and the payload, both slices of the received bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFrame {
+    headers: Bytes,
+    /// Payload bytes.
+    pub payload: Bytes,
+}
+
+impl RawFrame {
+    /// The value of a string header, if present (the first of that name).
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        let mut reader = HeaderReader {
+            frame: &self.headers,
+            pos: 0,
+            end: self.headers.len(),
+        };
+        while let Ok(Some(raw)) = reader.next_raw() {
+            if raw.value_type == 7 && raw.name == name.as_bytes() {
+                return std::str::from_utf8(&self.headers[raw.value]).ok();
+            }
+        }
+        None
+    }
+
+    /// The frame as a [`Message`] with its headers taken apart.
+    pub fn to_message(&self) -> Message {
+        let mut reader = HeaderReader {
+            frame: &self.headers,
+            pos: 0,
+            end: self.headers.len(),
+        };
+        // Kiro frames carry three headers; avoid regrowing for the common case.
+        let mut headers = Vec::with_capacity(3);
+        // The section was checked when the frame was decoded, so nothing here can fail.
+        while let Ok(Some(raw)) = reader.next_raw() {
+            headers.push(Header {
+                name: string_at(&self.headers, raw.name_range.clone()),
+                value: value_of(&self.headers, &raw),
+            });
+        }
+        Message {
+            headers,
+            payload: self.payload.clone(),
+        }
+    }
+}
+
+/// A header as positions in the section: what [`HeaderReader::next_raw`] yields.
+struct RawHeader<'a> {
+    name: &'a [u8],
+    name_range: std::ops::Range<usize>,
+    value_type: u8,
+    value: std::ops::Range<usize>,
+}
+
+/// A checked UTF-8 range of `section` as a string: a static one for the well-known Kiro
+/// strings, else a slice.
+fn string_at(section: &Bytes, range: std::ops::Range<usize>) -> ByteString {
+    match well_known(&section[range.clone()]) {
+        Some(known) => ByteString::from_static(known),
+        None => ByteString::try_from(section.slice(range))
+            .unwrap_or_else(|_| ByteString::from_static("")),
+    }
+}
+
+fn value_of(section: &Bytes, raw: &RawHeader<'_>) -> HeaderValue {
+    let bytes = &section[raw.value.clone()];
+    match raw.value_type {
+        0 => HeaderValue::Bool(true),
+        1 => HeaderValue::Bool(false),
+        2 => HeaderValue::Byte(i8::from_be_bytes(be(bytes))),
+        3 => HeaderValue::Short(i16::from_be_bytes(be(bytes))),
+        4 => HeaderValue::Int(i32::from_be_bytes(be(bytes))),
+        5 => HeaderValue::Long(i64::from_be_bytes(be(bytes))),
+        6 => HeaderValue::ByteArray(section.slice(raw.value.clone())),
+        7 => HeaderValue::String(string_at(section, raw.value.clone())),
+        8 => HeaderValue::Timestamp(i64::from_be_bytes(be(bytes))),
+        _ => HeaderValue::Uuid(be(bytes)),
+    }
+}
+
+/// A fixed-size value (its length was checked with the frame).
+fn be<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    let n = bytes.len().min(N);
+    out[..n].copy_from_slice(&bytes[..n]);
+    out
+}
+
+/// A cursor over a headers section (`frame[pos..end]`) that never reads past it.
 struct HeaderReader<'a> {
     frame: &'a Bytes,
     pos: usize,
     end: usize,
 }
 
-impl HeaderReader<'_> {
-    fn take_range(&mut self, len: usize, part: &'static str) -> Result<(usize, usize), FrameError> {
+impl<'a> HeaderReader<'a> {
+    fn take_range(
+        &mut self,
+        len: usize,
+        part: &'static str,
+    ) -> Result<std::ops::Range<usize>, FrameError> {
         let start = self.pos;
         let end = start
             .checked_add(len)
             .filter(|&end| end <= self.end)
             .ok_or(FrameError::HeaderCutOff { part })?;
         self.pos = end;
-        Ok((start, end))
-    }
-
-    fn take(&mut self, len: usize, part: &'static str) -> Result<Bytes, FrameError> {
-        let (start, end) = self.take_range(len, part)?;
-        Ok(self.frame.slice(start..end))
-    }
-
-    fn take_str(
-        &mut self,
-        len: usize,
-        part: &'static str,
-        not_utf8: FrameError,
-    ) -> Result<ByteString, FrameError> {
-        let (start, end) = self.take_range(len, part)?;
-        if let Some(known) = well_known(&self.frame[start..end]) {
-            return Ok(ByteString::from_static(known));
-        }
-        ByteString::try_from(self.frame.slice(start..end)).map_err(|_| not_utf8)
-    }
-
-    fn take_array<const N: usize>(&mut self, part: &'static str) -> Result<[u8; N], FrameError> {
-        let (start, end) = self.take_range(N, part)?;
-        let mut array = [0u8; N];
-        array.copy_from_slice(&self.frame[start..end]);
-        Ok(array)
+        Ok(start..end)
     }
 
     fn take_u8(&mut self, part: &'static str) -> Result<u8, FrameError> {
-        Ok(self.take_array::<1>(part)?[0])
+        let range = self.take_range(1, part)?;
+        Ok(self.frame[range.start])
     }
 
     fn take_u16(&mut self, part: &'static str) -> Result<u16, FrameError> {
-        Ok(u16::from_be_bytes(self.take_array(part)?))
+        let range = self.take_range(2, part)?;
+        Ok(u16::from_be_bytes([
+            self.frame[range.start],
+            self.frame[range.start + 1],
+        ]))
     }
 
-    fn is_done(&self) -> bool {
-        self.pos >= self.end
+    /// The next header, checked; `None` at the end of the section.
+    fn next_raw(&mut self) -> Result<Option<RawHeader<'a>>, FrameError> {
+        const VALUE: &str = "value";
+        if self.pos >= self.end {
+            return Ok(None);
+        }
+        let name_len = usize::from(self.take_u8("name length")?);
+        let name_range = self.take_range(name_len, "name")?;
+        let frame: &'a Bytes = self.frame;
+        let name = &frame[name_range.clone()];
+        if well_known(name).is_none() && std::str::from_utf8(name).is_err() {
+            return Err(FrameError::HeaderNameNotUtf8);
+        }
+        let value_type = self.take_u8("value type")?;
+        let fixed = match value_type {
+            0 | 1 => Some(0),
+            2 => Some(1),
+            3 => Some(2),
+            4 => Some(4),
+            5 | 8 => Some(8),
+            9 => Some(16),
+            6 | 7 => None,
+            other => return Err(FrameError::BadHeaderValueType { value_type: other }),
+        };
+        let value = match fixed {
+            Some(len) => self.take_range(len, VALUE)?,
+            None => {
+                let len = usize::from(self.take_u16("value length")?);
+                self.take_range(len, VALUE)?
+            }
+        };
+        if value_type == 7 {
+            let text = &frame[value.clone()];
+            if well_known(text).is_none() && std::str::from_utf8(text).is_err() {
+                return Err(FrameError::HeaderStringNotUtf8);
+            }
+        }
+        Ok(Some(RawHeader {
+            name,
+            name_range,
+            value_type,
+            value,
+        }))
     }
 }
 
@@ -288,12 +412,14 @@ fn well_known(bytes: &[u8]) -> Option<&'static str> {
         (5, b'v') => "event",
         (5, b'r') => "error",
         (9, _) => "exception",
-        (11, b'e') => ":event-type",
-        (11, b'r') => ":error-code",
+        (11, _) => match bytes.get(2) {
+            Some(b'v') => ":event-type",
+            _ => ":error-code",
+        },
         (12, _) => "toolUseEvent",
         (13, b'c') => ":content-type",
         (13, b'm') => ":message-type",
-        (13, b'e') => match bytes.get(5) {
+        (13, b'e') => match bytes.get(4) {
             Some(b'r') => "meteringEvent",
             _ => "metadataEvent",
         },
@@ -306,47 +432,6 @@ fn well_known(bytes: &[u8]) -> Option<&'static str> {
         _ => return None,
     };
     (candidate.as_bytes() == bytes).then_some(candidate)
-}
-
-fn decode_headers(frame: &Bytes, start: usize, end: usize) -> Result<Vec<Header>, FrameError> {
-    // Kiro frames carry three headers; avoid regrowing for the common case.
-    let mut headers = Vec::with_capacity(3);
-    let mut reader = HeaderReader {
-        frame,
-        pos: start,
-        end,
-    };
-    while !reader.is_done() {
-        let name_len = usize::from(reader.take_u8("name length")?);
-        let name = reader.take_str(name_len, "name", FrameError::HeaderNameNotUtf8)?;
-        let value = decode_value(&mut reader)?;
-        headers.push(Header { name, value });
-    }
-    Ok(headers)
-}
-
-fn decode_value(reader: &mut HeaderReader<'_>) -> Result<HeaderValue, FrameError> {
-    const VALUE: &str = "value";
-    let value_type = reader.take_u8("value type")?;
-    Ok(match value_type {
-        0 => HeaderValue::Bool(true),
-        1 => HeaderValue::Bool(false),
-        2 => HeaderValue::Byte(i8::from_be_bytes(reader.take_array(VALUE)?)),
-        3 => HeaderValue::Short(i16::from_be_bytes(reader.take_array(VALUE)?)),
-        4 => HeaderValue::Int(i32::from_be_bytes(reader.take_array(VALUE)?)),
-        5 => HeaderValue::Long(i64::from_be_bytes(reader.take_array(VALUE)?)),
-        6 => {
-            let len = usize::from(reader.take_u16("value length")?);
-            HeaderValue::ByteArray(reader.take(len, VALUE)?)
-        }
-        7 => {
-            let len = usize::from(reader.take_u16("value length")?);
-            HeaderValue::String(reader.take_str(len, VALUE, FrameError::HeaderStringNotUtf8)?)
-        }
-        8 => HeaderValue::Timestamp(i64::from_be_bytes(reader.take_array(VALUE)?)),
-        9 => HeaderValue::Uuid(reader.take_array(VALUE)?),
-        other => return Err(FrameError::BadHeaderValueType { value_type: other }),
-    })
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 mod decoder;
 mod error;
 
-pub use decoder::{Decoder, DEFAULT_MAX_FRAME_LEN};
+pub use decoder::{Decoder, RawFrame, DEFAULT_MAX_FRAME_LEN};
 pub use error::FrameError;
 
 /// Size of the prelude (two lengths and their CRC).
