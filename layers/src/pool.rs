@@ -446,7 +446,9 @@ impl RoundRobinPool {
             }
             let cap = self.policy.max_concurrency_per_account;
             if cap > 0 && account.in_flight.load(Ordering::Relaxed) >= cap {
+                // Busy is not throttled: the client is not the one to slow down.
                 wait(Duration::from_secs(1));
+                all_throttled = false;
                 continue;
             }
             match account.admit(now) {
@@ -469,7 +471,7 @@ impl RoundRobinPool {
             )
         } else {
             GatewayError::no_account(
-                "Every Kiro account is resting (throttled, out of quota or failing) or disabled; try again shortly.",
+                "Every Kiro account is resting (throttled, out of quota or failing), busy (at its concurrency limit) or disabled; try again shortly.",
             )
         };
         Err(match soonest {
@@ -631,6 +633,7 @@ impl AccountHandle for PoolHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::StatusCode;
 
     struct Fixed(String);
 
@@ -674,6 +677,23 @@ mod tests {
         assert_eq!(pool.in_flight(), 1);
         drop(held);
         assert_eq!(pool.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn every_account_at_its_concurrency_cap_is_a_503_not_a_429() {
+        let providers = vec![Arc::new(Fixed("a0".into())) as Arc<dyn CredentialProvider>];
+        let policy = PoolPolicy {
+            max_concurrency_per_account: 1,
+            ..PoolPolicy::default()
+        };
+        let pool = RoundRobinPool::new(providers, policy);
+        let held = pool.acquire("auto").await.unwrap();
+        let error = pool.acquire("auto").await.unwrap_err();
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE, "{error}");
+        assert!(error.message().contains("busy"), "{error}");
+        assert!(error.retry_after().is_some());
+        drop(held);
+        assert!(pool.acquire("auto").await.is_ok());
     }
 
     #[tokio::test]

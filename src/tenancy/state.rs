@@ -53,6 +53,10 @@ pub struct Tenancy {
     pub aliases: Arc<RwLock<HashMap<String, String>>>,
     hasher: KeyHasher,
     pool: RwLock<Option<Arc<dyn PoolControl>>>,
+    /// One key-and-quota reload at a time: two overlapping reloads could otherwise finish in
+    /// the wrong order, and the older snapshot (read before a key was created) would replace
+    /// the newer one and make a just-created key unknown until the next reload.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Tenancy {
@@ -73,6 +77,7 @@ impl Tenancy {
             aliases: Arc::new(RwLock::new(HashMap::new())),
             hasher,
             pool: RwLock::new(None),
+            reloading: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -150,6 +155,7 @@ impl Tenancy {
 
     /// Reloads keys and the quota book (after a key, user, agent or quota change).
     pub async fn reload_keys_and_quota(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.reloading.lock().await;
         let keys = self.store.list_active_keys().await?;
         let users = self.store.list_users(None).await?;
         let agents = self.store.list_agents().await?;
