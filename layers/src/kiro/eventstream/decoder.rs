@@ -225,11 +225,41 @@ fn decode_frame(frame: Bytes) -> Result<RawFrame, FrameError> {
         pos: PRELUDE_LEN,
         end: headers_end,
     };
-    while headers.next_raw()?.is_some() {}
+    let mut message_type = Known::Absent;
+    let mut event_type = Known::Absent;
+    while let Some(raw) = headers.next_raw(true)? {
+        if raw.value_type != 7 {
+            continue;
+        }
+        let slot = match raw.name {
+            b":message-type" => &mut message_type,
+            b":event-type" => &mut event_type,
+            _ => continue,
+        };
+        if *slot == Known::Absent {
+            *slot = match well_known(&frame[raw.value.clone()]) {
+                Some(text) => Known::Static(text),
+                None => Known::At(raw.value.start - PRELUDE_LEN..raw.value.end - PRELUDE_LEN),
+            };
+        }
+    }
     Ok(RawFrame {
         headers: frame.slice(PRELUDE_LEN..headers_end),
         payload: frame.slice(headers_end..body_end),
+        message_type,
+        event_type,
     })
+}
+
+/// Where the value of a header every frame is asked for is, noted while the frame is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Known {
+    /// No string header of that name.
+    Absent,
+    /// One of the well-known values.
+    Static(&'static str),
+    /// Another value, at this range of the headers section.
+    At(std::ops::Range<usize>),
 }
 
 /// One frame: the raw headers section (already checked: every length fits, every type is
@@ -239,17 +269,33 @@ pub struct RawFrame {
     headers: Bytes,
     /// Payload bytes.
     pub payload: Bytes,
+    message_type: Known,
+    event_type: Known,
 }
 
 impl RawFrame {
     /// The value of a string header, if present (the first of that name).
     pub fn header_str(&self, name: &str) -> Option<&str> {
+        let known = match name {
+            ":message-type" => &self.message_type,
+            ":event-type" => &self.event_type,
+            _ => return self.find_str(name),
+        };
+        match known {
+            Known::Absent => None,
+            Known::Static(text) => Some(text),
+            Known::At(range) => std::str::from_utf8(&self.headers[range.clone()]).ok(),
+        }
+    }
+
+    fn find_str(&self, name: &str) -> Option<&str> {
         let mut reader = HeaderReader {
             frame: &self.headers,
             pos: 0,
             end: self.headers.len(),
         };
-        while let Ok(Some(raw)) = reader.next_raw() {
+        // The section was checked when the frame was decoded: walk it without checking again.
+        while let Ok(Some(raw)) = reader.next_raw(false) {
             if raw.value_type == 7 && raw.name == name.as_bytes() {
                 return std::str::from_utf8(&self.headers[raw.value]).ok();
             }
@@ -267,7 +313,7 @@ impl RawFrame {
         // Kiro frames carry three headers; avoid regrowing for the common case.
         let mut headers = Vec::with_capacity(3);
         // The section was checked when the frame was decoded, so nothing here can fail.
-        while let Ok(Some(raw)) = reader.next_raw() {
+        while let Ok(Some(raw)) = reader.next_raw(false) {
             headers.push(Header {
                 name: string_at(&self.headers, raw.name_range.clone()),
                 value: value_of(&self.headers, &raw),
@@ -322,6 +368,11 @@ fn be<const N: usize>(bytes: &[u8]) -> [u8; N] {
     out
 }
 
+/// UTF-8, checked the cheap way first: header names and values are nearly always ASCII.
+fn is_utf8(bytes: &[u8]) -> bool {
+    bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()
+}
+
 /// A cursor over a headers section (`frame[pos..end]`) that never reads past it.
 struct HeaderReader<'a> {
     frame: &'a Bytes,
@@ -357,8 +408,9 @@ impl<'a> HeaderReader<'a> {
         ]))
     }
 
-    /// The next header, checked; `None` at the end of the section.
-    fn next_raw(&mut self) -> Result<Option<RawHeader<'a>>, FrameError> {
+    /// The next header; `None` at the end of the section. Lengths and types are always
+    /// checked; with `check_utf8` names and string values are too.
+    fn next_raw(&mut self, check_utf8: bool) -> Result<Option<RawHeader<'a>>, FrameError> {
         const VALUE: &str = "value";
         if self.pos >= self.end {
             return Ok(None);
@@ -367,7 +419,7 @@ impl<'a> HeaderReader<'a> {
         let name_range = self.take_range(name_len, "name")?;
         let frame: &'a Bytes = self.frame;
         let name = &frame[name_range.clone()];
-        if well_known(name).is_none() && std::str::from_utf8(name).is_err() {
+        if check_utf8 && !is_utf8(name) {
             return Err(FrameError::HeaderNameNotUtf8);
         }
         let value_type = self.take_u8("value type")?;
@@ -388,11 +440,8 @@ impl<'a> HeaderReader<'a> {
                 self.take_range(len, VALUE)?
             }
         };
-        if value_type == 7 {
-            let text = &frame[value.clone()];
-            if well_known(text).is_none() && std::str::from_utf8(text).is_err() {
-                return Err(FrameError::HeaderStringNotUtf8);
-            }
+        if check_utf8 && value_type == 7 && !is_utf8(&frame[value.clone()]) {
+            return Err(FrameError::HeaderStringNotUtf8);
         }
         Ok(Some(RawHeader {
             name,
