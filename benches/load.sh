@@ -2,7 +2,8 @@
 # Load run over loopback: the real gateway (release build) in front of a fast fake Kiro that
 # answers every request with one pre-encoded body of 100 text deltas; 64 connections, streamed
 # requests. Measures (1) the gateway's throughput and (2) the latency it adds at a fixed
-# 500 requests/s, against calling the fake upstream directly in the same run.
+# 500 requests/s, against calling the fake upstream directly in the same run. No database
+# (DATABASE_URL=none): benches/load_tenancy.sh measures the database-backed path.
 #
 #   bash benches/load.sh            # needs `oha` (cargo install oha) and python3
 #
@@ -30,7 +31,7 @@ ACCESS=$(sed -n 's/^access token (valid 1 h): //p' "$work/fake.out")
 REFRESH=$(sed -n 's/^refresh token: //p' "$work/fake.out")
 ARN="arn:aws:codewhisperer:us-east-1:000000000000:profile/LOADTEST"
 
-PROXY_API_KEY=load-key REFRESH_TOKEN="$REFRESH" PROFILE_ARN="$ARN" SERVER_PORT="$GW" \
+DATABASE_URL=none PROXY_API_KEY=load-key REFRESH_TOKEN="$REFRESH" PROFILE_ARN="$ARN" SERVER_PORT="$GW" \
 KIRO_API_URL="http://127.0.0.1:$UP" KIRO_DESKTOP_AUTH_URL="http://127.0.0.1:$UP" \
 KIRO_OIDC_URL="http://127.0.0.1:$UP" FAKE_REASONING=false LOG_LEVEL=warn \
   target/release/kiro-gateway serve >"$work/gw.out" 2>&1 &

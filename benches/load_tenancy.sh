@@ -33,10 +33,13 @@ ARN="arn:aws:codewhisperer:us-east-1:000000000000:profile/LOADTEST"
 ADMIN=bench-admin-key
 echo '{"model":"auto","stream":true,"messages":[{"role":"user","content":"hi"}]}' >"$work/openai.json"
 
-# Starts a gateway on DATABASE_URL=$1; prints its port.
+# Starts a gateway on DATABASE_URL=$1; prints its port. Without a database the account is the
+# environment's refresh token; with one, the accounts are added through the admin API.
 start_gateway() {
-  local url=$1 port
+  local url=$1 port refresh=""
   port=$(free_port)
+  [[ "$url" == none ]] && refresh=$REFRESH
+  REFRESH_TOKEN="$refresh" PROFILE_ARN="$ARN" \
   DATABASE_URL="$url" ADMIN_API_KEY="$ADMIN" PROXY_API_KEY=load-key SERVER_PORT="$port" \
   KIRO_GATEWAY_SECRET=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef \
   KIRO_API_URL="http://127.0.0.1:$UP" KIRO_DESKTOP_AUTH_URL="http://127.0.0.1:$UP" \
@@ -85,19 +88,26 @@ print(f"{sys.argv[2]:9s} {d['summary']['requestsPerSec']:7.0f} req/s  p50 {p['p5
 PY
 }
 
-# port, expected: waits for the usage writer, then compares the stored rows with the answers.
+# name, port: waits for the usage writer, then compares the stored rows with the answers. Every
+# answered request must have its "ok" row; the requests still in flight when the load tool
+# stopped (at most one per connection) have rows too: "ok" when the upstream had finished, else
+# "client_abort".
 check_rows() {
-  local port=$1 expected=$2 stored=0
+  local name=$1 port=$2 ok rows
+  ok=$(($(answered "$work/$name.json") + 200))
   for _ in $(seq 50); do
-    stored=$(admin "$port" GET "/admin/usage?group_by=user" |
-      python3 -c 'import json,sys; print(sum(r["requests"] for r in json.load(sys.stdin)["data"]))')
-    [[ "$stored" -ge "$expected" ]] && break
+    rows=$(admin "$port" GET "/admin/usage?group_by=user" |
+      python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]; print(sum(r["successes"] for r in d), sum(r["requests"] for r in d))')
+    [[ "${rows% *}" -ge "$ok" ]] && break
     sleep 0.2
   done
-  echo "          usage rows stored: $stored for $expected requests (warm-up included)"
+  local ok_rows=${rows% *} all_rows=${rows#* } verdict="as expected"
+  if (( ok_rows < ok || all_rows - ok > CONNECTIONS )); then verdict="MISMATCH"; fi
+  echo "          usage rows: $all_rows ($ok_rows ok) for $ok answered requests (warm-up" \
+    "included); at most $CONNECTIONS more were in flight when the load stopped: $verdict"
 }
 
-answered() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sum(v for v in d.get("statusCodeDistribution",{}).values()))' "$1"; }
+answered() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sum(v for k, v in d.get("statusCodeDistribution",{}).items() if k.startswith("2")))' "$1"; }
 
 port=$(start_gateway none)
 load no-db "$port" load-key
@@ -105,7 +115,7 @@ load no-db "$port" load-key
 port=$(start_gateway "sqlite://$work/bench.db")
 key=$(provision "$port")
 load sqlite "$port" "$key"
-check_rows "$port" $(($(answered "$work/sqlite.json") + 200))
+check_rows sqlite "$port"
 
 # shellcheck source=../scripts/pg.sh
 source scripts/pg.sh >/dev/null
@@ -113,7 +123,7 @@ if [[ -n "${TEST_DATABASE_URL:-}" ]]; then
   port=$(start_gateway "$TEST_DATABASE_URL")
   key=$(provision "$port")
   load postgres "$port" "$key"
-  check_rows "$port" $(($(answered "$work/postgres.json") + 200))
+  check_rows postgres "$port"
 else
   echo "postgres  skipped: no PostgreSQL binaries"
 fi
