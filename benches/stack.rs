@@ -60,6 +60,9 @@ async fn setup() -> Setup {
         &base,
         "--fake-reasoning",
         "false",
+        // The stack alone: no database (benches/load_tenancy.sh measures that path).
+        "--database-url",
+        "none",
     ];
     let Command::Serve(args) = Cli::try_parse_from(argv).expect("arguments").command else {
         unreachable!("the arguments name the serve command")
