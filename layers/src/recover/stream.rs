@@ -56,17 +56,14 @@ where
     }
 
     /// The next item if it can be had without waiting on anything but the current upstream
-    /// stream; `Err(())` when the stream ended and [`Recovering::end_of_stream`] must run.
-    fn poll_item(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<Option<Result<ChatEvent, GatewayError>>, ()>> {
+    /// stream, or [`Next::UpstreamEnded`] when [`Recovering::end_of_stream`] must run.
+    fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
         loop {
             if let Some(item) = self.pending.pop_front() {
-                return Poll::Ready(Ok(Some(item)));
+                return Poll::Ready(Next::Item(Some(item)));
             }
             if self.finished {
-                return Poll::Ready(Ok(None));
+                return Poll::Ready(Next::Item(None));
             }
             let Some(current) = self.current.as_mut() else {
                 self.finished = true;
@@ -76,7 +73,7 @@ where
                 Some(Ok(event)) => {
                     // The usual case: pass it straight on, no queueing.
                     if self.tracker.observe(&event) {
-                        return Poll::Ready(Ok(Some(Ok(event))));
+                        return Poll::Ready(Next::Item(Some(Ok(event))));
                     }
                 }
                 Some(Err(error)) => {
@@ -84,11 +81,11 @@ where
                     self.current = None;
                     self.finished = true;
                     self.remember(self.tracker.broken_calls());
-                    return Poll::Ready(Ok(Some(Err(error))));
+                    return Poll::Ready(Next::Item(Some(Err(error))));
                 }
                 None => {
                     self.current = None;
-                    return Poll::Ready(Err(()));
+                    return Poll::Ready(Next::UpstreamEnded);
                 }
             }
         }
@@ -181,6 +178,14 @@ where
     }
 }
 
+/// What [`Recovering::poll_item`] found.
+enum Next {
+    /// An item for the client (`None`: the answer is over).
+    Item(Option<Result<ChatEvent, GatewayError>>),
+    /// The current upstream stream ended: judge it, perhaps continue the answer.
+    UpstreamEnded,
+}
+
 /// [`Recovering`] as a stream. Events are passed on from `poll_next` directly; only the end of
 /// an upstream stream, which may start a continuation request, runs as a future.
 struct RecoverStream<S> {
@@ -212,12 +217,11 @@ where
             let Some(state) = this.state.as_mut() else {
                 return Poll::Ready(None);
             };
-            match ready!(state.poll_item(cx)) {
-                Ok(item) => return Poll::Ready(item),
-                Err(()) => {
-                    let state = this.state.take().expect("checked above");
-                    this.ending = Some(Box::pin(state.end_of_stream()));
-                }
+            if let Next::Item(item) = ready!(state.poll_item(cx)) {
+                return Poll::Ready(item);
+            }
+            if let Some(state) = this.state.take() {
+                this.ending = Some(Box::pin(state.end_of_stream()));
             }
         }
     }

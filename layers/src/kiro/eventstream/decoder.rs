@@ -1,10 +1,12 @@
 //! Incremental event-stream decoder.
 //!
-//! Bytes go in with [`Decoder::push`] in chunks of any size; whole frames come out of
-//! [`Decoder::next_message`]. The prelude CRC is checked as soon as its 12 bytes are in and the
-//! announced length is capped before anything else is buffered, so a corrupt or hostile length
-//! can neither make the decoder wait for gigabytes nor allocate them. Payloads and header
-//! strings are slices of the receive buffer, not copies.
+//! Bytes go in with [`Decoder::push`] (copied) or [`Decoder::push_bytes`] (kept) in chunks of
+//! any size; whole frames come out of [`Decoder::next_message`] (headers taken apart) or
+//! [`Decoder::next_frame`] (headers checked, looked up on demand: the answer path). The prelude
+//! CRC is checked as soon as its 12 bytes are in and the announced length is capped before
+//! anything else is buffered, so a corrupt or hostile length can neither make the decoder wait
+//! for gigabytes nor allocate them. Payloads and header strings are slices of the received
+//! bytes, not copies; a frame that arrives whole inside one pushed chunk is never copied at all.
 //!
 //! ```
 //! use kiro_layers::kiro::eventstream::{Decoder, Message};
