@@ -2,8 +2,8 @@
 //!
 //! [`EventDecoder`] turns one decoded [`Message`] into zero or more events; [`decode_body`] wires
 //! the frame [`Decoder`](crate::kiro::eventstream::Decoder) and the event decoder onto an HTTP
-//! body stream. Text, ids and tool argument fragments point into the frame payload whenever the JSON string has no escapes, so
-//! the usual delta is never copied after the socket read.
+//! body stream. Text, ids and tool argument fragments point into the frame payload whenever the
+//! JSON string has no escapes, so the usual delta is never copied after the socket read.
 //!
 //! ```
 //! use bytes::Bytes;
