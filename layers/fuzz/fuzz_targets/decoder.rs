@@ -38,20 +38,35 @@ fuzz_target!(|input: &[u8]| {
 
     let mut frames = Decoder::with_max_frame_len(1 << 20);
     let mut events = EventDecoder::new();
-    let mut out = Vec::new();
-    for piece in data.chunks(chunk) {
-        frames.push(piece);
+    let mut via_message = EventDecoder::new();
+    let (mut out, mut out_message) = (Vec::new(), Vec::new());
+    for (index, piece) in data.chunks(chunk).enumerate() {
+        // Both ways in: copied, or kept as a chunk (the answer path's zero-copy case).
+        if (usize::from(chunk_seed) + index) % 2 == 0 {
+            frames.push(piece);
+        } else {
+            frames.push_bytes(bytes::Bytes::copy_from_slice(piece));
+        }
         loop {
-            match frames.next_message() {
-                Ok(Some(message)) => {
-                    // Errors are fine; panics are not.
-                    let _ = events.decode(&message, &mut out);
+            match frames.next_frame() {
+                Ok(Some(frame)) => {
+                    // Errors are fine; panics are not. The raw frame and the message built
+                    // from it must read the same.
+                    let message = frame.to_message();
+                    for name in [":message-type", ":event-type", ":exception-type"] {
+                        assert_eq!(frame.header_str(name), message.header_str(name));
+                    }
+                    let raw = events.decode(&frame, &mut out);
+                    let built = via_message.decode(&message, &mut out_message);
+                    assert_eq!(raw.is_ok(), built.is_ok());
+                    assert_eq!(out, out_message);
                     out.clear();
+                    out_message.clear();
                 }
                 Ok(None) => break,
                 Err(_) => {
                     // Poisoned decoders must keep failing rather than recover silently.
-                    assert!(frames.next_message().is_err());
+                    assert!(frames.next_frame().is_err());
                     return;
                 }
             }
