@@ -221,7 +221,11 @@ impl EventDecoder {
         match event_type {
             "assistantResponseEvent" => {
                 let json = utf8(event_type, payload)?;
-                let content = match quick_field(json, "content") {
+                let quick = match flat::plain_content(json) {
+                    Some(text) => Some(Some(JsonStr(Cow::Borrowed(text)))),
+                    None => quick_field(json, "content"),
+                };
+                let content = match quick {
                     Some(content) => content,
                     None => parse_str::<AssistantResponse>(event_type, json)?.content,
                 };

@@ -62,6 +62,29 @@ pub(crate) fn string_field<'a>(json: &'a str, key: &str) -> Scan<'a> {
     }
 }
 
+/// The text of a delta in exactly the shape Kiro sends it, `{"content":"…","modelId":"…"}` (or
+/// without `modelId`), with both strings free of escapes: a few comparisons instead of a scan.
+/// `None` for anything else, which [`string_field`] then reads.
+pub(crate) fn plain_content(json: &str) -> Option<&str> {
+    const HEAD: &[u8] = b"{\"content\":\"";
+    const MODEL: &[u8] = b",\"modelId\":\"";
+    let bytes = json.as_bytes();
+    if !bytes.starts_with(HEAD) {
+        return None;
+    }
+    let end = next_stop(bytes, HEAD.len())?;
+    if bytes[end] != b'"' {
+        return None;
+    }
+    let tail = &bytes[end + 1..];
+    let shape_fits = tail == b"}"
+        || (tail.starts_with(MODEL) && {
+            let model_end = next_stop(bytes, end + 1 + MODEL.len())?;
+            bytes[model_end] == b'"' && &bytes[model_end + 1..] == b"}"
+        });
+    shape_fits.then(|| &json[HEAD.len()..end])
+}
+
 fn finish<'a>(bytes: &[u8], at: usize, found: Option<Cow<'a, str>>) -> Scan<'a> {
     if skip_ws(bytes, at) != bytes.len() {
         return Scan::Unsure;
@@ -251,6 +274,59 @@ mod tests {
                 value.to_string()
             }
         })
+    }
+
+    #[test]
+    fn the_kiro_shape_is_read_directly() {
+        assert_eq!(
+            plain_content(r#"{"content":"Hi","modelId":"auto"}"#),
+            Some("Hi")
+        );
+        assert_eq!(
+            plain_content(r#"{"content":"","modelId":"auto"}"#),
+            Some("")
+        );
+        assert_eq!(plain_content(r#"{"content":"Hi"}"#), Some("Hi"));
+        for other in [
+            r#"{"content":"a\nb","modelId":"auto"}"#,
+            r#"{"content":"Hi","modelId":"auto"} "#,
+            r#"{"content":"Hi","modelId":"a\"b"}"#,
+            r#"{"content":"Hi","modelId":"auto","x":"y"}"#,
+            r#"{"modelId":"auto","content":"Hi"}"#,
+            r#"{"content":"Hi","modelId":1}"#,
+            r#"{"content":"Hi""#,
+            r#"{"content":"Hi"#,
+        ] {
+            assert_eq!(plain_content(other), None, "{other}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_kiro_shape_reads_like_the_scanner(json in json_text()) {
+            if let Some(text) = plain_content(&json) {
+                prop_assert_eq!(string_field(&json, "content"), Scan::Found(text.into()));
+            }
+        }
+
+        #[test]
+        fn the_kiro_shape_is_read_whenever_it_has_no_escapes(
+            content in "[a-z \"\\\\\n\u{e9}]{0,12}",
+            model in prop::option::of("[a-z\"]{0,6}"),
+        ) {
+            let content_json = Value::String(content.clone()).to_string();
+            let json = match &model {
+                Some(model) => format!(
+                    r#"{{"content":{content_json},"modelId":{}}}"#,
+                    Value::String(model.clone())
+                ),
+                None => format!(r#"{{"content":{content_json}}}"#),
+            };
+            match plain_content(&json) {
+                Some(text) => prop_assert_eq!(text, content.as_str()),
+                None => prop_assert!(json.contains('\\'), "{}", json),
+            }
+        }
     }
 
     proptest! {
