@@ -245,6 +245,11 @@ fn outcome_for(status: StatusCode, error: &GatewayError) -> AttemptOutcome {
         },
         402 => AttemptOutcome::QuotaExhausted,
         403 => AttemptOutcome::Forbidden,
+        // Kiro is out of capacity for the model, whatever the status: the account is not at
+        // fault, so it neither rests nor moves towards its breaker (the retry still happens).
+        _ if error.upstream_reason() == Some("INSUFFICIENT_MODEL_CAPACITY") => {
+            AttemptOutcome::Success
+        }
         s if s >= 500 => AttemptOutcome::TransportError,
         _ if error.upstream_reason() == Some("MONTHLY_REQUEST_COUNT") => {
             AttemptOutcome::QuotaExhausted
@@ -375,5 +380,35 @@ impl Stream for LeasedEvents {
             }
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(status: u16, body: &str) -> AttemptOutcome {
+        let status = StatusCode::from_u16(status).unwrap();
+        let error = from_status(status, &http::HeaderMap::new(), body.as_bytes());
+        outcome_for(status, &error)
+    }
+
+    #[test]
+    fn model_capacity_is_not_held_against_the_account() {
+        let body = r#"{"message":"busy","reason":"INSUFFICIENT_MODEL_CAPACITY"}"#;
+        assert!(matches!(outcome(503, body), AttemptOutcome::Success));
+        assert!(matches!(outcome(400, body), AttemptOutcome::Success));
+        assert!(matches!(
+            outcome(503, r#"{"message":"down"}"#),
+            AttemptOutcome::TransportError
+        ));
+        assert!(matches!(
+            outcome(400, r#"{"message":"x","reason":"MONTHLY_REQUEST_COUNT"}"#),
+            AttemptOutcome::QuotaExhausted
+        ));
+        assert!(matches!(
+            outcome(429, "{}"),
+            AttemptOutcome::Throttled { .. }
+        ));
     }
 }
