@@ -1,11 +1,10 @@
 //! Rules about money and usage: transfers, quotas, charges, usage records and the writer.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use kiro_gateway::store::usage_writer::{usage_row, UsageWriter, UsageWriterConfig};
 use kiro_layers::store::*;
-use kiro_layers::traits::{Principal, UsageRecord, UsageSink, UsageStatus};
+use kiro_layers::traits::{UsageRecord, UsageSink, UsageStatus};
 
 use crate::store_support::*;
 use crate::{is_conflict, is_invalid, is_not_found};
@@ -327,24 +326,8 @@ pub async fn usage_writer_drains(b: &Backend) {
         UsageWriter::start(Arc::clone(&b.store), config, Arc::new(|r| usage_row(r, 1)));
     for i in 0..2_000u32 {
         writer.record(UsageRecord {
-            request_id: format!("w-{}", i / 2),
             attempt: i % 2 + 1,
-            principal: Principal {
-                key_id: "env-key".into(),
-                ..Default::default()
-            },
-            requested_model: "m".into(),
-            resolved_model: "m".into(),
-            account_id: None,
-            input_tokens: 1,
-            output_tokens: 1,
-            cache_read_tokens: 0,
-            cache_write_tokens: 0,
-            credits: 0.0,
-            status: UsageStatus::Ok,
-            time_to_first_token: None,
-            duration: Duration::from_millis(1),
-            started_at: std::time::SystemTime::now(),
+            ..crate::store_support::writer::record(format!("w-{}", i / 2))
         });
     }
     writer.push(usage_row_for_replay());

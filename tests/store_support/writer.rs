@@ -14,7 +14,8 @@ use kiro_layers::traits::{Principal, UsageRecord, UsageSink, UsageStatus};
 use super::flaky::{FlakyStore, Mode};
 use super::Backend;
 
-fn record(request_id: String) -> UsageRecord {
+/// A one-token usage record of the environment key (what the writer tests queue).
+pub fn record(request_id: String) -> UsageRecord {
     UsageRecord {
         request_id,
         attempt: 1,

@@ -290,12 +290,17 @@ impl RawFrame {
         }
     }
 
-    fn find_str(&self, name: &str) -> Option<&str> {
-        let mut reader = HeaderReader {
+    /// A cursor over the (already checked) headers section.
+    fn reader(&self) -> HeaderReader<'_> {
+        HeaderReader {
             frame: &self.headers,
             pos: 0,
             end: self.headers.len(),
-        };
+        }
+    }
+
+    fn find_str(&self, name: &str) -> Option<&str> {
+        let mut reader = self.reader();
         // The section was checked when the frame was decoded: walk it without checking again.
         while let Ok(Some(raw)) = reader.next_raw(false) {
             if raw.value_type == 7 && raw.name == name.as_bytes() {
@@ -307,11 +312,7 @@ impl RawFrame {
 
     /// The frame as a [`Message`] with its headers taken apart.
     pub fn to_message(&self) -> Message {
-        let mut reader = HeaderReader {
-            frame: &self.headers,
-            pos: 0,
-            end: self.headers.len(),
-        };
+        let mut reader = self.reader();
         // Kiro frames carry three headers; avoid regrowing for the common case.
         let mut headers = Vec::with_capacity(3);
         // The section was checked when the frame was decoded, so nothing here can fail.
