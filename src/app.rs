@@ -67,6 +67,10 @@ pub fn upstream_http_client() -> Result<reqwest::Client, String> {
         .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(256)
         .tcp_nodelay(true)
+        // Kiro and its login services answer in place; a redirect would be a misconfigured base
+        // URL (reported as the upstream error it is) and never a place to send tokens to. Not
+        // following them also spares every request the redirect machinery's URL parsing.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| format!("could not build the HTTP client: {e}"))
 }
@@ -139,6 +143,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
     let kiro = KiroConfig {
         read_timeout: args.read_timeout(),
         keep_alive: args.upstream_keep_alive,
+        merge_ready_deltas: args.merge_ready_deltas,
         build: kiro_layers::kiro::request::BuildOptions {
             tool_description_max_len: args.tool_description_max_length,
             ..Default::default()

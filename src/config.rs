@@ -231,6 +231,10 @@ pub struct ServeArgs {
     #[arg(long = "upstream-keep-alive", env = "UPSTREAM_KEEP_ALIVE", default_value_t = true, action = clap::ArgAction::Set)]
     pub upstream_keep_alive: bool,
 
+    /// Send text deltas that arrive from Kiro in the same network read as one chunk (never waits for more).
+    #[arg(long = "merge-ready-deltas", env = "MERGE_READY_DELTAS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub merge_ready_deltas: bool,
+
     /// Ask models for reasoning when the client does not say (off: false, 0, no, disabled, off).
     #[arg(
         long = "fake-reasoning",

@@ -205,12 +205,12 @@ fn every_stream_ends_with_context_usage_then_metering() {
     }
 }
 
-async fn through_decode_body(data: &[u8], chunk: usize) -> Vec<ChatEvent> {
+async fn through_decode_body(data: &[u8], chunk: usize, merge: bool) -> Vec<ChatEvent> {
     let chunks: Vec<Result<Bytes, std::io::Error>> = data
         .chunks(chunk)
         .map(|c| Ok(Bytes::copy_from_slice(c)))
         .collect();
-    decode_body(stream::iter(chunks))
+    decode_body(stream::iter(chunks), merge)
         .map(|item| item.unwrap())
         .collect()
         .await
@@ -223,10 +223,44 @@ async fn decode_body_gives_the_same_events_for_any_chunking() {
         let expected = events(&frames(&data));
         for chunk in [1, 7, data.len()] {
             assert_eq!(
-                through_decode_body(&data, chunk).await,
+                through_decode_body(&data, chunk, false).await,
                 expected,
                 "{name}, {chunk}-byte chunks"
             );
+        }
+    }
+}
+
+/// Merged deltas carry the same text and every other event in the same order, whatever the
+/// chunking; a body received in one read has no two text deltas in a row.
+#[tokio::test]
+async fn merged_deltas_keep_the_text_and_the_other_events() {
+    fn squash(events: &[ChatEvent]) -> (String, Vec<ChatEvent>) {
+        let mut text = String::new();
+        let mut others = Vec::new();
+        for event in events {
+            match event {
+                ChatEvent::TextDelta(delta) => text.push_str(delta),
+                other => others.push(other.clone()),
+            }
+        }
+        (text, others)
+    }
+    for (name, _, _) in BINARY_CAPTURES {
+        let data = capture(name);
+        let expected = squash(&events(&frames(&data)));
+        for chunk in [1, 7, 100, data.len()] {
+            let merged = through_decode_body(&data, chunk, true).await;
+            assert_eq!(squash(&merged), expected, "{name}, {chunk}-byte chunks");
+            if chunk == data.len() {
+                assert!(
+                    !merged.windows(2).any(|pair| matches!(
+                        pair,
+                        [ChatEvent::TextDelta(_), ChatEvent::TextDelta(_)]
+                    )),
+                    "{name}: unmerged deltas in one read"
+                );
+            }
         }
     }
 }
@@ -237,7 +271,7 @@ async fn decode_body_reports_a_cut_body() {
     let chunks = vec![Ok::<_, std::io::Error>(Bytes::copy_from_slice(
         &data[..data.len() / 2],
     ))];
-    let items: Vec<_> = decode_body(stream::iter(chunks)).collect().await;
+    let items: Vec<_> = decode_body(stream::iter(chunks), true).collect().await;
     let error = items.last().unwrap().as_ref().unwrap_err();
     assert!(error.is_upstream_failure());
     assert!(error.message().contains("cut off"), "{}", error.message());
@@ -258,7 +292,7 @@ async fn decode_body_ends_after_a_transport_error() {
         Err("connection reset by peer"),
         Ok(Bytes::copy_from_slice(&data[500..])),
     ];
-    let items: Vec<_> = decode_body(stream::iter(chunks)).collect().await;
+    let items: Vec<_> = decode_body(stream::iter(chunks), true).collect().await;
     let errors: Vec<_> = items.iter().filter_map(|i| i.as_ref().err()).collect();
     assert_eq!(errors.len(), 1);
     assert!(errors[0].message().contains("connection reset by peer"));
@@ -269,9 +303,12 @@ async fn decode_body_ends_after_a_transport_error() {
 async fn decode_body_ends_after_a_corrupt_frame() {
     let mut data = capture("kiro-cli-q-20260524-t02-text-auto.bin");
     data[300] ^= 0x20;
-    let items: Vec<_> = decode_body(stream::iter([Ok::<_, std::io::Error>(Bytes::from(data))]))
-        .collect()
-        .await;
+    let items: Vec<_> = decode_body(
+        stream::iter([Ok::<_, std::io::Error>(Bytes::from(data))]),
+        true,
+    )
+    .collect()
+    .await;
     let last = items.last().unwrap().as_ref().unwrap_err();
     assert!(last.message().contains("CRC"), "{}", last.message());
     assert_eq!(items.iter().filter(|i| i.is_err()).count(), 1);
@@ -287,7 +324,7 @@ async fn decode_body_surfaces_an_exception_frame() {
     )
     .encode_into(&mut wire);
     Message::event("assistantResponseEvent", &br#"{"content":"lost"}"#[..]).encode_into(&mut wire);
-    let items: Vec<_> = decode_body(stream::iter([Ok::<_, std::io::Error>(wire.freeze())]))
+    let items: Vec<_> = decode_body(stream::iter([Ok::<_, std::io::Error>(wire.freeze())]), true)
         .collect()
         .await;
     assert_eq!(items.len(), 2);

@@ -15,7 +15,7 @@
 //! let wire = Message::event("assistantResponseEvent", &br#"{"content":"Hello"}"#[..]).encode();
 //! let body = stream::iter([Ok::<_, std::io::Error>(wire)]);
 //! let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-//! let events: Vec<_> = runtime.block_on(decode_body(body).collect());
+//! let events: Vec<_> = runtime.block_on(decode_body(body, true).collect());
 //! assert_eq!(events.len(), 1);
 //! assert!(matches!(&events[0], Ok(ChatEvent::TextDelta(text)) if text == "Hello"));
 //! ```
@@ -207,6 +207,18 @@ impl EventDecoder {
         }
     }
 
+    /// The text of a frame that is a plain Kiro text delta (see [`flat::plain_content`]): what
+    /// [`EventDecoder::decode`] would turn into one [`ChatEvent::TextDelta`] (or nothing, when
+    /// empty). `None` for every other frame. Lets a caller that joins deltas skip the event.
+    pub(crate) fn plain_text(frame: &RawFrame) -> Option<&str> {
+        let is_event = matches!(frame.header_str(":message-type"), Some("event") | None);
+        if is_event && frame.header_str(":event-type") == Some("assistantResponseEvent") {
+            flat::plain_content(&frame.payload)
+        } else {
+            None
+        }
+    }
+
     fn decode_event<O: Extend<ChatEvent>>(
         &mut self,
         message: &impl Frame,
@@ -220,12 +232,17 @@ impl EventDecoder {
         let mut emit = |event| out.extend(std::iter::once(event));
         match event_type {
             "assistantResponseEvent" => {
+                if let Some(text) = flat::plain_content(payload) {
+                    if !text.is_empty() {
+                        emit(ChatEvent::TextDelta(share(
+                            payload,
+                            JsonStr(Cow::Borrowed(text)),
+                        )));
+                    }
+                    return Ok(());
+                }
                 let json = utf8(event_type, payload)?;
-                let quick = match flat::plain_content(json) {
-                    Some(text) => Some(Some(JsonStr(Cow::Borrowed(text)))),
-                    None => quick_field(json, "content"),
-                };
-                let content = match quick {
+                let content = match quick_field(json, "content") {
                     Some(content) => content,
                     None => parse_str::<AssistantResponse>(event_type, json)?.content,
                 };

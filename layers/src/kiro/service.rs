@@ -42,6 +42,8 @@ pub struct KiroConfig {
     /// CLOSE_WAIT leaks seen through VPNs; reqwest's pool expires idle sockets, so keep-alive is
     /// the default here and `close` is the opt-out.
     pub keep_alive: bool,
+    /// Join text deltas that arrive in the same reads into one (see [`decode_body`]).
+    pub merge_ready_deltas: bool,
 }
 
 impl Default for KiroConfig {
@@ -50,6 +52,7 @@ impl Default for KiroConfig {
             build: BuildOptions::default(),
             read_timeout: Duration::from_secs(300),
             keep_alive: true,
+            merge_ready_deltas: true,
         }
     }
 }
@@ -229,7 +232,7 @@ async fn call_kiro(
         lease.report(AttemptOutcome::Success);
         let chunks = with_idle_timeout(response.bytes_stream(), config.read_timeout, tap.clone());
         let events = LeasedEvents {
-            inner: decode_body(chunks),
+            inner: decode_body(chunks, config.merge_ready_deltas),
             names: kiro.tool_names,
             tap,
             _lease: lease,

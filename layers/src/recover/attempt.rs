@@ -52,11 +52,12 @@ pub(super) struct Started {
     pub rest: EventStream,
 }
 
-/// Calls `inner` until an attempt yields its first event, or the attempts run out.
+/// Calls `inner` until an attempt yields its first event, or the attempts run out. Each attempt
+/// sends its own copy of `body`: the caller keeps the original for later continuations.
 pub(super) async fn until_first_event<S>(
     inner: S,
-    template: Template,
-    body: ChatRequest,
+    template: &Template,
+    body: &ChatRequest,
     config: Arc<RecoverConfig>,
 ) -> Result<Started, GatewayError>
 where

@@ -92,8 +92,8 @@ where
             let template = Template::new(request);
             let started = until_first_event(
                 inner.clone(),
-                template.clone(),
-                template.body.clone(),
+                &template,
+                &template.body,
                 Arc::clone(&config),
             )
             .await?;

@@ -144,8 +144,8 @@ where
                 let body = self.continuation_body();
                 let attempt = until_first_event(
                     self.inner.clone(),
-                    self.template.clone(),
-                    body,
+                    &self.template,
+                    &body,
                     Arc::clone(&self.config),
                 );
                 match attempt.await {

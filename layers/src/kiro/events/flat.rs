@@ -64,11 +64,11 @@ pub(crate) fn string_field<'a>(json: &'a str, key: &str) -> Scan<'a> {
 
 /// The text of a delta in exactly the shape Kiro sends it, `{"content":"…","modelId":"…"}` (or
 /// without `modelId`), with both strings free of escapes: a few comparisons instead of a scan.
-/// `None` for anything else, which [`string_field`] then reads.
-pub(crate) fn plain_content(json: &str) -> Option<&str> {
+/// Works on the raw payload; a payload it answers for is valid UTF-8. `None` for anything else,
+/// which [`string_field`] then reads.
+pub(crate) fn plain_content(bytes: &[u8]) -> Option<&str> {
     const HEAD: &[u8] = b"{\"content\":\"";
     const MODEL: &[u8] = b",\"modelId\":\"";
-    let bytes = json.as_bytes();
     if !bytes.starts_with(HEAD) {
         return None;
     }
@@ -82,7 +82,12 @@ pub(crate) fn plain_content(json: &str) -> Option<&str> {
             let model_end = next_stop(bytes, end + 1 + MODEL.len())?;
             bytes[model_end] == b'"' && &bytes[model_end + 1..] == b"}"
         });
-    shape_fits.then(|| &json[HEAD.len()..end])
+    if !shape_fits {
+        return None;
+    }
+    // One check of the whole payload: each call costs about as much as a short string.
+    let json = std::str::from_utf8(bytes).ok()?;
+    Some(&json[HEAD.len()..end])
 }
 
 fn finish<'a>(bytes: &[u8], at: usize, found: Option<Cow<'a, str>>) -> Scan<'a> {
@@ -279,14 +284,20 @@ mod tests {
     #[test]
     fn the_kiro_shape_is_read_directly() {
         assert_eq!(
-            plain_content(r#"{"content":"Hi","modelId":"auto"}"#),
+            plain_content(br#"{"content":"Hi","modelId":"auto"}"#),
             Some("Hi")
         );
         assert_eq!(
-            plain_content(r#"{"content":"","modelId":"auto"}"#),
+            plain_content(br#"{"content":"","modelId":"auto"}"#),
             Some("")
         );
-        assert_eq!(plain_content(r#"{"content":"Hi"}"#), Some("Hi"));
+        assert_eq!(plain_content(br#"{"content":"Hi"}"#), Some("Hi"));
+        // Not UTF-8 in either string: not this shape (the caller's UTF-8 check reports it).
+        assert_eq!(plain_content(b"{\"content\":\"\xff\"}"), None);
+        assert_eq!(
+            plain_content(b"{\"content\":\"Hi\",\"modelId\":\"\xc3\"}"),
+            None
+        );
         for other in [
             r#"{"content":"a\nb","modelId":"auto"}"#,
             r#"{"content":"Hi","modelId":"auto"} "#,
@@ -297,14 +308,14 @@ mod tests {
             r#"{"content":"Hi""#,
             r#"{"content":"Hi"#,
         ] {
-            assert_eq!(plain_content(other), None, "{other}");
+            assert_eq!(plain_content(other.as_bytes()), None, "{other}");
         }
     }
 
     proptest! {
         #[test]
         fn the_kiro_shape_reads_like_the_scanner(json in json_text()) {
-            if let Some(text) = plain_content(&json) {
+            if let Some(text) = plain_content(json.as_bytes()) {
                 prop_assert_eq!(string_field(&json, "content"), Scan::Found(text.into()));
             }
         }
@@ -322,7 +333,7 @@ mod tests {
                 ),
                 None => format!(r#"{{"content":{content_json}}}"#),
             };
-            match plain_content(&json) {
+            match plain_content(json.as_bytes()) {
                 Some(text) => prop_assert_eq!(text, content.as_str()),
                 None => prop_assert!(json.contains('\\'), "{}", json),
             }

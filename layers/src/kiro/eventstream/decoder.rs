@@ -222,6 +222,14 @@ fn decode_frame(frame: Bytes) -> Result<RawFrame, FrameError> {
     }
     let headers_len = (&frame[4..8]).get_u32() as usize;
     let headers_end = PRELUDE_LEN + headers_len;
+    if let Some(event) = kiro_event_headers(&frame[PRELUDE_LEN..headers_end]) {
+        return Ok(RawFrame {
+            headers: frame.slice(PRELUDE_LEN..headers_end),
+            payload: frame.slice(headers_end..body_end),
+            message_type: Known::Static("event"),
+            event_type: Known::Static(event),
+        });
+    }
     let mut headers = HeaderReader {
         frame: &frame,
         pos: PRELUDE_LEN,
@@ -251,6 +259,26 @@ fn decode_frame(frame: Bytes) -> Result<RawFrame, FrameError> {
         message_type,
         event_type,
     })
+}
+
+/// The start of a Kiro event frame's headers section, up to the length of its event type.
+const KIRO_EVENT_HEAD: &[u8] = b"\x0b:event-type\x07\x00";
+/// The rest of it after the event type, byte for byte as Kiro sends it.
+const KIRO_EVENT_TAIL: &[u8] =
+    b"\x0d:content-type\x07\x00\x10application/json\x0d:message-type\x07\x00\x05event";
+
+/// The event type of a headers section that is exactly Kiro's usual three headers
+/// (`:event-type` of a well-known event, `:content-type: application/json`,
+/// `:message-type: event`, in that order). Nearly every frame is; recognising it with two
+/// comparisons skips the header walk, which would accept it with the same result.
+fn kiro_event_headers(section: &[u8]) -> Option<&'static str> {
+    let rest = section.strip_prefix(KIRO_EVENT_HEAD)?;
+    let (&len, rest) = rest.split_first()?;
+    let (event, tail) = rest.split_at_checked(usize::from(len))?;
+    if tail != KIRO_EVENT_TAIL {
+        return None;
+    }
+    well_known(event)
 }
 
 /// Where the value of a header every frame is asked for is, noted while the frame is checked.
@@ -582,6 +610,32 @@ mod tests {
         let mut decoder = Decoder::new();
         decoder.push(&frame(&message));
         assert_eq!(decoder.next_message().unwrap().unwrap(), message);
+    }
+
+    /// The shortcut for Kiro's usual headers gives exactly what the header walk gives, and
+    /// anything else (other order, unknown event, an extra header) still takes the walk.
+    #[test]
+    fn kiro_header_shortcut_agrees_with_the_walk() {
+        let usual = Message::event("assistantResponseEvent", &b"{}"[..]);
+        let usual_wire = usual.encode();
+        let section = &usual_wire[PRELUDE_LEN..usual_wire.len() - 4 - 2];
+        assert_eq!(kiro_event_headers(section), Some("assistantResponseEvent"));
+        let mut reordered = usual.clone();
+        reordered.headers.reverse();
+        let mut unknown = Message::event("someNewEvent", &b"{}"[..]);
+        unknown.headers.push(Header {
+            name: ByteString::from_static("x-extra"),
+            value: HeaderValue::Int(1),
+        });
+        for message in [usual, reordered, unknown] {
+            let mut decoder = Decoder::new();
+            decoder.push(&message.encode());
+            let frame = decoder.next_frame().unwrap().unwrap();
+            assert_eq!(frame.to_message(), message);
+            for name in [":event-type", ":message-type", ":content-type"] {
+                assert_eq!(frame.header_str(name), message.header_str(name), "{name}");
+            }
+        }
     }
 
     #[test]
