@@ -1,5 +1,6 @@
 //! Codec throughput: the event-stream frame decoder over frames of several payload sizes, fed
-//! whole and in chunks, and the full frame + event decoding of a real Kiro text capture.
+//! whole and in chunks, the full frame + event decoding of a real Kiro text capture, and a whole
+//! answer body of 100 deltas through `decode_body` with and without joining ready deltas.
 //!
 //! Run: `cargo bench --bench codec -- --warm-up-time 1 --measurement-time 3`
 
@@ -82,5 +83,33 @@ fn events(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decoder, events);
+/// One answer of 100 deltas in Kiro's exact shape, received in one read: what the load test's
+/// fake sends. Joined, it becomes one event; not joined, 100.
+fn body(c: &mut Criterion) {
+    use futures_util::StreamExt;
+    let mut wire = BytesMut::new();
+    for i in 0..100 {
+        let payload = format!(r#"{{"content":"token{i} ","modelId":"auto"}}"#);
+        Message::event("assistantResponseEvent", payload).encode_into(&mut wire);
+    }
+    let wire = wire.freeze();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("body_100_deltas");
+    group.throughput(Throughput::Elements(100));
+    for merge in [true, false] {
+        let name = if merge { "joined" } else { "per_frame" };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let read = futures_util::stream::iter([Ok::<_, std::io::Error>(wire.clone())]);
+                let events = kiro_layers::kiro::events::decode_body(read, merge);
+                runtime.block_on(events.count())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decoder, events, body);
 criterion_main!(benches);
