@@ -55,7 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokens: Arc::new(pool),
         models: Arc::new(ModelRegistry::with_defaults()),
         usage: Arc::new(LogUsageSink),
-        http,
+        http: http.clone().into(),
         kiro: KiroConfig::default(),
         max_body_bytes: 8 * 1024 * 1024,
         thinking: Default::default(),

@@ -4,7 +4,9 @@
 //! streams the answer back byte for byte: no auth, no JSON, no decoding, no re-encoding.
 //!
 //! The load script runs it next to the gateway so the gateway's figures can be read against
-//! what the machine allows at all. Not a product: nothing here is used by the gateway.
+//! what the machine allows at all. With `FLOOR_CLIENT=reqwest` it sends the call with reqwest
+//! instead, which is how the cost of reqwest itself was measured. Not a product: nothing here is
+//! used by the gateway.
 //!
 //!     cargo run --release --example proxy_floor -- <listen port> <upstream base URL> <access token> <profile ARN>
 
@@ -12,8 +14,10 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use futures_util::TryStreamExt;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -21,7 +25,43 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-type Upstream = Client<HttpConnector, Full<Bytes>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Body = BoxBody<Bytes, BoxError>;
+
+/// The upstream call, sent with one client or the other.
+#[derive(Clone)]
+struct Upstream {
+    hyper: Client<HttpConnector, Full<Bytes>>,
+    reqwest: Option<reqwest::Client>,
+    url: String,
+    body: Bytes,
+    auth: String,
+}
+
+impl Upstream {
+    async fn call(&self) -> Result<Response<Body>, BoxError> {
+        if let Some(client) = &self.reqwest {
+            let response = client
+                .post(&self.url)
+                .header("authorization", &self.auth)
+                .header("content-type", "application/json")
+                .body(self.body.clone())
+                .send()
+                .await?;
+            let frames = response
+                .bytes_stream()
+                .map_ok(Frame::data)
+                .map_err(|e| Box::new(e) as BoxError);
+            return Ok(Response::new(BodyExt::boxed(StreamBody::new(frames))));
+        }
+        let request = Request::post(self.url.as_str())
+            .header("authorization", &self.auth)
+            .header("content-type", "application/json")
+            .body(Full::new(self.body.clone()))?;
+        let response = self.hyper.request(request).await?;
+        Ok(response.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed()))
+    }
+}
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -32,43 +72,39 @@ async fn main() -> std::io::Result<()> {
         );
         std::process::exit(2);
     };
-    let url: hyper::Uri = format!("{base}/generateAssistantResponse")
-        .parse()
-        .expect("upstream URL");
-    let body = Bytes::from(format!(
-        r#"{{"conversationState":{{"chatTriggerType":"MANUAL","conversationId":"00000000-0000-4000-8000-000000000000","currentMessage":{{"userInputMessage":{{"content":"hi","modelId":"auto","origin":"AI_EDITOR"}}}}}},"profileArn":"{arn}"}}"#
-    ));
-    let auth = format!("Bearer {token}");
-    let client: Upstream = Client::builder(TokioExecutor::new()).build_http();
+    let reqwest = (std::env::var("FLOOR_CLIENT").as_deref() == Ok("reqwest")).then(|| {
+        reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .build()
+            .expect("reqwest client")
+    });
+    let upstream = Upstream {
+        hyper: Client::builder(TokioExecutor::new()).build_http(),
+        reqwest,
+        url: format!("{base}/generateAssistantResponse"),
+        body: Bytes::from(format!(
+            r#"{{"conversationState":{{"chatTriggerType":"MANUAL","conversationId":"00000000-0000-4000-8000-000000000000","currentMessage":{{"userInputMessage":{{"content":"hi","modelId":"auto","origin":"AI_EDITOR"}}}}}},"profileArn":"{arn}"}}"#
+        )),
+        auth: format!("Bearer {token}"),
+    };
     let port: u16 = port.parse().expect("port");
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
-        let (client, url, body, auth) = (client.clone(), url.clone(), body.clone(), auth.clone());
+        let upstream = upstream.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let (client, url, body, auth) =
-                    (client.clone(), url.clone(), body.clone(), auth.clone());
+                let upstream = upstream.clone();
                 async move {
                     // Read the client's body as a gateway would, then forward the fixed call.
                     let _ = request.into_body().collect().await;
-                    let upstream = Request::post(url)
-                        .header("authorization", auth)
-                        .header("content-type", "application/json")
-                        .body(Full::new(body))
-                        .expect("request");
-                    let response = match client.request(upstream).await {
-                        Ok(response) => response.map(|b| b.boxed()),
-                        Err(error) => Response::builder()
-                            .status(502)
-                            .body(
-                                Full::new(Bytes::from(error.to_string()))
-                                    .map_err(|never| match never {})
-                                    .boxed(),
-                            )
-                            .expect("response"),
-                    };
+                    let response = upstream.call().await.unwrap_or_else(|error| {
+                        let text = Full::new(Bytes::from(error.to_string()));
+                        let mut response = Response::new(text.map_err(|n| match n {}).boxed());
+                        *response.status_mut() = hyper::StatusCode::BAD_GATEWAY;
+                        response
+                    });
                     Ok::<_, Infallible>(response)
                 }
             });

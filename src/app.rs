@@ -167,7 +167,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         tokens: Arc::new(pool.clone()),
         models: Arc::new(models),
         usage,
-        http,
+        http: kiro_layers::kiro::http::UpstreamClient::for_environment(http.clone()),
         kiro,
         max_body_bytes: args.max_body_bytes,
         thinking: args.thinking_config()?,

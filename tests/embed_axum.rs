@@ -46,7 +46,7 @@ async fn host_routes_and_gateway_routes_live_side_by_side() {
         )),
         models: Arc::new(ModelRegistry::with_defaults()),
         usage: Arc::new(usage.clone()),
-        http,
+        http: http.clone().into(),
         kiro: KiroConfig::default(),
         max_body_bytes: 1 << 20,
         thinking: Default::default(),

@@ -42,8 +42,9 @@ pub struct StackDeps {
     pub models: Arc<dyn ModelCatalog>,
     /// Usage records.
     pub usage: Arc<dyn UsageSink>,
-    /// HTTP client for Kiro.
-    pub http: reqwest::Client,
+    /// HTTP client for Kiro's chat calls (`UpstreamClient::direct()`, or a `reqwest::Client`
+    /// converted with `.into()` when a proxy is needed).
+    pub http: crate::kiro::http::UpstreamClient,
     /// Kiro call settings.
     pub kiro: KiroConfig,
     /// Largest accepted request body.

@@ -59,6 +59,16 @@ impl GatewayProcess {
     /// Starts the binary on a free loopback port with `database_url`, the root admin key, a
     /// key file in `dir` and `extra` options, and waits until `/health` answers.
     pub async fn start(dir: &Path, database_url: &str, extra: &[String]) -> Self {
+        Self::start_with_env(dir, database_url, extra, &[]).await
+    }
+
+    /// [`GatewayProcess::start`] with these environment variables set as well.
+    pub async fn start_with_env(
+        dir: &Path,
+        database_url: &str,
+        extra: &[String],
+        env: &[(&str, String)],
+    ) -> Self {
         let key_file = dir.join("secret.key");
         let log = dir.join(format!("gateway-{}.log", uuid::Uuid::new_v4().simple()));
         let port = free_port();
@@ -90,6 +100,7 @@ impl GatewayProcess {
             .args(&args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(output.try_clone().unwrap())

@@ -7,6 +7,7 @@ pub mod errors;
 pub mod events;
 pub mod eventstream;
 pub mod headers;
+pub mod http;
 pub mod request;
 pub mod service;
 pub mod validate;

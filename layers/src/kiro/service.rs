@@ -22,6 +22,7 @@ use crate::error::GatewayError;
 use crate::kiro::errors::from_status;
 use crate::kiro::events::decode_body;
 use crate::kiro::headers::kiro_headers;
+use crate::kiro::http::{BodyStream, ChatUrl, UpstreamClient};
 use crate::kiro::request::{build_request, BuildOptions, ToolNameMap};
 use crate::metrics::{record_upstream_error, record_upstream_transport_error, Timings};
 use crate::resolve::resolved_model;
@@ -69,16 +70,16 @@ pub struct BuildOverrides {
 /// See the module docs.
 #[derive(Clone)]
 pub struct KiroService {
-    http: reqwest::Client,
+    http: UpstreamClient,
     config: Arc<KiroConfig>,
     urls: Arc<ChatUrls>,
 }
 
 impl KiroService {
-    /// A service calling Kiro through `http`.
-    pub fn new(http: reqwest::Client, config: KiroConfig) -> Self {
+    /// A service calling Kiro through `http` (a [`UpstreamClient`] or a `reqwest::Client`).
+    pub fn new(http: impl Into<UpstreamClient>, config: KiroConfig) -> Self {
         KiroService {
-            http,
+            http: http.into(),
             config: Arc::new(config),
             urls: Arc::default(),
         }
@@ -88,10 +89,10 @@ impl KiroService {
 /// The parsed `generateAssistantResponse` URL of each API base seen. Parsing a URL costs more
 /// than the rest of sending a request; there are only ever a few bases (one per region).
 #[derive(Default)]
-struct ChatUrls(std::sync::RwLock<Vec<(String, reqwest::Url)>>);
+struct ChatUrls(std::sync::RwLock<Vec<(String, ChatUrl)>>);
 
 impl ChatUrls {
-    fn for_base(&self, api_base: &str) -> Result<reqwest::Url, GatewayError> {
+    fn for_base(&self, api_base: &str) -> Result<ChatUrl, GatewayError> {
         if let Ok(known) = self.0.read() {
             if let Some((_, url)) = known.iter().find(|(base, _)| base == api_base) {
                 return Ok(url.clone());
@@ -101,7 +102,7 @@ impl ChatUrls {
             "{}/generateAssistantResponse",
             api_base.trim_end_matches('/')
         );
-        let url = reqwest::Url::parse(&text).map_err(|error| {
+        let url = ChatUrl::parse(&text).map_err(|error| {
             GatewayError::internal(format!("the Kiro API URL {text:?} is not valid: {error}"))
         })?;
         if let Ok(mut known) = self.0.write() {
@@ -131,7 +132,7 @@ impl Service<Request<ChatRequest>> for KiroService {
 }
 
 async fn call_kiro(
-    http: reqwest::Client,
+    http: UpstreamClient,
     config: &KiroConfig,
     urls: &ChatUrls,
     request: Request<ChatRequest>,
@@ -180,12 +181,8 @@ async fn call_kiro(
             capture.kiro_request(url.as_str(), &kiro.body);
         }
         let waiting = Instant::now();
-        let sent = http
-            .post(url)
-            .headers(kiro_headers(&lease.credential, true, config.keep_alive))
-            .body(kiro.body.clone())
-            .send()
-            .await;
+        let headers = kiro_headers(&lease.credential, true, config.keep_alive);
+        let sent = http.post(&url, headers, kiro.body.clone()).await;
         tap.waited(waiting);
         let response = match sent {
             Ok(response) => response,
@@ -193,12 +190,11 @@ async fn call_kiro(
                 record_upstream_transport_error();
                 lease.report(AttemptOutcome::TransportError);
                 return Err(GatewayError::upstream_stream(format!(
-                    "Could not reach the Kiro API: {}",
-                    describe_transport_error(&error)
+                    "Could not reach the Kiro API: {error}"
                 )));
             }
         };
-        let status = response.status();
+        let status = response.status;
         if status == StatusCode::FORBIDDEN && !refreshed {
             // Kiro answers 403 for an expired or revoked access token: refresh once, try again.
             refreshed = true;
@@ -217,9 +213,9 @@ async fn call_kiro(
             capture.kiro_status(status.as_u16());
         }
         if !status.is_success() {
-            let headers = response.headers().clone();
+            let headers = response.headers;
             let waiting = Instant::now();
-            let body = read_error_body(response).await;
+            let body = read_error_body(response.body).await;
             tap.waited(waiting);
             if let Some(capture) = &tap.capture {
                 capture.upstream_chunk(&Bytes::from(body.clone()));
@@ -230,7 +226,7 @@ async fn call_kiro(
             return Err(error);
         }
         lease.report(AttemptOutcome::Success);
-        let chunks = with_idle_timeout(response.bytes_stream(), config.read_timeout, tap.clone());
+        let chunks = with_idle_timeout(response.body, config.read_timeout, tap.clone());
         let events = LeasedEvents {
             inner: decode_body(chunks, config.merge_ready_deltas),
             names: kiro.tool_names,
@@ -261,19 +257,8 @@ fn outcome_for(status: StatusCode, error: &GatewayError) -> AttemptOutcome {
     }
 }
 
-fn describe_transport_error(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        "the connection timed out".to_owned()
-    } else if error.is_connect() {
-        format!("connection failed ({error})")
-    } else {
-        error.to_string()
-    }
-}
-
-async fn read_error_body(response: reqwest::Response) -> Vec<u8> {
+async fn read_error_body(mut chunks: BodyStream) -> Vec<u8> {
     let mut body = Vec::new();
-    let mut chunks = response.bytes_stream();
     while let Some(Ok(chunk)) = chunks.next().await {
         let room = MAX_ERROR_BODY.saturating_sub(body.len());
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
@@ -309,7 +294,7 @@ fn with_idle_timeout<S>(
     tap: Tap,
 ) -> impl Stream<Item = Result<Bytes, String>> + Send + 'static
 where
-    S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
+    S: Stream<Item = Result<Bytes, String>> + Send + 'static,
 {
     let chunks = Box::pin(chunks);
     futures_util::stream::unfold(Some(chunks), move |state| {
