@@ -40,8 +40,8 @@ pub struct KiroConfig {
     /// Longest silence allowed between two chunks of an answer (`STREAMING_READ_TIMEOUT`).
     pub read_timeout: Duration,
     /// Reuse upstream connections. kiro-gateway closes streaming connections because of
-    /// CLOSE_WAIT leaks seen through VPNs; reqwest's pool expires idle sockets, so keep-alive is
-    /// the default here and `close` is the opt-out.
+    /// CLOSE_WAIT leaks seen through VPNs; both clients here expire idle pooled sockets (30 s),
+    /// so keep-alive is the default and `close` is the opt-out.
     pub keep_alive: bool,
     /// Join text deltas that arrive in the same reads into one (see [`decode_body`]).
     pub merge_ready_deltas: bool,
