@@ -95,8 +95,7 @@ async fn kiro_calls_go_through_the_proxy_exactly_when_one_is_set() {
         } else {
             Vec::new()
         };
-        let mut args = upstream_args(&fake);
-        args.extend(env_account_args(&fake));
+        let args = fake_account_args(&fake);
         let gateway = GatewayProcess::start_with_env(dir.path(), "none", &args, &env).await;
         for stream in [false, true] {
             let response = gateway

@@ -107,8 +107,7 @@ async fn concurrent_requests_overspend_a_key_quota_by_at_most_what_is_in_flight(
         let fake = kiro_gateway::fake_kiro::start(FakeKiroConfig::default())
             .await
             .unwrap();
-        let mut args = upstream_args(&fake);
-        args.extend(env_account_args(&fake));
+        let args = fake_account_args(&fake);
         let gw = GatewayProcess::start(dir.path(), &url, &args).await;
 
         // The price of one request (same prompt, same answer, same tokens): two keys, one

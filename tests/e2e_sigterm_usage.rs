@@ -75,8 +75,7 @@ async fn sigterm_mid_stream_loses_no_usage_record() {
         let fake = kiro_gateway::fake_kiro::start(FakeKiroConfig::default())
             .await
             .unwrap();
-        let mut args = upstream_args(&fake);
-        args.extend(env_account_args(&fake));
+        let mut args = fake_account_args(&fake);
         args.extend(["--shutdown-timeout".into(), DRAIN.to_string()]);
         let mut gw = GatewayProcess::start(dir.path(), &url, &args).await;
         let (key_id, key) = gw.user_key("streamer", None).await;

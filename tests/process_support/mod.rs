@@ -30,6 +30,13 @@ pub fn upstream_args(fake: &FakeKiroHandle) -> Vec<String> {
     .collect()
 }
 
+/// The options pointing a gateway at `fake` with `fake`'s refresh token as its one account.
+pub fn fake_account_args(fake: &FakeKiroHandle) -> Vec<String> {
+    let mut args = upstream_args(fake);
+    args.extend(env_account_args(fake));
+    args
+}
+
 /// The options adding `fake`'s refresh token as the environment account.
 pub fn env_account_args(fake: &FakeKiroHandle) -> Vec<String> {
     vec![
