@@ -293,6 +293,14 @@ pub struct ServeArgs {
     )]
     pub shutdown_timeout: u64,
 
+    /// File that keeps usage rows when shutdown cannot reach the database; the next start stores them (empty: lose them).
+    #[arg(
+        long = "usage-spill-file",
+        env = "USAGE_SPILL_FILE",
+        default_value = "usage-spill.jsonl"
+    )]
+    pub usage_spill_file: String,
+
     /// Shrink conversations that do not fit the model's context window or the upstream payload
     /// limit (old tool output first, then reasoning and images, then the oldest turns).
     #[arg(long = "context-compression", env = "CONTEXT_COMPRESSION", default_value_t = true, action = clap::ArgAction::Set)]

@@ -11,8 +11,8 @@
 //! When the server is back: `/ready` is 200 again, every usage record is stored exactly once
 //! (one row per upstream attempt, charged once), management calls work, a key created by
 //! another process just before the outage becomes usable, nothing panicked. Finally, SIGTERM
-//! with the database down again ends within `SHUTDOWN_TIMEOUT` twice over, and the only row
-//! lost is the one queued during that second outage (logged).
+//! with the database down again ends within `SHUTDOWN_TIMEOUT` twice over; the row queued during
+//! that second outage goes to the spill file, and the next start stores it exactly once.
 
 mod common;
 #[path = "store_support/pg_cluster.rs"]
@@ -290,7 +290,8 @@ async fn the_database_down_and_back() {
     )
     .await;
 
-    // SIGTERM with the database down again: bounded, and only that outage's row is lost.
+    // SIGTERM with the database down again: bounded, and that outage's row waits in the
+    // spill file until the next start stores it.
     pg(&cluster, false).await;
     let (status, body, _) = ask(&gw, &k2, "during the second outage", false).await;
     assert_eq!(status, 200, "{body}");
@@ -301,10 +302,25 @@ async fn the_database_down_and_back() {
     let log = gw.log();
     assert!(exited.success(), "{exited}:\n{log}");
     assert!(took < Duration::from_secs(12), "shutdown took {took:?}");
-    assert!(log.contains("usage rows are lost"), "{log}");
+    assert!(
+        log.contains("1 usage rows go to usage-spill.jsonl"),
+        "{log}"
+    );
     assert!(!log.contains("panicked"), "{log}");
     eprintln!("SIGTERM with the database down: exited in {took:?}");
+    let spill = dir.path().join("usage-spill.jsonl");
+    assert_eq!(std::fs::read_to_string(&spill).unwrap().lines().count(), 1);
     pg(&cluster, true).await;
     let store = kiro_gateway::store::open(&url, &secret).await.unwrap();
     assert_eq!(stored(store.as_ref(), None).await.0, attempts() - 1);
+
+    // The next start stores it, once, and removes the file.
+    let gw = GatewayProcess::start(dir.path(), &url, &args).await;
+    assert_eq!(stored(store.as_ref(), None).await.0, attempts());
+    assert!(!spill.exists());
+    assert!(
+        gw.log().contains("stored the usage rows saved in"),
+        "{}",
+        gw.log()
+    );
 }

@@ -47,6 +47,7 @@ behaviour! {
     usage_writer_rides_out_an_outage_and_stores_each_row_once => writer::rides_out_an_outage;
     usage_writer_gives_up_on_a_batch_the_database_refuses => writer::gives_up_on_a_refused_batch;
     usage_writer_shutdown_during_an_outage_is_bounded => writer::shutdown_during_an_outage_is_bounded;
+    usage_writer_shutdown_during_an_outage_spills_the_held_rows => writer::shutdown_during_an_outage_spills_the_held_rows;
 }
 
 fn is_not_found<T: std::fmt::Debug>(r: StoreResult<T>) -> bool {

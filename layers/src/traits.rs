@@ -213,7 +213,8 @@ pub trait ModelCatalog: Send + Sync + 'static {
 pub struct ModelFallbacks(pub Vec<ResolvedModel>);
 
 /// How an upstream attempt ended, for the usage record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum UsageStatus {
     /// The stream completed.
     Ok,

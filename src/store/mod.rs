@@ -19,6 +19,7 @@ use kiro_layers::store::{Store, StoreError, StoreResult};
 pub mod crypto;
 pub mod postgres;
 pub mod sqlite;
+pub mod usage_spill;
 pub mod usage_writer;
 pub mod validate;
 

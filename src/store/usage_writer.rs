@@ -50,6 +50,9 @@ pub struct UsageWriterConfig {
     /// How long shutdown keeps retrying while the database is down before giving up (the
     /// gateway uses `SHUTDOWN_TIMEOUT`).
     pub shutdown_grace: Duration,
+    /// Where rows go when shutdown gives up on the database (see [`super::usage_spill`]);
+    /// `None`: they are lost (logged and counted).
+    pub spill_file: Option<std::path::PathBuf>,
 }
 
 impl Default for UsageWriterConfig {
@@ -61,6 +64,7 @@ impl Default for UsageWriterConfig {
             max_attempts: 8,
             max_backoff: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(15),
+            spill_file: None,
         }
     }
 }
@@ -131,6 +135,7 @@ pub struct UsageWriterStats {
     dropped: AtomicU64,
     failed: AtomicU64,
     retries: AtomicU64,
+    spilled: AtomicU64,
 }
 
 impl UsageWriterStats {
@@ -157,6 +162,10 @@ impl UsageWriterStats {
     /// Failed insert attempts that were retried.
     pub fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
+    }
+    /// Rows saved to the spill file at shutdown, for the next start to store.
+    pub fn spilled(&self) -> u64 {
+        self.spilled.load(Ordering::Relaxed)
     }
 
     fn lose(&self, counter: &AtomicU64, rows: u64) {
@@ -328,6 +337,28 @@ struct BatchWriter {
 }
 
 impl BatchWriter {
+    /// Shutdown gave up on the database: `batch` goes to the spill file, or is lost.
+    fn spill_or_lose(&self, batch: &[UsageRow]) {
+        let rows = batch.len() as u64;
+        let Some(file) = &self.config.spill_file else {
+            self.stats.lose(&self.stats.failed, rows);
+            return;
+        };
+        match super::usage_spill::append(file, batch) {
+            Ok(()) => {
+                self.stats.spilled.fetch_add(rows, Ordering::Relaxed);
+            }
+            Err(error) => {
+                tracing::error!(
+                    rows,
+                    "usage rows lost: cannot write them to {}: {error}",
+                    file.display()
+                );
+                self.stats.lose(&self.stats.failed, rows);
+            }
+        }
+    }
+
     fn stopping(&self) -> bool {
         self.give_up_at.is_some()
     }
@@ -394,7 +425,7 @@ impl BatchWriter {
     /// Inserts one batch; see the module docs for the retry rules.
     async fn write(&mut self, batch: &[UsageRow]) {
         if self.abandoned {
-            self.stats.lose(&self.stats.failed, batch.len() as u64);
+            self.spill_or_lose(batch);
             return;
         }
         let mut delay = FIRST_BACKOFF;
@@ -476,12 +507,21 @@ impl BatchWriter {
             }
             if !self.pause(delay).await {
                 let left = batch.len() as u64 + self.stats.queue_depth();
-                tracing::error!(
-                    rows = left,
-                    "shutting down while usage inserts fail: {left} usage rows are lost ({error})"
-                );
+                match &self.config.spill_file {
+                    Some(file) => tracing::error!(
+                        rows = left,
+                        "shutting down while usage inserts fail ({error}): {left} usage rows go \
+                         to {} and are stored at the next start",
+                        file.display()
+                    ),
+                    None => tracing::error!(
+                        rows = left,
+                        "shutting down while usage inserts fail: {left} usage rows are lost \
+                         ({error})"
+                    ),
+                }
                 self.abandoned = true;
-                self.stats.lose(&self.stats.failed, batch.len() as u64);
+                self.spill_or_lose(batch);
                 return;
             }
             delay = (delay * 2).min(self.config.max_backoff.max(FIRST_BACKOFF));

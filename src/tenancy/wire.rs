@@ -134,10 +134,16 @@ pub async fn start(
     .await
     .map_err(|e| e.to_string())?;
     tenancy.set_pool(Arc::new(pool.clone()) as Arc<dyn PoolControl>);
+    let spill_file = (!args.usage_spill_file.is_empty())
+        .then(|| std::path::PathBuf::from(&args.usage_spill_file));
+    if let Some(file) = &spill_file {
+        replay_spilled_usage(store.as_ref(), file).await;
+    }
     let (writer, handle) = UsageWriter::start(
         Arc::clone(&store),
         UsageWriterConfig {
             shutdown_grace: Duration::from_secs(args.shutdown_timeout),
+            spill_file,
             ..UsageWriterConfig::default()
         },
         Arc::new(|record| usage_row(record, 0)),
@@ -161,4 +167,19 @@ pub async fn start(
         writer: Mutex::new(Some(handle)),
         tasks,
     }))
+}
+
+/// Stores the usage rows an earlier shutdown saved while the database was down.
+async fn replay_spilled_usage(store: &dyn kiro_layers::store::Store, file: &std::path::Path) {
+    match crate::store::usage_spill::replay(store, file).await {
+        Ok(replayed) if replayed.rows + replayed.unreadable > 0 => tracing::warn!(
+            rows = replayed.rows,
+            new = replayed.stored,
+            unreadable = replayed.unreadable,
+            "stored the usage rows saved in {} at an earlier shutdown",
+            file.display()
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::error!("{error}"),
+    }
 }

@@ -47,6 +47,7 @@ fn config() -> UsageWriterConfig {
         max_attempts: 3,
         max_backoff: Duration::from_millis(20),
         shutdown_grace: Duration::from_secs(10),
+        spill_file: None,
     }
 }
 
@@ -167,4 +168,35 @@ pub async fn shutdown_during_an_outage_is_bounded(b: &Backend) {
     assert_eq!(stats.written(), 0);
     assert_eq!(stats.failed(), held, "every held row is counted as lost");
     assert_eq!(stored(b.store.as_ref()).await.0, 0);
+}
+
+/// The same shutdown with a spill file: the held rows go to the file instead of being lost, and
+/// replaying it once the database is back stores each of them.
+pub async fn shutdown_during_an_outage_spills_the_held_rows(b: &Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("usage-spill.jsonl");
+    let flaky = FlakyStore::new(Arc::clone(&b.store));
+    flaky.set(Mode::Down);
+    let config = UsageWriterConfig {
+        capacity: 100,
+        shutdown_grace: Duration::from_millis(300),
+        spill_file: Some(file.clone()),
+        ..config()
+    };
+    let (writer, handle) = start(&flaky, config);
+    for i in 0..120 {
+        writer.record(record(format!("spilled-{i}")));
+    }
+    let held = 120 - writer.stats().dropped();
+    let stats = handle.shutdown().await;
+    assert_eq!((stats.written(), stats.failed()), (0, 0));
+    assert_eq!(stats.spilled(), held, "every held row is in the file");
+    let lines = std::fs::read_to_string(&file).unwrap().lines().count() as u64;
+    assert_eq!(lines, held);
+    assert_eq!(stored(b.store.as_ref()).await.0, 0);
+    let replayed = kiro_gateway::store::usage_spill::replay(b.store.as_ref(), &file)
+        .await
+        .unwrap();
+    assert_eq!((replayed.rows, replayed.stored), (held, held));
+    assert_eq!(stored(b.store.as_ref()).await.0, held);
 }

@@ -333,7 +333,8 @@ pub struct TransferRow {
 
 /// One upstream attempt as stored: the fields of
 /// [`UsageRecord`](crate::traits::UsageRecord) with numeric owner ids and the price charged.
-#[derive(Debug, Clone, PartialEq)]
+/// Serialized only for the spill file that keeps rows across a database outage at shutdown.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UsageRow {
     /// Request id; with `attempt` the idempotency key.
     pub request_id: String,
