@@ -323,4 +323,16 @@ async fn the_database_down_and_back() {
         "{}",
         gw.log()
     );
+    // Charged once: the key's quota counts exactly what its rows charged, the replayed one too.
+    let (_, _, charged) = stored(store.as_ref(), Some(k2_id)).await;
+    let keys = gw.ok("GET", "/admin/keys", ROOT, None).await;
+    let quota_used = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == k2_id)
+        .map(|k| k["quota_used"].as_i64().unwrap())
+        .unwrap();
+    assert_eq!(quota_used, charged);
+    assert!(charged > 0);
 }

@@ -114,6 +114,12 @@ pub async fn start(
     let Some((store, secret)) = open_store(args).await? else {
         return Ok(None);
     };
+    // Before anything reads usage (the quota book): rows an earlier shutdown could not store.
+    let spill_file = (!args.usage_spill_file.is_empty())
+        .then(|| std::path::PathBuf::from(&args.usage_spill_file));
+    if let Some(file) = &spill_file {
+        replay_spilled_usage(store.as_ref(), file).await;
+    }
     let keys = KeyCache::new(
         Some(&args.proxy_api_key),
         args.admin_api_key.as_deref(),
@@ -134,11 +140,6 @@ pub async fn start(
     .await
     .map_err(|e| e.to_string())?;
     tenancy.set_pool(Arc::new(pool.clone()) as Arc<dyn PoolControl>);
-    let spill_file = (!args.usage_spill_file.is_empty())
-        .then(|| std::path::PathBuf::from(&args.usage_spill_file));
-    if let Some(file) = &spill_file {
-        replay_spilled_usage(store.as_ref(), file).await;
-    }
     let (writer, handle) = UsageWriter::start(
         Arc::clone(&store),
         UsageWriterConfig {
