@@ -2,12 +2,12 @@
 //! a first-token deadline, backoff between attempts.
 
 use futures_util::StreamExt;
-use http::{Request, Response};
-use tower::{Service, ServiceExt};
+use http::Request;
+use tower::ServiceExt;
 
 use std::sync::Arc;
 
-use super::RecoverConfig;
+use super::{RecoverConfig, RetriedService};
 use crate::chat::{ChatEvent, ChatRequest, EventStream};
 use crate::error::GatewayError;
 use crate::kiro::errors::{is_account_problem, is_retryable};
@@ -61,10 +61,7 @@ pub(super) async fn until_first_event<S>(
     config: Arc<RecoverConfig>,
 ) -> Result<Started, GatewayError>
 where
-    S: Service<Request<ChatRequest>, Response = Response<EventStream>, Error = GatewayError>
-        + Clone
-        + Send,
-    S::Future: Send,
+    S: RetriedService,
 {
     let attempts = config.max_attempts.max(1);
     let mut last_error = None;

@@ -12,7 +12,7 @@ use tower::{Layer, Service};
 use super::attempt::{until_first_event, Template};
 use super::stream::Recovering;
 use super::tracker::Tracker;
-use super::{RecoverConfig, TruncationMemory};
+use super::{RecoverConfig, RetriedService, TruncationMemory};
 use crate::chat::{ChatRequest, EventStream};
 use crate::error::GatewayError;
 use crate::usage::AttemptCounter;
@@ -60,11 +60,7 @@ pub struct Recover<S> {
 
 impl<S> Service<Request<ChatRequest>> for Recover<S>
 where
-    S: Service<Request<ChatRequest>, Response = Response<EventStream>, Error = GatewayError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
+    S: RetriedService,
 {
     type Response = Response<EventStream>;
     type Error = GatewayError;

@@ -27,6 +27,39 @@ pub use memory::{TruncationMemory, TOOL_TRUNCATION_NOTICE};
 
 use std::time::Duration;
 
+use http::{Request, Response};
+use tower::Service;
+
+use crate::chat::{ChatRequest, EventStream};
+use crate::error::GatewayError;
+
+/// The inner service the recover layer calls: cloned for every attempt and continuation, and
+/// carried inside the answer stream, so it must be `Clone + Send + 'static` with a `Send`
+/// future. Implemented by every such service.
+pub trait RetriedService:
+    Service<
+        Request<ChatRequest>,
+        Response = Response<EventStream>,
+        Error = GatewayError,
+        Future: Send,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> RetriedService for S where
+    S: Service<
+            Request<ChatRequest>,
+            Response = Response<EventStream>,
+            Error = GatewayError,
+            Future: Send,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// Settings of the recover layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecoverConfig {

@@ -8,12 +8,10 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use futures_util::Stream;
-use http::{Request, Response};
-use tower::Service;
 
 use super::attempt::{until_first_event, Template};
 use super::tracker::{Tracker, Verdict};
-use super::{RecoverConfig, TruncationMemory};
+use super::{RecoverConfig, RetriedService, TruncationMemory};
 use crate::chat::{ChatEvent, ChatRequest, ContentBlock, EventStream, Message, Role, StopReason};
 use crate::error::GatewayError;
 
@@ -34,11 +32,7 @@ pub(super) struct Recovering<S> {
 
 impl<S> Recovering<S>
 where
-    S: Service<Request<ChatRequest>, Response = Response<EventStream>, Error = GatewayError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
+    S: RetriedService,
 {
     /// The stream of events, starting with `first`.
     pub fn into_stream(mut self, first: ChatEvent) -> EventStream {
@@ -199,11 +193,7 @@ impl<S> Unpin for RecoverStream<S> {}
 
 impl<S> Stream for RecoverStream<S>
 where
-    S: Service<Request<ChatRequest>, Response = Response<EventStream>, Error = GatewayError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
+    S: RetriedService,
 {
     type Item = Result<ChatEvent, GatewayError>;
 
