@@ -19,6 +19,8 @@ pub enum Dialect {
     OpenAi,
     /// `POST /v1/messages`
     Anthropic,
+    /// `POST /v1/responses` (OpenAI Responses; errors share Chat Completions' shape)
+    Responses,
 }
 
 /// Who is speaking in a conversation turn. System text is not a turn: it lives in

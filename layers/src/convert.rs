@@ -16,7 +16,7 @@ use tower::{Layer, Service};
 
 use crate::body::{full, streaming, ResponseBody};
 use crate::chat::{ChatRequest, Dialect, EventStream, ResponseMeta};
-use crate::dialect::{anthropic, openai};
+use crate::dialect::{anthropic, openai, responses};
 use crate::error::GatewayError;
 use crate::rescue::dialect_for_path;
 use crate::tokens::estimate_request_tokens;
@@ -90,6 +90,7 @@ fn response_id(dialect: Dialect) -> String {
     match dialect {
         Dialect::OpenAi => format!("chatcmpl-{hex}"),
         Dialect::Anthropic => format!("msg_{}", &hex[..24]),
+        Dialect::Responses => format!("resp_{hex}"),
     }
 }
 
@@ -123,12 +124,20 @@ where
             if let Some(capture) = parts.extensions.get::<crate::capture::CaptureHandle>() {
                 capture.client_request(&bytes, parts.extensions.get::<crate::traits::Principal>());
             }
+            // The Responses answer needs to know how the request declared its tools.
+            let mut responses_context = None;
             let chat = match dialect {
                 Dialect::OpenAi => openai::parse_request(&bytes)?,
                 Dialect::Anthropic => anthropic::parse_request_with(
                     &bytes,
                     anthropic::ParseOptions::from_headers(&parts.headers),
                 )?,
+                Dialect::Responses => {
+                    let (chat, context, on_finished) =
+                        responses::store::prepare_request(&bytes, &parts.extensions).await?;
+                    responses_context = Some((context, on_finished));
+                    chat
+                }
             };
             drop(bytes);
             let estimate = estimate_request_tokens(&chat);
@@ -161,17 +170,23 @@ where
                 parts
                     .headers
                     .insert("x-accel-buffering", HeaderValue::from_static("no"));
-                match dialect {
-                    Dialect::OpenAi => streaming(openai::sse_stream(events, meta)),
-                    Dialect::Anthropic => streaming(anthropic::with_keepalive(
+                match (dialect, responses_context) {
+                    (Dialect::Responses, Some((context, on_finished))) => {
+                        streaming(responses::sse_stream(events, meta, context, on_finished))
+                    }
+                    (Dialect::Anthropic, _) => streaming(anthropic::with_keepalive(
                         anthropic::sse_stream(events, meta),
                         anthropic::DEFAULT_KEEPALIVE,
                     )),
+                    _ => streaming(openai::sse_stream(events, meta)),
                 }
             } else {
-                let json = match dialect {
-                    Dialect::OpenAi => openai::collect_response(events, meta).await?,
-                    Dialect::Anthropic => anthropic::collect_response(events, meta).await?,
+                let json = match (dialect, responses_context) {
+                    (Dialect::Responses, Some((context, on_finished))) => {
+                        responses::collect_response(events, meta, context, on_finished).await?
+                    }
+                    (Dialect::Anthropic, _) => anthropic::collect_response(events, meta).await?,
+                    _ => openai::collect_response(events, meta).await?,
                 };
                 parts.headers.insert(
                     http::header::CONTENT_TYPE,

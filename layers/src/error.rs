@@ -294,7 +294,7 @@ impl GatewayError {
     /// The error body in the client's dialect.
     pub fn body(&self, dialect: Dialect) -> Value {
         match dialect {
-            Dialect::OpenAi => json!({
+            Dialect::OpenAi | Dialect::Responses => json!({
                 "error": {
                     "message": self.0.message,
                     "type": self.openai_type(),

@@ -57,11 +57,14 @@ impl RequestId {
 }
 
 /// Which dialect a path speaks: the Anthropic routes end in `/messages` (or `count_tokens`),
-/// everything else answers in OpenAI's shape.
+/// the Responses routes are `/responses` and `/responses/{id}`, everything else answers in
+/// OpenAI's shape.
 pub fn dialect_for_path(path: &str) -> Dialect {
     let path = path.trim_end_matches('/');
     if path.ends_with("/messages") || path.ends_with("/messages/count_tokens") {
         Dialect::Anthropic
+    } else if path.ends_with("/responses") || path.contains("/responses/") {
+        Dialect::Responses
     } else {
         Dialect::OpenAi
     }
@@ -250,5 +253,7 @@ mod tests {
         );
         assert_eq!(dialect_for_path("/v1/chat/completions"), Dialect::OpenAi);
         assert_eq!(dialect_for_path("/v1/models"), Dialect::OpenAi);
+        assert_eq!(dialect_for_path("/v1/responses"), Dialect::Responses);
+        assert_eq!(dialect_for_path("/v1/responses/resp_1"), Dialect::Responses);
     }
 }

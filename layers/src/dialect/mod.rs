@@ -3,3 +3,4 @@
 pub mod anthropic;
 pub mod json;
 pub mod openai;
+pub mod responses;

@@ -115,7 +115,7 @@ fn parse_image_part(mut part: Map<String, Value>, path: &str) -> Result<Image, G
 }
 
 /// `data:image/png;base64,AAAA` -> media type and the raw base64.
-fn parse_data_url(mut url: String, path: &str) -> Result<Image, GatewayError> {
+pub(crate) fn parse_data_url(mut url: String, path: &str) -> Result<Image, GatewayError> {
     if has_prefix_ignore_case(&url, "http://") || has_prefix_ignore_case(&url, "https://") {
         return Err(invalid(
             format!(

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use crate::error::GatewayError;
 
 /// Removes `key`: absent or null is `None`, a string is taken, anything else is a 400.
-pub(super) fn take_string(
+pub(crate) fn take_string(
     object: &mut Map<String, Value>,
     key: &str,
     path: &str,
@@ -18,7 +18,7 @@ pub(super) fn take_string(
 }
 
 /// Removes `key`: absent or null is `None`, a boolean is taken, anything else is a 400.
-pub(super) fn take_bool(
+pub(crate) fn take_bool(
     object: &mut Map<String, Value>,
     key: &str,
     path: &str,
@@ -31,7 +31,7 @@ pub(super) fn take_bool(
 }
 
 /// Removes `key`: absent or null is `None`, a non-negative integer is taken, anything else is a 400.
-pub(super) fn take_u64(
+pub(crate) fn take_u64(
     object: &mut Map<String, Value>,
     key: &str,
     path: &str,
@@ -50,12 +50,12 @@ pub(super) fn take_u64(
 }
 
 /// A 400 whose OpenAI `param` is the field path.
-pub(super) fn invalid(message: impl Into<String>, param: impl Into<String>) -> GatewayError {
+pub(crate) fn invalid(message: impl Into<String>, param: impl Into<String>) -> GatewayError {
     GatewayError::invalid_request(message).with_param(param)
 }
 
 /// A 400 saying what `path` should have been and what it was.
-pub(super) fn wrong_type(path: &str, expected: &str, got: &Value) -> GatewayError {
+pub(crate) fn wrong_type(path: &str, expected: &str, got: &Value) -> GatewayError {
     invalid(
         format!("`{path}` must be {expected}, got {}.", type_name(got)),
         path,
@@ -63,7 +63,7 @@ pub(super) fn wrong_type(path: &str, expected: &str, got: &Value) -> GatewayErro
 }
 
 /// The JSON type of `value`, with its article, for messages.
-pub(super) fn type_name(value: &Value) -> &'static str {
+pub(crate) fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -76,7 +76,7 @@ pub(super) fn type_name(value: &Value) -> &'static str {
 
 /// At most the first 40 characters of a client-supplied value, for echoing it in an error
 /// message without copying a huge string back.
-pub(super) fn excerpt(value: &str) -> String {
+pub(crate) fn excerpt(value: &str) -> String {
     const LIMIT: usize = 40;
     match value.char_indices().nth(LIMIT) {
         Some((cut, _)) => format!("{}...", &value[..cut]),

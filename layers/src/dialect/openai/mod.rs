@@ -40,8 +40,8 @@
 //! finish chunk, as kiro-gateway does; SDKs accept the extra field.
 
 mod collect;
-mod content;
-mod fields;
+pub(crate) mod content;
+pub(crate) mod fields;
 mod request;
 mod stream;
 #[cfg(test)]
