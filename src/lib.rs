@@ -11,6 +11,7 @@ pub mod debug;
 pub mod fake_kiro;
 pub mod logging;
 pub mod ops;
+pub mod responses_api;
 pub mod routes;
 pub mod server;
 pub mod store;

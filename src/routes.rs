@@ -13,6 +13,7 @@ use kiro_layers::auth::AuthLayer;
 use kiro_layers::body::{full, ResponseBody};
 use kiro_layers::convert::read_body;
 use kiro_layers::dialect::anthropic;
+use kiro_layers::dialect::responses::store::ResponseStore;
 use kiro_layers::rescue::RescueLayer;
 use kiro_layers::stack::{chat_stack, StackDeps};
 use kiro_layers::traits::ModelCatalog;
@@ -25,7 +26,13 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// All routes of the gateway, ready to serve or to nest in another axum app.
 pub fn router(deps: StackDeps) -> Router {
+    router_with_responses(deps, None)
+}
+
+/// [`router`], with stored responses (`/v1/responses` `store: true`) kept in `responses`.
+pub fn router_with_responses(deps: StackDeps, responses: Option<Arc<dyn ResponseStore>>) -> Router {
     let chat = chat_stack(deps.clone());
+    let responses = crate::responses_api::routes(&deps, chat.clone(), responses);
     let authed = ServiceBuilder::new()
         .layer(RescueLayer)
         .layer(AuthLayer::new(Arc::clone(&deps.keys)));
@@ -58,6 +65,7 @@ pub fn router(deps: StackDeps) -> Router {
         .route_service("/v1/messages", chat)
         .route_service("/v1/messages/count_tokens", count_tokens)
         .route_service("/v1/models", models)
+        .merge(responses)
         .fallback(not_found)
 }
 
@@ -129,7 +137,7 @@ async fn health() -> axum::Json<serde_json::Value> {
     axum::Json(json!({ "status": "healthy", "timestamp": unix_now(), "version": VERSION }))
 }
 
-async fn not_found(request: Request<Body>) -> Response<ResponseBody> {
+pub(crate) async fn not_found(request: Request<Body>) -> Response<ResponseBody> {
     let path = request.uri().path().to_owned();
     let dialect = kiro_layers::rescue::dialect_for_path(&path);
     GatewayError::not_found(format!("No route for {} {path}.", request.method()))

@@ -134,19 +134,20 @@ pub fn parse_request(
     let parallel_tool_calls =
         take_bool(&mut root, "parallel_tool_calls", "parallel_tool_calls")?.unwrap_or(true);
     let stream = take_bool(&mut root, "stream", "stream")?.unwrap_or(false);
-    let max_output_tokens =
-        match take_u64(&mut root, "max_output_tokens", "max_output_tokens")? {
-            None => None,
-            Some(limit) => match u32::try_from(limit) {
-                Ok(limit) if limit > 0 => Some(limit),
-                _ => return Err(invalid(
+    let max_output_tokens = match take_u64(&mut root, "max_output_tokens", "max_output_tokens")? {
+        None => None,
+        Some(limit) => match u32::try_from(limit) {
+            Ok(limit) if limit > 0 => Some(limit),
+            _ => {
+                return Err(invalid(
                     format!(
                         "`max_output_tokens` must be a positive integer below 2^32; got {limit}."
                     ),
                     "max_output_tokens",
-                )),
-            },
-        };
+                ))
+            }
+        },
+    };
     let temperature = take_number(&mut root, "temperature")?;
     let top_p = take_number(&mut root, "top_p")?;
     let (text_echo, text_format) = parse_text(root.remove("text"))?;
@@ -448,13 +449,15 @@ impl Conversation {
                     self.system.push(text.join("\n"));
                 }
             }
-            other => return Err(invalid(
-                format!(
+            other => {
+                return Err(invalid(
+                    format!(
                     "`{role_path}` must be one of user, assistant, system, developer; got `{}`.",
                     excerpt(other)
                 ),
-                role_path,
-            )),
+                    role_path,
+                ))
+            }
         }
         Ok(())
     }
