@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use crate::config::ServeArgs;
 use crate::credentials::{load_configured, CredentialSettings};
 use crate::fake_kiro::{FakeKiroConfig, FakeKiroHandle};
-use crate::routes::{router, VERSION};
+use crate::routes::VERSION;
 use crate::server::{serve, shutdown_signal};
 
 /// A gateway ready to serve: its routes and the handles tests and operators look at.
@@ -209,7 +209,14 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
             args.debug_dir.clone(),
         ));
     }
-    let mut app = router(deps.clone()).merge(ops);
+    let responses = tenancy.as_ref().map(|t| {
+        let retention = Duration::from_secs(u64::from(args.responses_retention_days) * 86_400);
+        Arc::new(crate::responses_api::DbResponses::new(
+            Arc::clone(&t.tenancy.store),
+            retention,
+        )) as Arc<dyn kiro_layers::dialect::responses::store::ResponseStore>
+    });
+    let mut app = crate::routes::router_with_responses(deps.clone(), responses).merge(ops);
     if let Some(routes) = routes {
         app = app.merge(routes);
     }

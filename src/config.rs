@@ -301,6 +301,14 @@ pub struct ServeArgs {
     )]
     pub usage_spill_file: String,
 
+    /// Days a stored Responses answer (`/v1/responses` with `store: true`) is kept for `GET` and `previous_response_id` (needs a database).
+    #[arg(
+        long = "responses-retention-days",
+        env = "RESPONSES_RETENTION_DAYS",
+        default_value_t = 30
+    )]
+    pub responses_retention_days: u32,
+
     /// Shrink conversations that do not fit the model's context window or the upstream payload
     /// limit (old tool output first, then reasoning and images, then the oldest turns).
     #[arg(long = "context-compression", env = "CONTEXT_COMPRESSION", default_value_t = true, action = clap::ArgAction::Set)]

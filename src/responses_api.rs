@@ -6,21 +6,26 @@
 //! (Codex's WebSocket transport) is a plain 404, never a 426, so Codex falls back to HTTP.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::routing::{get_service, post_service};
 use axum::Router;
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use http::{HeaderValue, Request, Response};
 use kiro_layers::auth::AuthLayer;
 use kiro_layers::body::{full, ResponseBody};
 use kiro_layers::dialect::responses::store::{
-    owner_of, response_not_found, ResponseStore, ResponseStoreHandle,
+    owner_of, response_not_found, ResponseStore, ResponseStoreHandle, StoredResponse,
 };
+use kiro_layers::dialect::responses::FinishedResponse;
 use kiro_layers::rescue::RescueLayer;
 use kiro_layers::stack::{ChatStack, StackDeps};
+use kiro_layers::store::{ResponseRow, Store};
 use kiro_layers::traits::Principal;
 use kiro_layers::GatewayError;
+use serde_json::Value;
 use tower::ServiceBuilder;
 
 /// The Responses routes over `chat` (the composed pipeline), with stored responses when `store`
@@ -60,6 +65,69 @@ pub fn routes(deps: &StackDeps, chat: ChatStack, store: Option<Arc<dyn ResponseS
             "/v1/responses/{id}",
             get_service(read).delete_service(delete),
         )
+}
+
+/// [`ResponseStore`] over the gateway's database, keeping each response for `retention`.
+pub struct DbResponses {
+    store: Arc<dyn Store>,
+    retention: Duration,
+}
+
+impl DbResponses {
+    /// Stored responses in `store`, kept for `retention`.
+    pub fn new(store: Arc<dyn Store>, retention: Duration) -> Self {
+        DbResponses { store, retention }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl ResponseStore for DbResponses {
+    fn save(
+        &self,
+        owner: &str,
+        response: FinishedResponse,
+    ) -> BoxFuture<'_, Result<(), GatewayError>> {
+        let now = now_ms();
+        let retention = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
+        let row = ResponseRow {
+            owner: owner.to_owned(),
+            id: response.id,
+            response: response.response.to_string(),
+            items: Value::Array(response.items).to_string(),
+            created_at_ms: now,
+            expires_at_ms: now.saturating_add(retention),
+        };
+        Box::pin(async move { Ok(self.store.put_response(row).await?) })
+    }
+
+    fn load<'a>(
+        &'a self,
+        owner: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StoredResponse>, GatewayError>> {
+        Box::pin(async move {
+            let Some(row) = self.store.get_response(owner, id, now_ms()).await? else {
+                return Ok(None);
+            };
+            let corrupt = |_| GatewayError::internal("a stored response is corrupt");
+            let response: Value = serde_json::from_str(&row.response).map_err(corrupt)?;
+            let items: Vec<Value> = serde_json::from_str(&row.items).map_err(corrupt)?;
+            Ok(Some(StoredResponse { response, items }))
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        owner: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, GatewayError>> {
+        Box::pin(async move { Ok(self.store.delete_response(owner, id).await?) })
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -57,6 +57,23 @@ mod types;
 pub use kinds::*;
 pub use types::*;
 
+/// A stored Responses answer (see `dialect::responses::store`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseRow {
+    /// Whose it is: `user:<id>` or `key:<id>`.
+    pub owner: String,
+    /// `resp_...`.
+    pub id: String,
+    /// The response object, JSON.
+    pub response: String,
+    /// The conversation up to this response, a JSON array of items.
+    pub items: String,
+    /// Unix milliseconds.
+    pub created_at_ms: i64,
+    /// Unix milliseconds after which the row is gone.
+    pub expires_at_ms: i64,
+}
+
 /// What a store call can fail with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
@@ -243,6 +260,29 @@ pub trait Store: Send + Sync + 'static {
     /// Answers `Ok` when the database can run a query now (readiness checks, the usage writer
     /// telling an outage from a bad batch).
     fn ping(&self) -> StoreFuture<'_, ()>;
+
+    // ---- stored Responses answers ----
+    /// Keeps (or replaces) `owner`'s response `row.id`, and drops every expired one. The
+    /// default keeps nothing: a store without this table cannot hold responses.
+    fn put_response(&self, row: ResponseRow) -> StoreFuture<'_, ()> {
+        let _ = row;
+        Box::pin(async { Err(StoreError::Backend("this store keeps no responses".into())) })
+    }
+    /// `owner`'s response `id`, unless it expired before `now_ms`.
+    fn get_response<'a>(
+        &'a self,
+        owner: &'a str,
+        id: &'a str,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Option<ResponseRow>> {
+        let _ = (owner, id, now_ms);
+        Box::pin(async { Ok(None) })
+    }
+    /// Deletes `owner`'s response `id`; false when there was none.
+    fn delete_response<'a>(&'a self, owner: &'a str, id: &'a str) -> StoreFuture<'a, bool> {
+        let _ = (owner, id);
+        Box::pin(async { Ok(false) })
+    }
 
     // ---- change notification ----
     /// Topics changed after `version` (0 = all) and the current version.

@@ -21,6 +21,7 @@ use super::{redact_url, Migration, Secret, POSTGRES_MIGRATIONS};
 mod accounts;
 mod instances;
 mod records;
+mod responses;
 mod tenancy;
 
 const CHANNEL: &str = "kiro_gateway_changes";
@@ -456,6 +457,20 @@ impl Store for PgStore {
     }
     fn changes_since(&self, version: i64) -> StoreFuture<'_, ChangeSet> {
         call!(self.changes_since_(version))
+    }
+    fn put_response(&self, row: ResponseRow) -> StoreFuture<'_, ()> {
+        call!(self.put_response_(row))
+    }
+    fn get_response<'a>(
+        &'a self,
+        owner: &'a str,
+        id: &'a str,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Option<ResponseRow>> {
+        call!(self.get_response_(owner, id, now_ms))
+    }
+    fn delete_response<'a>(&'a self, owner: &'a str, id: &'a str) -> StoreFuture<'a, bool> {
+        call!(self.delete_response_(owner, id))
     }
     fn ping(&self) -> StoreFuture<'_, ()> {
         call!(self.ping_())

@@ -16,6 +16,7 @@ use super::{Migration, Secret, SQLITE_MIGRATIONS};
 mod accounts;
 mod instances;
 mod records;
+mod responses;
 mod tenancy;
 
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -412,6 +413,22 @@ impl Store for SqliteStore {
     }
     fn changes_since(&self, version: i64) -> StoreFuture<'_, ChangeSet> {
         self.run(move |c, _, _| records::changes_since(c, version))
+    }
+    fn put_response(&self, row: ResponseRow) -> StoreFuture<'_, ()> {
+        self.run(move |c, _, _| responses::put(c, &row))
+    }
+    fn get_response<'a>(
+        &'a self,
+        owner: &'a str,
+        id: &'a str,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Option<ResponseRow>> {
+        let (owner, id) = (owner.to_owned(), id.to_owned());
+        self.run(move |c, _, _| responses::get(c, &owner, &id, now_ms))
+    }
+    fn delete_response<'a>(&'a self, owner: &'a str, id: &'a str) -> StoreFuture<'a, bool> {
+        let (owner, id) = (owner.to_owned(), id.to_owned());
+        self.run(move |c, _, _| responses::delete(c, &owner, &id))
     }
     fn ping(&self) -> StoreFuture<'_, ()> {
         self.run(|c, _, _| {
