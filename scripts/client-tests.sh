@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Drives the gateway with real clients: the official Python SDKs from PyPI (in .venv, created on
-# first use) and Claude Code from npm (pinned in tests/clients/package.json, installed into
-# tests/clients/node_modules).
+# first use), Claude Code and Codex CLI from npm (pinned in tests/clients/package.json, installed
+# into tests/clients/node_modules).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +17,11 @@ if command -v npm >/dev/null 2>&1; then
   wanted=$(sed -n 's/.*"@anthropic-ai\/claude-code": "\(.*\)".*/\1/p' tests/clients/package.json)
   installed=$(sed -n 's/.*"version": "\(.*\)".*/\1/p' \
     tests/clients/node_modules/@anthropic-ai/claude-code/package.json 2>/dev/null || true)
-  if [ "$installed" != "$wanted" ]; then
+  wanted_codex=$(sed -n 's/.*"@openai\/codex": "\(.*\)".*/\1/p' tests/clients/package.json)
+  installed_codex=$(sed -n 's/.*"version": "\(.*\)".*/\1/p' \
+    tests/clients/node_modules/@openai/codex/package.json 2>/dev/null || true)
+  # Codex's native binary comes in an optional dependency: never install with --omit=optional.
+  if [ "$installed" != "$wanted" ] || [ "$installed_codex" != "$wanted_codex" ]; then
     (cd tests/clients && npm install --no-audit --no-fund --no-package-lock --loglevel=error)
   fi
 else
@@ -27,4 +31,5 @@ fi
 cargo build --quiet --bin kiro-gateway
 export KIRO_GATEWAY_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/kiro-gateway"
 export CLAUDE_CODE_BIN="$PWD/tests/clients/node_modules/.bin/claude"
+export CODEX_BIN="$PWD/tests/clients/node_modules/.bin/codex"
 .venv/bin/python -m pytest -q tests/clients

@@ -363,3 +363,77 @@ async fn without_a_database_previous_response_id_is_a_clear_400() {
     assert_eq!(response.status(), 404);
     h.shutdown().await;
 }
+
+/// A Codex-shaped turn (developer messages, `exec_command` function, freeform `apply_patch`,
+/// reasoning summary, `store: false`): the shell call comes back as `function_call`, the patch as
+/// `custom_tool_call` with the raw patch text; the outputs Codex sends next reach Kiro.
+#[tokio::test]
+async fn a_codex_edit_turn_round_trips() {
+    let h = start().await;
+    let tools = json!([
+        {"type": "function", "name": "exec_command", "description": "Runs a command.", "strict": false,
+         "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}, "workdir": {"type": "string"}}, "required": ["cmd"]}},
+        {"type": "custom", "name": "apply_patch", "description": "Edit files. This is a FREEFORM tool.",
+         "format": {"type": "grammar", "syntax": "lark", "definition": "start: begin_patch hunk+ end_patch"}},
+        {"type": "tool_search"},
+        {"type": "web_search"}
+    ]);
+    let mut input = vec![
+        json!({"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "You are Codex."}]}),
+        json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "<environment_context>/tmp</environment_context>"}]}),
+        json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Fix hello.txt [fake:shell_and_patch]"}]}),
+    ];
+    let request = |input: &Vec<Value>| {
+        json!({"model": "claude-sonnet-4.5", "stream": true, "store": false, "tool_choice": "auto",
+               "parallel_tool_calls": true, "reasoning": {"effort": "medium", "summary": "auto"},
+               "include": ["reasoning.encrypted_content"], "prompt_cache_key": "conv-1",
+               "text": {"verbosity": "low"}, "tools": tools, "input": input})
+    };
+    let response = h.post("/v1/responses", request(&input)).await;
+    assert_eq!(response.status(), 200);
+    let events = responses_sse(&response.text().await.unwrap());
+    assert_eq!(events.last().unwrap().0, "response.completed");
+    let items: Vec<Value> = events
+        .iter()
+        .filter(|(name, _)| name == "response.output_item.done")
+        .map(|(_, data)| data["item"].clone())
+        .collect();
+    let shell = items
+        .iter()
+        .find(|item| item["type"] == "function_call")
+        .expect("a shell call");
+    assert_eq!(shell["name"], "exec_command");
+    let arguments: Value = serde_json::from_str(shell["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        arguments["cmd"],
+        kiro_gateway::fake_kiro::SHELL_AND_PATCH_COMMAND
+    );
+    let patch = items
+        .iter()
+        .find(|item| item["type"] == "custom_tool_call")
+        .expect("a patch call");
+    assert_eq!(patch["name"], "apply_patch");
+    assert_eq!(
+        patch["input"],
+        kiro_gateway::fake_kiro::SHELL_AND_PATCH_PATCH
+    );
+
+    input.extend(
+        items
+            .iter()
+            .filter(|item| item["type"] != "message")
+            .cloned(),
+    );
+    input.push(json!({"type": "function_call_output", "call_id": shell["call_id"], "output": "shell-ran-ok\n"}));
+    input.push(json!({"type": "custom_tool_call_output", "call_id": patch["call_id"], "output": "Success. Updated the following files:\nM hello.txt"}));
+    let response = h.post("/v1/responses", request(&input)).await;
+    let events = responses_sse(&response.text().await.unwrap());
+    let completed = &events.last().unwrap().1["response"];
+    let text = output_text(completed);
+    assert!(
+        text.contains("shell-ran-ok") && text.contains("M hello.txt"),
+        "{text}"
+    );
+    h.settle(2).await;
+    h.shutdown().await;
+}

@@ -38,7 +38,7 @@ use kiro_layers::kiro::validate::ValidationRules;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
-pub use scenarios::Scenario;
+pub use scenarios::{Scenario, SHELL_AND_PATCH_COMMAND, SHELL_AND_PATCH_PATCH};
 
 use server::State;
 

@@ -28,6 +28,11 @@ pub enum Scenario {
     ToolCall,
     /// `two_tools`: two calls one after the other (first two tools, or the first one twice).
     TwoTools,
+    /// `shell_and_patch`: a coding agent's edit turn: a short text, a call to the offered shell
+    /// tool (`exec_command`, `shell_command`, `shell`, `local_shell`; argument shape from its
+    /// schema) running [`SHELL_AND_PATCH_COMMAND`], then a call to the offered `apply_patch`
+    /// tool with [`SHELL_AND_PATCH_PATCH`] as its freeform input.
+    ShellAndPatch,
     /// `thinking`: text that starts with `<thinking>…</thinking>`, tags split across frames.
     Thinking,
     /// `reasoning_event`: a native `reasoningContentEvent`, then text.
@@ -91,6 +96,7 @@ impl FromStr for Scenario {
             "multibyte" => Scenario::Multibyte,
             "tool_call" => Scenario::ToolCall,
             "two_tools" => Scenario::TwoTools,
+            "shell_and_patch" => Scenario::ShellAndPatch,
             "thinking" => Scenario::Thinking,
             "reasoning_event" => Scenario::ReasoningEvent,
             "image_count" => Scenario::ImageCount,
@@ -292,8 +298,13 @@ impl<'a> Frames<'a> {
 
     fn tool_call(&mut self, spec: &Value, seed: usize) {
         let name = spec["name"].as_str().unwrap_or("tool").to_owned();
+        let arguments = sample_arguments(&spec["inputSchema"]["json"]);
+        self.tool_call_with(&name, &arguments, seed);
+    }
+
+    fn tool_call_with(&mut self, name: &str, arguments: &Value, seed: usize) {
         let id = format!("tooluse_fake{seed}_{}", uuid::Uuid::new_v4().simple());
-        let arguments = sample_arguments(&spec["inputSchema"]["json"]).to_string();
+        let arguments = arguments.to_string();
         self.event("toolUseEvent", json!({"name": name, "toolUseId": id}));
         self.event(
             "toolUseEvent",
@@ -359,6 +370,30 @@ pub(crate) fn script(
             if *scenario == Scenario::TwoTools {
                 frames.tool_call(ctx.tools.get(1).unwrap_or(first), 2);
             }
+        }
+        Scenario::ShellAndPatch => {
+            let shell = ctx.tools.iter().find(|tool| {
+                let name = tool["name"].as_str().unwrap_or_default();
+                ["exec_command", "shell_command", "shell", "local_shell"].contains(&name)
+            });
+            let patch = ctx.tools.iter().find(|tool| tool["name"] == "apply_patch");
+            let (Some(shell), Some(patch)) = (shell, patch) else {
+                frames.text("shell_and_patch needs a shell tool and an apply_patch tool.");
+                return Script::stream(frames.finish());
+            };
+            frames.text("I will run a command and then edit the file.");
+            let shell_name = shell["name"].as_str().unwrap_or_default().to_owned();
+            frames.tool_call_with(&shell_name, &shell_arguments(shell), 1);
+            let patch_key = if patch["inputSchema"]["json"]["properties"]["patch"].is_object() {
+                "patch"
+            } else {
+                "input"
+            };
+            frames.tool_call_with(
+                "apply_patch",
+                &json!({ patch_key: SHELL_AND_PATCH_PATCH }),
+                2,
+            );
         }
         Scenario::Thinking => {
             for piece in THINKING_DELTAS {
@@ -570,6 +605,25 @@ const THINKING_DELTAS: [&str; 7] = [
     "\n\nThe answer",
     " is 42.",
 ];
+/// The command of `shell_and_patch`: prints a marker and leaves it in `shell.txt`.
+pub const SHELL_AND_PATCH_COMMAND: &str = "echo shell-ran-ok | tee shell.txt";
+/// The patch of `shell_and_patch`: changes the line `hello` of `hello.txt`.
+pub const SHELL_AND_PATCH_PATCH: &str =
+    "*** Begin Patch\n*** Update File: hello.txt\n@@\n-hello\n+hello, patched by apply_patch\n*** End Patch\n";
+
+/// Arguments for a shell tool, shaped by its schema: `cmd` (Codex's `exec_command`), or
+/// `command` as a string or an argv array.
+fn shell_arguments(tool: &Value) -> Value {
+    let properties = &tool["inputSchema"]["json"]["properties"];
+    if properties["cmd"].is_object() {
+        json!({ "cmd": SHELL_AND_PATCH_COMMAND })
+    } else if properties["command"]["type"] == "array" {
+        json!({ "command": ["bash", "-lc", SHELL_AND_PATCH_COMMAND] })
+    } else {
+        json!({ "command": SHELL_AND_PATCH_COMMAND })
+    }
+}
+
 const REASONING_TEXT: &str = "The user wants a short answer; 42 will do.";
 
 fn echo_text(ctx: &ChatContext) -> String {
