@@ -264,6 +264,7 @@ async fn errors_before_the_stream_are_http_errors_in_the_responses_shape() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "context_length_exceeded");
     assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert_eq!(body["error"]["param"], "input");
 
     let response = h
         .post("/v1/responses", json!({"model": "claude-sonnet-4.5"}))
@@ -435,5 +436,46 @@ async fn a_codex_edit_turn_round_trips() {
         "{text}"
     );
     h.settle(2).await;
+    h.shutdown().await;
+}
+
+/// A Kiro stream that breaks is never reported as `completed`: a tool call Kiro cut off (which
+/// recovery reports rather than mends) ends `incomplete`, a broken connection or a corrupt frame
+/// after the first event ends `failed` with a code.
+#[tokio::test]
+async fn a_broken_upstream_stream_is_never_completed() {
+    let h = start().await;
+    let tools = json!([{"type": "function", "name": "write_file",
+        "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}]);
+    for (directive, ending) in [
+        ("[fake:truncated_tool]", "response.incomplete"),
+        ("[fake:cut_stream]", "response.failed"),
+        ("[fake:bad_crc]", "response.failed"),
+    ] {
+        let response = h
+            .post("/v1/responses", json!({"model": "claude-sonnet-4.5", "stream": true, "tools": tools, "input": directive}))
+            .await;
+        assert_eq!(response.status(), 200, "{directive}");
+        let events = responses_sse(&response.text().await.unwrap());
+        let (last, data) = events.last().unwrap();
+        assert_eq!(last, ending, "{directive}");
+        assert!(
+            !events.iter().any(|(name, _)| name == "response.completed"),
+            "{directive}"
+        );
+        match ending {
+            "response.incomplete" => {
+                assert_eq!(
+                    data["response"]["incomplete_details"]["reason"],
+                    "max_output_tokens"
+                )
+            }
+            _ => assert!(
+                data["response"]["error"]["code"].is_string(),
+                "{directive}: {data}"
+            ),
+        }
+    }
+    h.settle(3).await;
     h.shutdown().await;
 }

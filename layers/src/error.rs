@@ -294,14 +294,21 @@ impl GatewayError {
     /// The error body in the client's dialect.
     pub fn body(&self, dialect: Dialect) -> Value {
         match dialect {
-            Dialect::OpenAi | Dialect::Responses => json!({
-                "error": {
-                    "message": self.0.message,
-                    "type": self.openai_type(),
-                    "param": self.0.param,
-                    "code": self.0.code,
-                }
-            }),
+            Dialect::OpenAi | Dialect::Responses => {
+                // The conversation is `messages` in Chat Completions, `input` in Responses.
+                let param = match (dialect, self.0.param.as_deref()) {
+                    (Dialect::Responses, Some("messages")) => Some("input"),
+                    (_, param) => param,
+                };
+                json!({
+                    "error": {
+                        "message": self.0.message,
+                        "type": self.openai_type(),
+                        "param": param,
+                        "code": self.0.code,
+                    }
+                })
+            }
             Dialect::Anthropic => json!({
                 "type": "error",
                 "error": { "type": self.anthropic_type(), "message": self.0.message }

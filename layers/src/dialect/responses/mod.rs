@@ -46,6 +46,7 @@
 
 mod collect;
 mod output;
+mod payload;
 mod request;
 pub mod store;
 mod stream;
