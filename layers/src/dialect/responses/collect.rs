@@ -24,7 +24,7 @@ pub async fn collect_response(
     }
     // Let go of the upstream before the (possibly large) body is rendered.
     drop(events);
-    let ending = writer.finish();
+    let ending = writer.finish()?;
     if writer.wants_json() {
         writer.unfence_json();
     }

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::output::{ResponseError, ShellAction};
+use super::TextFormat;
 use crate::error::GatewayError;
 
 /// Arguments as a function call item carries them: at least `{}` so they parse.
@@ -89,4 +90,74 @@ pub(super) fn strip_fence(text: &str) -> Option<String> {
     let body = body.trim();
     serde_json::from_str::<Value>(body).ok()?;
     Some(body.to_owned())
+}
+
+/// Checks an answer against `text.format`: Kiro has no structured output, so the instruction the
+/// request carries is all that steers the model, and this is what keeps a wrong answer from
+/// being reported as a completed one. `Err` says what is wrong.
+pub(super) fn check_json(text: &str, format: &TextFormat) -> Result<(), String> {
+    let body = strip_fence(text).unwrap_or_else(|| text.trim().to_owned());
+    let value: Value = serde_json::from_str(&body)
+        .map_err(|err| format!("the answer is not valid JSON ({err})"))?;
+    match format {
+        TextFormat::Text => Ok(()),
+        TextFormat::JsonObject if value.is_object() => Ok(()),
+        TextFormat::JsonObject => Err("the answer is JSON but not an object".to_owned()),
+        TextFormat::JsonSchema { schema, .. } => matches_schema(&value, schema, "$"),
+    }
+}
+
+/// The part of JSON Schema that says what shape a value has: `type`, `enum`, `required`,
+/// `properties`, `additionalProperties: false` and `items`. Other keywords are not checked.
+fn matches_schema(value: &Value, schema: &Value, path: &str) -> Result<(), String> {
+    if let Some(kind) = schema.get("type") {
+        let kinds: Vec<&str> = match kind {
+            Value::String(kind) => vec![kind.as_str()],
+            Value::Array(kinds) => kinds.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        let fits = |kind: &str| match kind {
+            "object" => value.is_object(),
+            "array" => value.is_array(),
+            "string" => value.is_string(),
+            "number" => value.is_number(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "boolean" => value.is_boolean(),
+            "null" => value.is_null(),
+            _ => true,
+        };
+        if !kinds.is_empty() && !kinds.iter().any(|kind| fits(kind)) {
+            return Err(format!("{path} should be {}", kinds.join(" or ")));
+        }
+    }
+    if let Some(Value::Array(allowed)) = schema.get("enum") {
+        if !allowed.contains(value) {
+            return Err(format!("{path} is not one of the allowed values"));
+        }
+    }
+    if let Value::Object(object) = value {
+        if let Some(Value::Array(required)) = schema.get("required") {
+            for key in required.iter().filter_map(Value::as_str) {
+                if !object.contains_key(key) {
+                    return Err(format!("{path}.{key} is missing"));
+                }
+            }
+        }
+        let properties = schema.get("properties").and_then(Value::as_object);
+        for (key, item) in object {
+            match properties.and_then(|properties| properties.get(key)) {
+                Some(property) => matches_schema(item, property, &format!("{path}.{key}"))?,
+                None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                    return Err(format!("{path}.{key} is not allowed"))
+                }
+                None => {}
+            }
+        }
+    }
+    if let (Value::Array(items), Some(item_schema)) = (value, schema.get("items")) {
+        for (index, item) in items.iter().enumerate() {
+            matches_schema(item, item_schema, &format!("{path}[{index}]"))?;
+        }
+    }
+    Ok(())
 }

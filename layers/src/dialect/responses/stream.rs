@@ -15,7 +15,8 @@ const CHUNK_TARGET: usize = 16 * 1024;
 
 /// Encodes `events` as a Responses SSE body: `response.created`, `response.in_progress`, the
 /// items' events, then exactly one of `response.completed`, `response.incomplete` or
-/// `response.failed`, after which the body ends. `on_finished` receives a completed or
+/// `response.failed` (also for an answer that breaks its `text.format`), after which the body
+/// ends. `on_finished` receives a completed or
 /// incomplete response (to store it); a failed one is not kept.
 pub fn sse_stream(
     events: EventStream,
@@ -73,8 +74,9 @@ impl Stream for ResponseSse {
                 }
                 Poll::Ready(None) => {
                     this.close_upstream();
-                    let ending = this.writer.finish();
-                    this.finished(ending);
+                    if let Ok(ending) = this.writer.finish() {
+                        this.finished(ending);
+                    }
                 }
             }
         }

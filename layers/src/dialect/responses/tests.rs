@@ -1078,3 +1078,72 @@ async fn a_finished_stream_is_handed_on_for_storage() {
     assert_eq!(finished.items[0]["content"], "hi");
     assert_eq!(finished.items[1]["type"], "message");
 }
+
+/// `text.format` is validated: an answer that breaks it is never reported as completed.
+#[tokio::test]
+async fn an_answer_that_breaks_its_json_format_is_not_completed() {
+    let schema = json!({"model": "m", "input": "x", "text": {"format": {"type": "json_schema", "name": "city",
+        "schema": {"type": "object", "properties": {"city": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}},
+                   "required": ["city"], "additionalProperties": false}}}});
+    let good = [
+        r#"{"city": "Paris"}"#,
+        "```json\n{\"city\": \"Paris\", \"tags\": [\"a\"]}\n```",
+    ];
+    let bad = [
+        ("Sure! Here it is: {\"city\": 1}", "not valid JSON"),
+        (r#"{"town": "Paris"}"#, "$.city is missing"),
+        (r#"{"city": 5}"#, "$.city should be string"),
+        (
+            r#"{"city": "P", "tags": [1]}"#,
+            "$.tags[0] should be string",
+        ),
+        (r#"{"city": "P", "extra": true}"#, "$.extra is not allowed"),
+    ];
+    for answer in good {
+        let body = collect_response(
+            ok(vec![text(answer)]),
+            meta("resp_g"),
+            context_of(schema.clone()),
+            None,
+        )
+        .await
+        .unwrap();
+        let response: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(response["status"], "completed", "{answer}");
+        let parsed: Value = serde_json::from_str(
+            response["output"][0]["content"][0]["text"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(parsed["city"], "Paris");
+    }
+    for (answer, reason) in bad {
+        let error = collect_response(
+            ok(vec![text(answer)]),
+            meta("resp_b"),
+            context_of(schema.clone()),
+            None,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            error.message().contains(reason),
+            "{answer}: {}",
+            error.message()
+        );
+        let events = sse(ok(vec![text(answer)]), "resp_b", context_of(schema.clone())).await;
+        assert_eq!(names(&events).last(), Some(&"response.failed"), "{answer}");
+        assert!(!names(&events).contains(&"response.completed"));
+    }
+    let object = json!({"model": "m", "input": "x", "text": {"format": {"type": "json_object"}}});
+    let error = collect_response(
+        ok(vec![text("[1, 2]")]),
+        meta("resp_o"),
+        context_of(object),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(error.message().contains("not an object"));
+}

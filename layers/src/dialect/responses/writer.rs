@@ -19,7 +19,9 @@ use super::output::{
     OutputText, ReasoningItem, ReasoningText, ReasoningTextEvent, ReasoningTokens, ResponseError,
     ResponseObject, SummaryPartEvent, SummaryTextEvent, TextEvent, Usage,
 };
-use super::payload::{complete_arguments, failure_of, freeform_input, shell_action, strip_fence};
+use super::payload::{
+    check_json, complete_arguments, failure_of, freeform_input, shell_action, strip_fence,
+};
 use super::tools::ToolKind;
 use super::{FinishedResponse, ResponseContext};
 use crate::chat::{ChatEvent, ResponseMeta, StopReason, UsageTally};
@@ -660,8 +662,10 @@ impl ResponseWriter {
         }
     }
 
-    /// The upstream ended: closes the open item and writes the terminal event.
-    pub(super) fn finish(&mut self) -> Ending {
+    /// The upstream ended: closes the open item and writes the terminal event. A completed answer
+    /// that breaks its `text.format` ends in `response.failed` instead, and the error comes back
+    /// (for a collected answer: an HTTP error).
+    pub(super) fn finish(&mut self) -> Result<Ending, GatewayError> {
         let ending = match self.stop {
             Some(StopReason::MaxTokens) => Ending::Incomplete("max_output_tokens"),
             Some(StopReason::ContentFiltered) => Ending::Incomplete("content_filter"),
@@ -672,6 +676,15 @@ impl ResponseWriter {
             _ => ("completed", "completed", "response.completed"),
         };
         self.close(item_status);
+        if ending == Ending::Completed && self.context.text_format.is_json() {
+            if let Err(reason) = check_json(&self.answer_text(), &self.context.text_format) {
+                let error = GatewayError::upstream_stream(format!(
+                    "The model's answer does not match the requested text.format: {reason}."
+                ));
+                self.fail(&error);
+                return Err(error);
+            }
+        }
         let incomplete = match ending {
             Ending::Incomplete(reason) => Some(IncompleteDetails { reason }),
             _ => None,
@@ -686,7 +699,20 @@ impl ResponseWriter {
             .emit
             .then(|| serde_json::to_vec(&event).unwrap_or_default());
         self.send_raw(kind, bytes);
-        ending
+        Ok(ending)
+    }
+
+    /// The text of every message item.
+    fn answer_text(&self) -> String {
+        self.output
+            .iter()
+            .filter_map(|item| match item {
+                OutputItem::Message(message) => Some(message.content.iter()),
+                _ => None,
+            })
+            .flatten()
+            .map(|part| part.text.as_str())
+            .collect()
     }
 
     /// The upstream failed after the stream began: closes the open item as incomplete and writes
