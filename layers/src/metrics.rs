@@ -214,6 +214,8 @@ pub fn endpoint_label(path: &str) -> &'static str {
         "chat_completions"
     } else if path.ends_with("/messages") {
         "messages"
+    } else if path.ends_with("/responses") {
+        "responses"
     } else {
         "other"
     }
@@ -394,6 +396,7 @@ mod tests {
     fn endpoints_are_bounded() {
         assert_eq!(endpoint_label("/v1/chat/completions"), "chat_completions");
         assert_eq!(endpoint_label("/v1/messages/"), "messages");
+        assert_eq!(endpoint_label("/v1/responses"), "responses");
         assert_eq!(endpoint_label("/anything/else"), "other");
     }
 }
