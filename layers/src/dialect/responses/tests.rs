@@ -1147,3 +1147,96 @@ async fn an_answer_that_breaks_its_json_format_is_not_completed() {
     .unwrap_err();
     assert!(error.message().contains("not an object"));
 }
+
+mod never_panics {
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    use super::{parse, parse_body};
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            prop::sample::select(vec![
+                "",
+                "message",
+                "function_call",
+                "function_call_output",
+                "custom_tool_call",
+                "custom_tool_call_output",
+                "local_shell_call",
+                "reasoning",
+                "additional_tools",
+                "user",
+                "assistant",
+                "developer",
+                "input_text",
+                "input_image",
+                "output_text",
+                "function",
+                "custom",
+                "namespace",
+                "local_shell",
+                "web_search",
+                "{",
+                "{}",
+                "data:image/png;base64,iVBORw0KGgo=",
+                "call_1",
+            ])
+            .prop_map(|s| Value::String(s.to_owned())),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop::sample::select(vec![
+                        "type",
+                        "role",
+                        "content",
+                        "text",
+                        "name",
+                        "call_id",
+                        "arguments",
+                        "input",
+                        "output",
+                        "tools",
+                        "summary",
+                        "image_url",
+                        "parameters",
+                        "format",
+                        "action",
+                        "command",
+                        "namespace",
+                        "encrypted_content",
+                    ]),
+                    inner,
+                    0..6,
+                )
+                .prop_map(|map| Value::Object(
+                    map.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Any input, tools or tool_choice either parses or is a 400: never a panic.
+        #[test]
+        fn any_request_parses_or_is_a_400(input in any_json(), tools in any_json(), choice in any_json()) {
+            let body = json!({"model": "m", "input": input, "tools": tools, "tool_choice": choice,
+                              "reasoning": {"effort": "high", "summary": "auto"}});
+            if let Err(error) = parse(body) {
+                prop_assert_eq!(error.status(), 400);
+            }
+        }
+
+        #[test]
+        fn any_bytes_parse_or_are_a_400(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            if let Err(error) = parse_body(&bytes) {
+                prop_assert_eq!(error.status(), 400);
+            }
+        }
+    }
+}
