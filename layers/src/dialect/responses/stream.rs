@@ -1,10 +1,13 @@
 //! [`EventStream`] -> the Responses server-sent event sequence.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{stream, Stream};
+use tokio::time::{Instant, Sleep};
 
 use super::writer::{Ending, ResponseWriter};
 use super::{OnFinished, ResponseContext};
@@ -12,6 +15,11 @@ use crate::chat::{EventStream, ResponseMeta};
 
 /// Events that are ready together leave in one body frame, up to about this many bytes.
 const CHUNK_TARGET: usize = 16 * 1024;
+
+/// Silence after which a `response.in_progress` event goes out. Codex's idle timer counts parsed
+/// events only (SSE comments do not reset it), and it gives up after 300 s by default; a long
+/// Kiro silence (slow first token, long reasoning) must not look like a dead stream.
+pub const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// Encodes `events` as a Responses SSE body: `response.created`, `response.in_progress`, the
 /// items' events, then exactly one of `response.completed`, `response.incomplete` or
@@ -30,6 +38,7 @@ pub fn sse_stream(
         started: false,
         done: false,
         on_finished,
+        keepalive: Box::pin(tokio::time::sleep(KEEPALIVE)),
     }
 }
 
@@ -39,6 +48,8 @@ struct ResponseSse {
     started: bool,
     done: bool,
     on_finished: Option<OnFinished>,
+    /// Fires after [`KEEPALIVE`] without output.
+    keepalive: Pin<Box<Sleep>>,
 }
 
 impl ResponseSse {
@@ -80,8 +91,13 @@ impl Stream for ResponseSse {
                 }
             }
         }
-        let ready = this.writer.out.split().freeze();
+        let mut ready = this.writer.out.split().freeze();
+        if ready.is_empty() && !this.done && this.keepalive.as_mut().poll(cx).is_ready() {
+            this.writer.keepalive();
+            ready = this.writer.out.split().freeze();
+        }
         if !ready.is_empty() {
+            this.keepalive.as_mut().reset(Instant::now() + KEEPALIVE);
             Poll::Ready(Some(ready))
         } else if this.done {
             Poll::Ready(None)

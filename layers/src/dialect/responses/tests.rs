@@ -1240,3 +1240,40 @@ mod never_panics {
         }
     }
 }
+
+/// While Kiro is silent, `response.in_progress` events keep Codex's idle timer from firing; they
+/// take their place in the sequence numbers and stop once output flows again.
+#[tokio::test(start_paused = true)]
+async fn a_silent_upstream_gets_in_progress_keepalives() {
+    let (sender, receiver) =
+        tokio::sync::mpsc::unbounded_channel::<Result<ChatEvent, GatewayError>>();
+    let upstream = stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|event| (event, receiver))
+    });
+    let stream = sse_stream(Box::pin(upstream), meta("resp_k"), plain_context(), None);
+    let collector = tokio::spawn(async move { stream.collect::<Vec<Bytes>>().await });
+    tokio::time::sleep(super::stream::KEEPALIVE * 2 + Duration::from_secs(1)).await;
+    sender.send(Ok(text("late"))).unwrap();
+    drop(sender);
+    let body = String::from_utf8(collector.await.unwrap().concat()).unwrap();
+    let kinds: Vec<&str> = body
+        .split("\n\n")
+        .filter_map(|frame| frame.strip_prefix("event: "))
+        .map(|frame| frame.lines().next().unwrap())
+        .collect();
+    assert_eq!(
+        kinds[..5],
+        [
+            "response.created",
+            "response.in_progress",
+            "response.in_progress",
+            "response.in_progress",
+            "response.output_item.added"
+        ]
+    );
+    assert_eq!(kinds.last(), Some(&"response.completed"));
+    for (index, frame) in body.split("\n\n").filter(|f| !f.is_empty()).enumerate() {
+        let data: Value = serde_json::from_str(frame.split_once("data: ").unwrap().1).unwrap();
+        assert_eq!(data["sequence_number"], index);
+    }
+}

@@ -151,6 +151,19 @@ impl ResponseWriter {
         self.send_raw("response.in_progress", bytes);
     }
 
+    /// A `response.in_progress` event while the upstream is silent (see `stream::KEEPALIVE`).
+    pub(super) fn keepalive(&mut self) {
+        let event = LifecycleEvent {
+            kind: "response.in_progress",
+            sequence_number: self.seq(),
+            response: self.object("in_progress", None, None, None),
+        };
+        let bytes = self
+            .emit
+            .then(|| serde_json::to_vec(&event).unwrap_or_default());
+        self.send_raw("response.in_progress", bytes);
+    }
+
     /// Like [`send`](Self::send) for an event already encoded (lifecycle events borrow `self`).
     fn send_raw(&mut self, kind: &str, json: Option<Vec<u8>>) {
         self.sequence += 1;
