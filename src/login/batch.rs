@@ -3,7 +3,7 @@
 //! refresh and stored; the answer has one result per entry, in order. One bad entry never
 //! stops the others.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use kiro_layers::kiro::auth::TokenSet;
 use kiro_layers::store::AuthKind;
@@ -154,14 +154,15 @@ pub async fn import(
         )));
     }
     let stored = ctx.tenancy.store.list_accounts().await?;
-    let mut known: Vec<([u8; 32], Option<i64>)> = stored
+    // Refresh-token hash to the account holding it (`None` while an earlier entry of this
+    // import is still unproven, or after it failed).
+    let mut known: HashMap<[u8; 32], Option<i64>> = stored
         .iter()
         .map(|a| (token_hash(&a.refresh_token), Some(a.id)))
         .collect();
     let batch = &uuid::Uuid::new_v4().simple().to_string()[..6];
     let mut results = Vec::with_capacity(entries.len());
     let mut added = 0;
-    let mut seen_here = HashSet::new();
     for (index, entry) in entries.into_iter().enumerate() {
         let line = index + 1;
         let name = format!("{prefix} {batch}-{line}");
@@ -192,7 +193,7 @@ pub async fn import(
             }
         };
         let hash = token_hash(&account.refresh_token);
-        if let Some((_, existing)) = known.iter().find(|(h, _)| *h == hash) {
+        if let Some(existing) = known.get(&hash) {
             results.push(LineResult {
                 line,
                 outcome: Outcome::Duplicate,
@@ -202,8 +203,7 @@ pub async fn import(
             });
             continue;
         }
-        seen_here.insert(hash);
-        known.push((hash, None));
+        known.insert(hash, None);
         let tokens = TokenSet {
             refresh_token: account.refresh_token.clone(),
             client_id: account.client_id.clone(),
@@ -232,7 +232,8 @@ pub async fn import(
         match ctx.tenancy.store.create_account(account).await {
             Ok(row) => {
                 // The rotated token is what a later duplicate would carry.
-                known.push((token_hash(&row.refresh_token), Some(row.id)));
+                known.insert(hash, Some(row.id));
+                known.insert(token_hash(&row.refresh_token), Some(row.id));
                 ctx.tenancy
                     .audit(
                         caller,

@@ -139,8 +139,13 @@ pub(crate) async fn post_json(
     let mut request = http
         .post(url)
         .timeout(Duration::from_secs(30))
-        .header("content-type", "application/json")
         .body(body.to_string());
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+    {
+        request = request.header("content-type", "application/json");
+    }
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
