@@ -71,6 +71,24 @@ fn api_region_for(signed: &SignedIn) -> String {
         .to_owned()
 }
 
+/// The new login while it is verified: in memory, named for what it is in messages.
+struct NewLogin(MemoryStore);
+
+impl CredentialStore for NewLogin {
+    fn describe(&self) -> String {
+        "the new login".to_owned()
+    }
+    fn load(&self) -> futures_util::future::BoxFuture<'_, Result<TokenSet, GatewayError>> {
+        self.0.load()
+    }
+    fn save(
+        &self,
+        tokens: &TokenSet,
+    ) -> futures_util::future::BoxFuture<'_, Result<(), GatewayError>> {
+        self.0.save(tokens)
+    }
+}
+
 /// Refreshes once with `tokens`; returns the tokens after the refresh (rotated refresh token,
 /// the profile the refresh named).
 pub async fn verify(ctx: &Context, tokens: TokenSet) -> Result<TokenSet, GatewayError> {
@@ -78,7 +96,7 @@ pub async fn verify(ctx: &Context, tokens: TokenSet) -> Result<TokenSet, Gateway
         .sso_region
         .clone()
         .unwrap_or_else(|| "us-east-1".to_owned());
-    let memory = Arc::new(MemoryStore::new(tokens));
+    let memory = Arc::new(NewLogin(MemoryStore::new(tokens)));
     let credential = RefreshingCredential::new(
         "new-account".to_owned(),
         Arc::clone(&memory) as Arc<dyn CredentialStore>,
