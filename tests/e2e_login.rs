@@ -106,6 +106,21 @@ async fn builder_id_pending_then_approved_stores_a_verified_account_that_serves_
     // The new account is the pool's only one and serves a chat request.
     let (status, body) = chat_once(&h).await;
     assert_eq!(status, 200, "{body}");
+    // Encrypted at rest: the issued refresh token appears in no database file.
+    assert!(!database_contains(&_dir, b"aorFAKELOGIN"));
+}
+
+/// Whether any file of the test's SQLite database (main file, WAL) holds `needle`.
+fn database_contains(dir: &tenancy_support::TempDir, needle: &[u8]) -> bool {
+    std::fs::read_dir(&dir.0).unwrap().any(|entry| {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        name.starts_with("gw.db")
+            && std::fs::read(&path)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+    })
 }
 
 #[tokio::test]
@@ -537,4 +552,74 @@ async fn batch_import_dedupes_verifies_each_and_reports_per_line() {
     assert_eq!(status, 400);
     let (status, body) = chat_once(&h).await;
     assert_eq!(status, 200, "{body}");
+    assert!(
+        !database_contains(&_dir, good.as_bytes()),
+        "refresh tokens are encrypted at rest"
+    );
+    // The check itself can fail: the account's name is stored in clear.
+    assert!(database_contains(&_dir, b"batch "));
+}
+
+#[tokio::test]
+async fn demo_mode_plays_the_sign_in_with_its_own_fake() {
+    let dir = tenancy_support::temp_dir();
+    let url = tenancy_support::database_url(&dir);
+    let key_file = dir.0.join("secret.key");
+    let h = common::start_gateway(common::serve_args(&[
+        "--demo",
+        "--database-url",
+        &url,
+        "--admin-api-key",
+        ROOT,
+        "--secret-key-file",
+        key_file.to_str().unwrap(),
+    ]))
+    .await;
+    let started = start_flow(
+        &h,
+        json!({
+            "method": "identity-center",
+            "start_url": "https://d-demo.awsapps.com/start?fake=several-profiles",
+            "region": "us-east-1",
+        }),
+    )
+    .await;
+    // The operator opens the link and presses Allow on the fake's page.
+    let page_url = started["verification_uri_complete"].as_str().unwrap();
+    let page = reqwest::get(page_url).await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains(started["user_code"].as_str().unwrap()),
+        "{page}"
+    );
+    let verification = started["verification_uri"].as_str().unwrap();
+    reqwest::Client::new()
+        .post(verification)
+        .form(&[
+            ("user_code", code(&started).as_str()),
+            ("decision", "allow"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let id = started["id"].as_str().unwrap().to_owned();
+    let (_, choice) = follow(&h, &id, |v| {
+        v["status"] == "needs_profile_choice" || is_final(v)
+    })
+    .await;
+    assert_eq!(
+        choice["profiles"].as_array().map(Vec::len),
+        Some(2),
+        "{choice}"
+    );
+    let arn = choice["profiles"][0]["arn"].as_str().unwrap().to_owned();
+    ok(
+        &h,
+        "POST",
+        &format!("/admin/accounts/login/{id}/profile"),
+        ROOT,
+        Some(json!({ "profile_arn": arn })),
+    )
+    .await;
+    let (_, done) = follow(&h, &id, is_final).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
 }
