@@ -104,8 +104,10 @@ fn token_hash(token: &str) -> [u8; 32] {
 }
 
 /// Only the fields a credentials file's loader reads (a KAM entry also has `email`, ...).
+/// `clientIdHash` is left out on purpose: it names a registration file in the gateway host's
+/// own `~/.aws/sso/cache`, which an upload must not make the gateway read.
 fn credentials_only(file: Value) -> Value {
-    const KNOWN: [&str; 10] = [
+    const KNOWN: [&str; 9] = [
         "refreshToken",
         "accessToken",
         "expiresAt",
@@ -113,7 +115,6 @@ fn credentials_only(file: Value) -> Value {
         "region",
         "clientId",
         "clientSecret",
-        "clientIdHash",
         "authMethod",
         "provider",
     ];

@@ -507,7 +507,15 @@ impl Logins {
     /// Stops a flow that has not ended.
     pub fn cancel(&self, id: &str) -> Result<FlowView, GatewayError> {
         let flow = self.flow(id)?;
-        if !flow.snapshot().status.is_final() {
+        let status = flow.snapshot().status;
+        if status == FlowStatus::Finishing {
+            // The user has signed in and the account is being stored: let it finish rather
+            // than report "cancelled" for an account that then exists.
+            return Err(GatewayError::conflict(
+                "This sign-in has succeeded and is being stored; it can no longer be cancelled.",
+            ));
+        }
+        if !status.is_final() {
             flow.cancel.send_replace(true);
             flow.end(FlowStatus::Cancelled, None);
         }
