@@ -95,6 +95,15 @@ async fn builder_id_pending_then_approved_stores_a_verified_account_that_serves_
         "https://view.awsapps.com/start"
     );
     assert!(login["login"]["client_secret_expires_at"].is_string());
+    // The fake registers clients for 90 days.
+    assert!(
+        matches!(
+            login["registration_expires_in_days"].as_i64(),
+            Some(88..=90)
+        ),
+        "{login}"
+    );
+    assert_eq!(login["sign_in_again_soon"], false);
 
     let audit = ok(&h, "GET", "/admin/audit", ROOT, None).await.to_string();
     assert!(audit.contains("\"login-start\"") && audit.contains("\"login\""));
@@ -283,6 +292,9 @@ async fn google_device_flow_stores_a_social_account_that_serves_chat() {
     )
     .await;
     assert_eq!(login["login"]["method"], "social-google");
+    // No client registration, nothing to renew.
+    assert!(login["registration_expires_in_days"].is_null());
+    assert_eq!(login["sign_in_again_soon"], false);
     let (status, body) = chat_once(&h).await;
     assert_eq!(status, 200, "{body}");
 }
@@ -622,4 +634,30 @@ async fn demo_mode_plays_the_sign_in_with_its_own_fake() {
     .await;
     let (_, done) = follow(&h, &id, is_final).await;
     assert_eq!(done["status"], "succeeded", "{done}");
+}
+
+#[tokio::test]
+async fn a_registration_expiring_within_two_weeks_asks_for_a_new_sign_in() {
+    let LoginEnv { h, dir: _dir } = start_with(kiro_gateway::fake_kiro::FakeKiroConfig {
+        client_secret_ttl: std::time::Duration::from_secs(10 * 24 * 3600),
+        ..Default::default()
+    })
+    .await;
+    let started = start_flow(&h, json!({ "method": "builder-id" })).await;
+    assert!(h.fake().approve_device(&code(&started)));
+    let (_, done) = follow(&h, started["id"].as_str().unwrap(), is_final).await;
+    let id = done["account"]["id"].as_i64().unwrap();
+    let login = ok(
+        &h,
+        "GET",
+        &format!("/admin/accounts/{id}/login"),
+        ROOT,
+        None,
+    )
+    .await;
+    assert_eq!(login["sign_in_again_soon"], true, "{login}");
+    assert!(matches!(
+        login["registration_expires_in_days"].as_i64(),
+        Some(9..=10)
+    ));
 }

@@ -8,7 +8,8 @@
 //! - `POST /admin/accounts/login/{id}/redirect`: `{"url": ...}`, the paste fallback.
 //! - `POST /admin/accounts/login/{id}/cancel`.
 //! - `POST /admin/accounts/import`: body [`ImportRequest`]; one result per entry.
-//! - `GET /admin/accounts/{id}/login`: how an account was signed in.
+//! - `GET /admin/accounts/{id}/login`: how an account was signed in, and whether its client
+//!   registration expires within 14 days (`sign_in_again_soon`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,9 @@ use crate::tenancy::api::{parse_body, parse_id, parse_query, ApiError, ApiResult
 use crate::tenancy::keys::Caller;
 
 type LoginState = Arc<Logins>;
+
+/// `sign_in_again_soon` turns true this many days before the client registration expires.
+const RENEW_WITHIN_DAYS: i64 = 14;
 
 /// An admin caller, checked with the tenancy's keys.
 struct Admin(Caller);
@@ -194,5 +198,15 @@ async fn account_login(
     let store = &logins.context().tenancy.store;
     store.get_account(id).await?;
     let login = store.get_account_login(id).await?;
-    Ok(Json(json!({ "login": login })))
+    // Refreshes stop working when the client registration expires; say so two weeks ahead
+    // (console-and-login notes C.8) so the operator signs in again in time.
+    let expires_in_days = login
+        .as_ref()
+        .and_then(|l| l.client_secret_expires_at)
+        .map(|at| (at - chrono::Utc::now()).num_days());
+    Ok(Json(json!({
+        "login": login,
+        "registration_expires_in_days": expires_in_days,
+        "sign_in_again_soon": expires_in_days.is_some_and(|days| days < RENEW_WITHIN_DAYS),
+    })))
 }
