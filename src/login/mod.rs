@@ -51,6 +51,7 @@ mod flow;
 pub mod oidc;
 pub mod poll;
 pub mod profiles;
+mod request;
 pub mod routes;
 pub mod social;
 mod urls;
@@ -60,7 +61,8 @@ use std::time::Duration;
 use kiro_layers::GatewayError;
 use serde_json::Value;
 
-pub use flow::{FlowStatus, FlowView, LoginMethod, LoginRequest, Logins};
+pub use flow::Logins;
+pub use request::{FlowStatus, FlowView, LoginMethod, LoginRequest};
 pub use urls::{LoginUrlArgs, LoginUrls};
 
 /// What a device authorization start returned (both device flows).
