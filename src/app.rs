@@ -44,6 +44,8 @@ pub struct Gateway {
     pub debug: Option<Arc<crate::debug::DebugWriter>>,
     /// Users, keys, quotas and the database-backed pool (unless `--database-url none`).
     pub tenancy: Option<Arc<crate::tenancy::wire::TenancyRuntime>>,
+    /// Account sign-in flows (with a database).
+    pub logins: Option<Arc<crate::login::Logins>>,
 }
 
 /// The fingerprint seed kiro-gateway uses: host and user name of this machine.
@@ -86,7 +88,9 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         tracing::info!("demo mode: using the built-in fake Kiro upstream at {base}");
         args.kiro_api_url = base.clone();
         args.kiro_desktop_auth_url = base.clone();
-        args.kiro_oidc_url = base;
+        args.kiro_oidc_url = base.clone();
+        args.login_urls.kiro_profiles_url = base.clone();
+        args.login_urls.kiro_signin_url = format!("{base}/signin");
         args.refresh_token = Some(FakeKiroConfig::default().refresh_token);
         args.creds_file = None;
         args.cli_db_file = None;
@@ -114,6 +118,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
     };
     let credentials = load_configured(&settings, http.clone(), fingerprint(&machine_seed()))?;
     let endpoints = settings.endpoints.clone();
+    let endpoints_for_login = settings.endpoints.clone();
     if credentials.is_empty() {
         tracing::warn!("{NO_ACCOUNT_HELP}");
     } else {
@@ -180,6 +185,14 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
     };
     let mut routes = None;
     let mut pool = pool;
+    let logins = tenancy.as_ref().map(|t| {
+        crate::login::Logins::new(
+            Arc::clone(&t.tenancy),
+            http.clone(),
+            crate::login::LoginUrls::new(endpoints_for_login.clone(), &args.login_urls),
+            fingerprint(&machine_seed()),
+        )
+    });
     if let Some(t) = &tenancy {
         deps.keys = Arc::new(t.tenancy.keys.clone());
         deps.tokens = Arc::new(t.pool.clone());
@@ -220,6 +233,9 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
     if let Some(routes) = routes {
         app = app.merge(routes);
     }
+    if let Some(logins) = &logins {
+        app = app.merge(crate::login::routes::router(Arc::clone(logins)));
+    }
     Ok(Gateway {
         router: app,
         deps,
@@ -230,6 +246,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         readiness,
         debug,
         tenancy,
+        logins,
     })
 }
 

@@ -147,6 +147,10 @@ pub struct ServeArgs {
     )]
     pub kiro_oidc_url: String,
 
+    /// Where the account sign-in flows send their calls (`account login`, `/admin/accounts/login`).
+    #[command(flatten)]
+    pub login_urls: crate::login::LoginUrlArgs,
+
     /// Log level: error, warn, info, debug, trace (or a tracing filter such as `kiro_layers=debug`).
     #[arg(long = "log-level", env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,

@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod debug;
 pub mod fake_kiro;
 pub mod logging;
+pub mod login;
 pub mod ops;
 pub mod responses_api;
 pub mod routes;

@@ -18,7 +18,12 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let tenancy_command =
         |run: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>>>>| {
-            kiro_gateway::logging::init("warn", kiro_gateway::config::LogFormat::Text);
+            // Logs go to stderr: stdout carries the command's answer (JSON, codes to type).
+            kiro_gateway::logging::init_with_writer(
+                "warn",
+                kiro_gateway::config::LogFormat::Text,
+                std::io::stderr,
+            );
             let result = tokio::runtime::Runtime::new()
                 .map_err(|e| format!("could not start the async runtime: {e}"))
                 .and_then(|runtime| runtime.block_on(run));

@@ -149,6 +149,21 @@ pub trait Store: Send + Sync + 'static {
     fn list_account_states(&self) -> StoreFuture<'_, Vec<AccountState>>;
     /// Replaces an account's runtime state.
     fn put_account_state(&self, state: AccountState) -> StoreFuture<'_, ()>;
+    /// Records how an account was signed in (replacing an earlier record); removed with the
+    /// account. Stores without the table refuse.
+    fn put_account_login(&self, login: AccountLogin) -> StoreFuture<'_, ()> {
+        let _ = login;
+        Box::pin(async {
+            Err(StoreError::Invalid(
+                "this store keeps no sign-in details".into(),
+            ))
+        })
+    }
+    /// How an account was signed in, if recorded.
+    fn get_account_login(&self, account_id: i64) -> StoreFuture<'_, Option<AccountLogin>> {
+        let _ = account_id;
+        Box::pin(async { Ok(None) })
+    }
 
     // ---- gateway processes ----
     /// Marks gateway process `instance` alive now and returns how many processes (this one

@@ -21,6 +21,7 @@
 //! `[fake:NAME:ARG]` directive in the current user message, else an echo.
 
 mod body;
+mod login;
 mod models;
 mod scenarios;
 mod server;
@@ -38,6 +39,7 @@ use kiro_layers::kiro::validate::ValidationRules;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
+pub use login::{LoginCase, FAKE_IDC_PROFILES};
 pub use scenarios::{Scenario, SHELL_AND_PATCH_COMMAND, SHELL_AND_PATCH_PATCH};
 
 use server::State;
@@ -87,6 +89,8 @@ pub struct FakeKiroConfig {
     pub precomputed_deltas: Option<usize>,
     /// Where `capture:<name>` looks for `.bin` bodies.
     pub capture_dir: PathBuf,
+    /// How long an OIDC client registered by a sign-in stays valid.
+    pub client_secret_ttl: Duration,
 }
 
 impl Default for FakeKiroConfig {
@@ -107,6 +111,7 @@ impl Default for FakeKiroConfig {
                 env!("CARGO_MANIFEST_DIR"),
                 "/layers/test_data/kiro-captures"
             )),
+            client_secret_ttl: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -233,6 +238,46 @@ impl FakeKiroHandle {
     /// The configuration the fake runs with.
     pub fn config(&self) -> &FakeKiroConfig {
         &self.state.config
+    }
+
+    /// Plays `case` in the next device authorization (FIFO; see [`LoginCase`]).
+    pub fn push_login_case(&self, case: LoginCase) {
+        self.state.login().push_case(case);
+    }
+
+    /// Approves the device code `user_code`, as the user would on the verification page;
+    /// `false` when no waiting code has it.
+    pub fn approve_device(&self, user_code: &str) -> bool {
+        self.state.login().decide(user_code, true)
+    }
+
+    /// Denies the device code `user_code`.
+    pub fn deny_device(&self, user_code: &str) -> bool {
+        self.state.login().decide(user_code, false)
+    }
+
+    /// Makes every OIDC client registered so far expire (their refreshes fail `invalid_client`).
+    pub fn expire_registrations(&self) {
+        self.state.login().expire_registrations();
+    }
+
+    /// Device-code polls answered so far.
+    pub fn device_polls(&self) -> u64 {
+        self.state.login().device_polls
+    }
+
+    /// What the portal does when the user signs in with `provider` at `sign_in_url`: the
+    /// `http://localhost:3128/oauth/callback?...` address the browser would end on.
+    pub fn complete_portal_sign_in(
+        &self,
+        sign_in_url: &str,
+        provider: &str,
+    ) -> Result<String, String> {
+        let url = reqwest::Url::parse(sign_in_url).map_err(|e| e.to_string())?;
+        let mut pairs: std::collections::HashMap<String, String> =
+            url.query_pairs().into_owned().collect();
+        pairs.insert("provider".into(), provider.into());
+        login::issue_code(&self.state, &pairs).map_err(|refusal| format!("refused: {}", refusal.1))
     }
 
     /// Stops the server now (the same as dropping the handle).

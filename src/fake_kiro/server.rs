@@ -25,6 +25,8 @@ pub(crate) struct State {
     pub inner: Mutex<Inner>,
     /// The pre-encoded body of the load-test mode.
     pub precomputed: Option<Bytes>,
+    /// Sign-in flows (`login.rs`).
+    pub login: Mutex<super::login::LoginState>,
 }
 
 pub(crate) struct Inner {
@@ -51,7 +53,15 @@ impl State {
             }),
             config,
             precomputed,
+            login: Mutex::new(Default::default()),
         }
+    }
+
+    /// The sign-in state, even if poisoned.
+    pub(crate) fn login(&self) -> MutexGuard<'_, super::login::LoginState> {
+        self.login
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The lock, even if a panicking test thread poisoned it (the data stays usable).
@@ -117,6 +127,9 @@ pub(crate) async fn handle(
         (&Method::POST, "/token") => oidc_refresh(&state, request).await,
         (&Method::GET, "/ListAvailableModels") => list_models(&state, &request),
         (&Method::POST, "/generateAssistantResponse") => chat(&state, request).await,
+        (method, path) if super::login::serves(method, path) => {
+            super::login::handle(&state, request).await
+        }
         _ => json_response(404, json!({"message": "Not Found", "reason": null})),
     };
     if response.extensions().get::<ResetMarker>().is_some() {
@@ -173,6 +186,9 @@ async fn desktop_refresh(
 ) -> Response<FakeBody> {
     let body = read_json(request).await.map(|(value, _)| value);
     let presented = body.as_ref().and_then(|b| b["refreshToken"].as_str());
+    if let Some(answer) = super::login::desktop_refresh(state, presented) {
+        return answer;
+    }
     let Some(refresh_token) = accept_refresh_token(state, presented) else {
         return json_response(401, json!({"message": "Invalid refresh token provided"}));
     };
@@ -193,6 +209,12 @@ async fn oidc_refresh(
 ) -> Response<FakeBody> {
     let body = read_json(request).await.map(|(value, _)| value);
     let body = body.unwrap_or(Value::Null);
+    if body["grantType"].as_str() == Some("urn:ietf:params:oauth:grant-type:device_code") {
+        return super::login::device_token(state, &body);
+    }
+    if let Some(answer) = super::login::oidc_refresh(state, &body) {
+        return answer;
+    }
     let config = &state.config;
     let client_ok = body["grantType"].as_str() == Some("refresh_token")
         && body["clientId"].as_str() == Some(config.oidc_client_id.as_str())

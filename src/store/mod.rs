@@ -53,6 +53,10 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         "0005_responses",
         include_str!("../../schema/sqlite/0005_responses.sql"),
     ),
+    (
+        "0008_account_logins",
+        include_str!("../../schema/sqlite/0008_account_logins.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations, in order.
@@ -72,6 +76,10 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
     (
         "0005_responses",
         include_str!("../../schema/postgres/0005_responses.sql"),
+    ),
+    (
+        "0008_account_logins",
+        include_str!("../../schema/postgres/0008_account_logins.sql"),
     ),
 ];
 

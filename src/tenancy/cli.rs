@@ -73,6 +73,10 @@ pub enum AccountCommand {
         #[arg(long)]
         profile_arn: Option<String>,
     },
+    /// Signs in (Builder ID, Identity Center, Google / GitHub) and adds the account.
+    Login(Box<crate::login::cli::LoginArgs>),
+    /// Imports many refresh tokens or credential files at once.
+    Import(Box<crate::login::cli::ImportArgs>),
     /// Lists the accounts.
     List {
         /// Database.
@@ -98,7 +102,8 @@ pub enum UserCommand {
     },
 }
 
-async fn open(db: &DbArgs) -> Result<Tenancy, String> {
+/// Opens the database `db` names, with the key hash of its secret.
+pub(crate) async fn open(db: &DbArgs) -> Result<Tenancy, String> {
     let (secret, _) = Secret::load(&db.secret_key_file)?;
     let store = crate::store::open(&db.database_url, &secret).await?;
     let keys = KeyCache::new(None, None, hasher(secret.clone()));
@@ -182,6 +187,8 @@ pub async fn account(command: AccountCommand) -> Result<(), String> {
                 .await;
             print(json!({ "account": row }));
         }
+        AccountCommand::Login(args) => crate::login::cli::login(*args).await?,
+        AccountCommand::Import(args) => crate::login::cli::import_command(*args).await?,
         AccountCommand::List { db } => {
             let tenancy = open(&db).await?;
             let accounts = tenancy

@@ -494,3 +494,17 @@ pub struct ChangeSet {
     /// Topics changed after the version asked about.
     pub topics: Vec<Topic>,
 }
+
+/// How an account was signed in: what a new sign-in or a warning before the client
+/// registration expires needs beyond the account row itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountLogin {
+    /// The account.
+    pub account_id: i64,
+    /// `builder-id`, `identity-center`, `social-google`, `social-github` or `import`.
+    pub method: String,
+    /// The IAM Identity Center start URL (Builder ID's fixed one for Builder ID).
+    pub start_url: Option<String>,
+    /// When the OIDC client registration (and so every refresh) stops working.
+    pub client_secret_expires_at: Option<Timestamp>,
+}

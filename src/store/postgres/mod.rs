@@ -20,6 +20,7 @@ use super::{redact_url, Migration, Secret, POSTGRES_MIGRATIONS};
 
 mod accounts;
 mod instances;
+mod logins;
 mod records;
 mod responses;
 mod tenancy;
@@ -323,6 +324,12 @@ impl Store for PgStore {
     }
     fn put_account_state(&self, state: AccountState) -> StoreFuture<'_, ()> {
         call!(self.put_account_state_(state))
+    }
+    fn put_account_login(&self, login: AccountLogin) -> StoreFuture<'_, ()> {
+        call!(self.put_account_login_(login))
+    }
+    fn get_account_login(&self, account_id: i64) -> StoreFuture<'_, Option<AccountLogin>> {
+        call!(self.get_account_login_(account_id))
     }
     fn heartbeat(&self, instance: &str, alive_within: Duration) -> StoreFuture<'_, u32> {
         let instance = instance.to_owned();

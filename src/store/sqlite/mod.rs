@@ -15,6 +15,7 @@ use super::{Migration, Secret, SQLITE_MIGRATIONS};
 
 mod accounts;
 mod instances;
+mod logins;
 mod records;
 mod responses;
 mod tenancy;
@@ -281,6 +282,12 @@ impl Store for SqliteStore {
     }
     fn put_account_state(&self, state: AccountState) -> StoreFuture<'_, ()> {
         self.run(move |c, _, t| accounts::put_account_state(c, t, state))
+    }
+    fn put_account_login(&self, login: AccountLogin) -> StoreFuture<'_, ()> {
+        self.run(move |c, _, _| logins::put_account_login(c, login))
+    }
+    fn get_account_login(&self, account_id: i64) -> StoreFuture<'_, Option<AccountLogin>> {
+        self.run(move |c, _, _| logins::get_account_login(c, account_id))
     }
     fn heartbeat(&self, instance: &str, alive_within: Duration) -> StoreFuture<'_, u32> {
         let instance = instance.to_owned();
