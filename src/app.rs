@@ -12,7 +12,7 @@ use kiro_layers::kiro::catalog::{CatalogHandle, CatalogRefresher};
 use kiro_layers::kiro::headers::fingerprint;
 use kiro_layers::kiro::service::KiroConfig;
 use kiro_layers::models::{fallback_models, ModelRegistry};
-use kiro_layers::pool::{CredentialProvider, PoolPolicy, RoundRobinPool, NO_ACCOUNT_HELP};
+use kiro_layers::pool::{CredentialProvider, RoundRobinPool, NO_ACCOUNT_HELP};
 use kiro_layers::stack::StackDeps;
 use kiro_layers::traits::UsageSink;
 use kiro_layers::usage::LogUsageSink;
@@ -130,7 +130,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         .iter()
         .map(|c| Arc::clone(c) as Arc<dyn CredentialProvider>)
         .collect();
-    let pool = RoundRobinPool::new(providers.clone(), PoolPolicy::default());
+    let pool = RoundRobinPool::new(providers.clone(), args.pool_policy());
 
     let aliases: HashMap<String, String> = args.aliases()?.into_iter().collect();
     let models = ModelRegistry::new(fallback_models(), aliases)

@@ -87,6 +87,9 @@ pub struct FakeKiroConfig {
     pub precomputed_deltas: Option<usize>,
     /// Where `capture:<name>` looks for `.bin` bodies.
     pub capture_dir: PathBuf,
+    /// Throttling like Kiro under load: every Nth chat request (the Nth, 2Nth, ...) gets the
+    /// real 429 (with `Retry-After: 1`) whatever it asked for; `Some(1)` throttles everything.
+    pub throttle_every: Option<u64>,
 }
 
 impl Default for FakeKiroConfig {
@@ -103,6 +106,7 @@ impl Default for FakeKiroConfig {
             oidc_client_secret: "fake-oidc-client-secret".to_owned(),
             profile_arn: FAKE_PROFILE_ARN.to_owned(),
             precomputed_deltas: None,
+            throttle_every: None,
             capture_dir: PathBuf::from(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/layers/test_data/kiro-captures"
