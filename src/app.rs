@@ -209,7 +209,20 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
             args.debug_dir.clone(),
         ));
     }
-    let mut app = router(deps.clone()).merge(ops);
+    let streams = crate::open_streams::OpenStreams::new(crate::open_streams::stream_cap(
+        args.max_open_streams,
+        crate::open_streams::open_file_limit(),
+    ));
+    tracing::info!(
+        cap = streams.cap(),
+        "open answers capped (MAX_OPEN_STREAMS)"
+    );
+    let mut app = router(deps.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            streams,
+            crate::open_streams::cap,
+        ))
+        .merge(ops);
     if let Some(routes) = routes {
         app = app.merge(routes);
     }
@@ -246,6 +259,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             "PROXY_API_KEY is the public default while listening on {addr}: set your own key"
         );
     }
+    // Before anything opens files: MAX_OPEN_STREAMS is derived from the limit in force.
+    crate::open_streams::raise_open_file_limit();
     let gateway = assemble(&args, Arc::new(LogUsageSink)).await?;
     let listener = TcpListener::bind(addr).await.map_err(|e| {
         format!(

@@ -383,6 +383,15 @@ pub struct ServeArgs {
         default_value_t = 10.0
     )]
     pub pool_queue_timeout: f64,
+
+    /// Chat answers open at once before new ones get a 503 (0 = what the open-file limit
+    /// allows: two descriptors per answer after a reserve of 256).
+    #[arg(
+        long = "max-open-streams",
+        env = "MAX_OPEN_STREAMS",
+        default_value_t = 0
+    )]
+    pub max_open_streams: usize,
 }
 
 impl ServeArgs {

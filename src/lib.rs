@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod debug;
 pub mod fake_kiro;
 pub mod logging;
+pub mod open_streams;
 pub mod ops;
 pub mod routes;
 pub mod server;
