@@ -12,7 +12,7 @@ use kiro_layers::kiro::catalog::{CatalogHandle, CatalogRefresher};
 use kiro_layers::kiro::headers::fingerprint;
 use kiro_layers::kiro::service::KiroConfig;
 use kiro_layers::models::{fallback_models, ModelRegistry};
-use kiro_layers::pool::{CredentialProvider, PoolPolicy, RoundRobinPool, NO_ACCOUNT_HELP};
+use kiro_layers::pool::{CredentialProvider, RoundRobinPool, NO_ACCOUNT_HELP};
 use kiro_layers::stack::StackDeps;
 use kiro_layers::traits::UsageSink;
 use kiro_layers::usage::LogUsageSink;
@@ -135,7 +135,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         .iter()
         .map(|c| Arc::clone(c) as Arc<dyn CredentialProvider>)
         .collect();
-    let pool = RoundRobinPool::new(providers.clone(), PoolPolicy::default());
+    let pool = RoundRobinPool::new(providers.clone(), args.pool_policy());
 
     let aliases: HashMap<String, String> = args.aliases()?.into_iter().collect();
     let models = ModelRegistry::new(fallback_models(), aliases)
@@ -229,7 +229,20 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
             retention,
         )) as Arc<dyn kiro_layers::dialect::responses::store::ResponseStore>
     });
-    let mut app = crate::routes::router_with_responses(deps.clone(), responses).merge(ops);
+    let streams = crate::open_streams::OpenStreams::new(crate::open_streams::stream_cap(
+        args.max_open_streams,
+        crate::open_streams::open_file_limit(),
+    ));
+    tracing::info!(
+        cap = streams.cap(),
+        "open answers capped (MAX_OPEN_STREAMS)"
+    );
+    let mut app = crate::routes::router_with_responses(deps.clone(), responses)
+        .layer(axum::middleware::from_fn_with_state(
+            streams,
+            crate::open_streams::cap,
+        ))
+        .merge(ops);
     if let Some(routes) = routes {
         app = app.merge(routes);
     }
@@ -270,6 +283,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             "PROXY_API_KEY is the public default while listening on {addr}: set your own key"
         );
     }
+    // Before anything opens files: MAX_OPEN_STREAMS is derived from the limit in force.
+    crate::open_streams::raise_open_file_limit();
     let gateway = assemble(&args, Arc::new(LogUsageSink)).await?;
     let listener = TcpListener::bind(addr).await.map_err(|e| {
         format!(

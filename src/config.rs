@@ -385,6 +385,25 @@ pub struct ServeArgs {
         default_value_t = 2
     )]
     pub max_continuations: u32,
+
+    /// Seconds a request may wait for an account to free up (resting after a throttle, busy)
+    /// before it fails with 429/503 and `Retry-After`; also the budget for retrying throttled
+    /// attempts.
+    #[arg(
+        long = "pool-queue-timeout",
+        env = "POOL_QUEUE_TIMEOUT",
+        default_value_t = 10.0
+    )]
+    pub pool_queue_timeout: f64,
+
+    /// Chat answers open at once before new ones get a 503 (0 = what the open-file limit
+    /// allows: two descriptors per answer after a reserve of 256).
+    #[arg(
+        long = "max-open-streams",
+        env = "MAX_OPEN_STREAMS",
+        default_value_t = 0
+    )]
+    pub max_open_streams: usize,
 }
 
 impl ServeArgs {
@@ -472,7 +491,25 @@ impl ServeArgs {
             base_backoff: Duration::from_millis(self.retry_base_delay_ms),
             max_continuations: self.max_continuations,
             truncation_recovery: self.truncation_recovery,
+            throttle_budget: self.queue_timeout(),
             ..kiro_layers::recover::RecoverConfig::default()
+        }
+    }
+
+    /// `POOL_QUEUE_TIMEOUT` as a duration (0 = never wait).
+    pub fn queue_timeout(&self) -> Duration {
+        if self.pool_queue_timeout.is_finite() && self.pool_queue_timeout > 0.0 {
+            Duration::from_secs_f64(self.pool_queue_timeout.min(3_600.0))
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// How the account pool rests and queues.
+    pub fn pool_policy(&self) -> kiro_layers::pool::PoolPolicy {
+        kiro_layers::pool::PoolPolicy {
+            queue_timeout: self.queue_timeout(),
+            ..kiro_layers::pool::PoolPolicy::default()
         }
     }
 

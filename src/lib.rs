@@ -11,6 +11,7 @@ pub mod debug;
 pub mod fake_kiro;
 pub mod logging;
 pub mod login;
+pub mod open_streams;
 pub mod ops;
 pub mod responses_api;
 pub mod routes;

@@ -311,7 +311,9 @@ async fn max_tokens_and_stop_sequences_are_enforced() {
 
 #[tokio::test]
 async fn errors_are_anthropic_bodies_with_the_right_type() {
-    let h = start().await;
+    // Without a wait in line, Kiro's 429 reaches the client at once (e2e_throttle.rs covers
+    // the retries).
+    let h = start_with(FakeKiroConfig::default(), &["--pool-queue-timeout", "0"]).await;
     let mut no_max = messages("claude-sonnet-4.5", "hi", false);
     no_max.as_object_mut().unwrap().remove("max_tokens");
     let message = error_of(

@@ -208,7 +208,9 @@ async fn client_disconnect_releases_the_lease_and_records_once() {
 
 #[tokio::test]
 async fn errors_are_openai_shaped() {
-    let h = start().await;
+    // Without a wait in line, Kiro's 429 reaches the client at once (e2e_throttle.rs covers
+    // the retries).
+    let h = start_with(FakeKiroConfig::default(), &["--pool-queue-timeout", "0"]).await;
     // Missing key.
     let response = h
         .http

@@ -21,9 +21,9 @@ use process_support::*;
 use tokio::sync::mpsc;
 
 /// Streams that finish within the drain window: 20 deltas, one every 100 ms.
-const DRIPPING: usize = 4;
+const DRIPPING: usize = 25;
 /// Streams that never finish by themselves.
-const STALLED: usize = 4;
+const STALLED: usize = 25;
 /// The drain window, seconds.
 const DRAIN: u64 = 3;
 

@@ -4,16 +4,20 @@
 //!
 //! [`RoundRobinPool`] is the in-memory source for a fixed set of accounts: strict round robin over
 //! the accounts that are not resting (the turn shared with other processes through a
-//! [`SharedTurn`] when there are any), a cooldown after a 429 (honouring `Retry-After`), rest
-//! after a 402 or a refused refresh, a circuit breaker per account that admits exactly one probe
-//! when its rest ends ([`breaker`]), and an in-flight count per account.
+//! [`SharedTurn`] when there are any), a short rest after a 429 that grows with consecutive
+//! throttles and honours `Retry-After` ([`throttle`]), rest after a 402 or a refused refresh, a
+//! circuit breaker per account that admits exactly one probe when its rest ends ([`breaker`]),
+//! an in-flight count per account, and a fair line of requests waiting, up to
+//! `POOL_QUEUE_TIMEOUT`, for an account to free up ([`queue`]).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures_util::future::BoxFuture;
 use http::{Request, Response};
@@ -26,8 +30,12 @@ use crate::store::BreakerState;
 use crate::traits::{AccountHandle, AttemptOutcome, Credential, Lease, LeaseSlot, TokenSource};
 
 pub mod breaker;
+pub mod queue;
+pub mod throttle;
 
 use breaker::{Admission, Breaker};
+use queue::{Blocked, Miss, WaitLine};
+use throttle::ThrottleRest;
 
 /// Message for a gateway that has no account at all.
 pub const NO_ACCOUNT_HELP: &str = "No Kiro account is configured. Set REFRESH_TOKEN, KIRO_CREDS_FILE or KIRO_CLI_DB_FILE (see the README), restart the gateway, or run `kiro-gateway serve --demo` to try it against the built-in fake upstream.";
@@ -86,6 +94,10 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let model_id = resolved_model(&request)?.kiro_id.clone();
+            let clock = request.extensions().get::<queue::LeaseClock>().cloned();
+            if let Some(clock) = &clock {
+                clock.asking();
+            }
             // A lease may wait on a token refresh: that is time spent waiting on Kiro.
             let waiting = std::time::Instant::now();
             let lease = match source.acquire(&model_id).await {
@@ -109,6 +121,9 @@ where
             };
             if let Some(timings) = request.extensions().get::<crate::metrics::Timings>() {
                 timings.add_upstream_wait(waiting.elapsed());
+            }
+            if let Some(clock) = &clock {
+                clock.done();
             }
             let lease = lease?;
             request.extensions_mut().insert(LeaseSlot::new(lease));
@@ -171,6 +186,8 @@ struct Account {
     /// Locked before `rest_until` wherever both are taken, so that a rest and the breaker
     /// position change together for [`Account::admit`].
     breaker: Mutex<Breaker>,
+    /// Locked after `breaker`.
+    throttle: Mutex<ThrottleRest>,
 }
 
 /// Why [`Account::admit`] turned a request away.
@@ -189,6 +206,7 @@ impl Account {
             throttled: std::sync::atomic::AtomicBool::new(false),
             disabled: Mutex::new(None),
             breaker: Mutex::new(Breaker::default()),
+            throttle: Mutex::new(ThrottleRest::default()),
         }
     }
 
@@ -234,7 +252,7 @@ impl Account {
 /// How long accounts rest after upstream trouble.
 #[derive(Debug, Clone)]
 pub struct PoolPolicy {
-    /// Rest after a 429 without `Retry-After`.
+    /// Rest after the first 429 of a run (doubled for each consecutive one, see [`throttle`]).
     pub throttle_cooldown: Duration,
     /// Rest after a 402 / monthly quota.
     pub quota_cooldown: Duration,
@@ -248,16 +266,19 @@ pub struct PoolPolicy {
     pub breaker_threshold: u32,
     /// Leases one account may have out at once (0 = unlimited).
     pub max_concurrency_per_account: usize,
+    /// Longest wait in line for an account to free up (`POOL_QUEUE_TIMEOUT`, see [`queue`]).
+    pub queue_timeout: Duration,
 }
 
 impl Default for PoolPolicy {
     fn default() -> Self {
         PoolPolicy {
-            throttle_cooldown: Duration::from_secs(10),
+            throttle_cooldown: Duration::from_secs(1),
             quota_cooldown: Duration::from_secs(3600),
             failure_cooldown: Duration::from_secs(30),
             breaker_threshold: 3,
             max_concurrency_per_account: 0,
+            queue_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -291,6 +312,7 @@ pub struct RoundRobinPool {
     policy: Arc<PoolPolicy>,
     observer: Option<Arc<dyn PoolObserver>>,
     shared_turn: Option<Arc<dyn SharedTurn>>,
+    line: Arc<WaitLine>,
 }
 
 impl RoundRobinPool {
@@ -306,6 +328,7 @@ impl RoundRobinPool {
             policy: Arc::new(policy),
             observer: None,
             shared_turn: None,
+            line: Arc::default(),
         }
     }
 
@@ -422,17 +445,25 @@ impl RoundRobinPool {
         self.next.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Requests waiting in line for an account.
+    pub fn waiting(&self) -> usize {
+        self.line.len()
+    }
+
     /// Picks the usable account at turn `start` or the first after it, skipping resting,
     /// disabled and full ones and those whose breaker probe is out. `true` marks the probe.
-    fn pick(&self, start: usize) -> Result<(Arc<Account>, bool), GatewayError> {
+    fn pick(&self, start: usize) -> Result<(Arc<Account>, bool), Miss> {
         if self.accounts.is_empty() {
-            return Err(GatewayError::no_account(NO_ACCOUNT_HELP));
+            return Err(Miss::Failed(GatewayError::no_account(NO_ACCOUNT_HELP)));
         }
         let now = Instant::now();
         let count = self.accounts.len();
-        let mut soonest: Option<Duration> = None;
+        let mut rest_ends_in: Option<Duration> = None;
+        let mut frees_on_release = false;
         let mut all_throttled = true;
-        let mut wait = |left: Duration| soonest = Some(soonest.map_or(left, |s| s.min(left)));
+        let mut resting = |left: Duration| {
+            rest_ends_in = Some(rest_ends_in.map_or(left, |s| s.min(left)));
+        };
         for offset in 0..count {
             let account = &self.accounts[start.wrapping_add(offset) % count];
             if account.is_disabled() {
@@ -440,29 +471,34 @@ impl RoundRobinPool {
                 continue;
             }
             if let Some(left) = account.resting_for(now) {
-                wait(left);
+                resting(left);
                 all_throttled &= account.throttled.load(Ordering::Relaxed);
                 continue;
             }
             let cap = self.policy.max_concurrency_per_account;
             if cap > 0 && account.in_flight.load(Ordering::Relaxed) >= cap {
                 // Busy is not throttled: the client is not the one to slow down.
-                wait(Duration::from_secs(1));
+                frees_on_release = true;
                 all_throttled = false;
                 continue;
             }
             match account.admit(now) {
                 Ok(admission) => return Ok((Arc::clone(account), admission == Admission::Probe)),
                 Err(Refusal::Resting(left)) => {
-                    wait(left);
+                    resting(left);
                     all_throttled &= account.throttled.load(Ordering::Relaxed);
                 }
                 Err(Refusal::ProbeOut) => {
-                    wait(Duration::from_secs(1));
+                    frees_on_release = true;
                     all_throttled = false;
                 }
             }
         }
+        let soonest = match (rest_ends_in, frees_on_release) {
+            (Some(rest), true) => Some(rest.min(Duration::from_secs(1))),
+            (None, true) => Some(Duration::from_secs(1)),
+            (rest, false) => rest,
+        };
         // Throttling everywhere is the client's cue to slow down (429); anything else means the
         // gateway has no usable account right now (503).
         let error = if all_throttled && soonest.is_some() {
@@ -474,10 +510,14 @@ impl RoundRobinPool {
                 "Every Kiro account is resting (throttled, out of quota or failing), busy (at its concurrency limit) or disabled; try again shortly.",
             )
         };
-        Err(match soonest {
-            Some(after) => error.with_retry_after(after),
-            None => error,
-        })
+        Err(Miss::Blocked(Blocked {
+            error: match soonest {
+                Some(after) => error.with_retry_after(after),
+                None => error,
+            },
+            rest_ends_in,
+            frees_on_release,
+        }))
     }
 }
 
@@ -501,6 +541,29 @@ impl TokenSource for RoundRobinPool {
         _kiro_model_id: &'a str,
     ) -> BoxFuture<'a, Result<Lease, GatewayError>> {
         Box::pin(async move {
+            let deadline = queue::deadline(self.policy.queue_timeout);
+            // Nobody waits: look at once, as cheaply as without a line.
+            if self.line.len() == 0 {
+                match self.try_lease().await {
+                    Ok(lease) => return Ok(lease),
+                    Err(Miss::Failed(error)) => return Err(error),
+                    Err(Miss::Blocked(blocked)) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if queue::verdict(&blocked, left) == queue::Verdict::Refuse {
+                            return Err(blocked.error);
+                        }
+                    }
+                }
+            }
+            self.line.wait_for(deadline, || self.try_lease()).await
+        })
+    }
+}
+
+impl RoundRobinPool {
+    /// One scan of the accounts for a lease, without waiting.
+    async fn try_lease(&self) -> Result<Lease, Miss> {
+        {
             let mut last_error = None;
             // Each account gets one chance per request: a refresh failure moves on to the next.
             for _ in 0..self.accounts.len().max(1) {
@@ -513,6 +576,7 @@ impl TokenSource for RoundRobinPool {
                     released: std::sync::atomic::AtomicBool::new(false),
                     probe: std::sync::atomic::AtomicBool::new(probe),
                     observer: self.observer.clone(),
+                    line: Arc::clone(&self.line),
                 });
                 if probe {
                     tracing::info!(
@@ -544,8 +608,10 @@ impl TokenSource for RoundRobinPool {
                     }
                 }
             }
-            Err(last_error.unwrap_or_else(|| GatewayError::no_account(NO_ACCOUNT_HELP)))
-        })
+            Err(Miss::Failed(last_error.unwrap_or_else(|| {
+                GatewayError::no_account(NO_ACCOUNT_HELP)
+            })))
+        }
     }
 }
 
@@ -556,6 +622,8 @@ struct PoolHandle {
     /// This lease is the breaker's probe and has not given its verdict yet.
     probe: std::sync::atomic::AtomicBool,
     observer: Option<Arc<dyn PoolObserver>>,
+    /// Told when this lease comes back or reports, which may free the account.
+    line: Arc<WaitLine>,
 }
 
 /// Counts a failed attempt; rests the account when that opens its breaker.
@@ -582,16 +650,25 @@ impl AccountHandle for PoolHandle {
         let policy = &self.policy;
         {
             let mut breaker = account.breaker();
+            let mut throttle = account.throttle.lock().unwrap_or_else(|p| p.into_inner());
             match &outcome {
-                AttemptOutcome::Success => breaker.success(),
+                AttemptOutcome::Success => {
+                    breaker.success();
+                    throttle.success();
+                }
                 AttemptOutcome::Throttled { retry_after } => {
-                    let period = retry_after.unwrap_or(policy.throttle_cooldown);
-                    tracing::info!(
-                        account = id,
-                        seconds = period.as_secs(),
-                        "account throttled; resting"
-                    );
-                    account.rest(period, true);
+                    let now = Instant::now();
+                    if let Some(period) =
+                        throttle.throttled(now, *retry_after, policy.throttle_cooldown)
+                    {
+                        tracing::info!(
+                            account = id,
+                            millis = period.as_millis() as u64,
+                            consecutive = throttle.consecutive(),
+                            "account throttled; resting"
+                        );
+                        account.rest(period, true);
+                    }
                 }
                 AttemptOutcome::QuotaExhausted => {
                     tracing::warn!(account = id, "account out of quota; resting");
@@ -617,6 +694,7 @@ impl AccountHandle for PoolHandle {
         if let Some(observer) = &self.observer {
             observer.outcome(&outcome, &status_of(account, Instant::now()));
         }
+        self.line.changed();
     }
 
     fn release(&self) {
@@ -626,16 +704,20 @@ impl AccountHandle for PoolHandle {
                 self.account.breaker().probe_abandoned();
             }
             self.account.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.line.changed();
         }
     }
 }
+
+#[cfg(test)]
+mod waiting_tests;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::StatusCode;
 
-    struct Fixed(String);
+    pub(super) struct Fixed(pub(super) String);
 
     impl CredentialProvider for Fixed {
         fn account_id(&self) -> &str {
@@ -657,11 +739,19 @@ mod tests {
         }
     }
 
+    /// The policy of the tests that look at refusals: fail at once instead of waiting in line.
+    fn no_wait() -> PoolPolicy {
+        PoolPolicy {
+            queue_timeout: Duration::ZERO,
+            ..PoolPolicy::default()
+        }
+    }
+
     fn pool(n: usize) -> RoundRobinPool {
         let providers = (0..n)
             .map(|i| Arc::new(Fixed(format!("a{i}"))) as Arc<dyn CredentialProvider>)
             .collect();
-        RoundRobinPool::new(providers, PoolPolicy::default())
+        RoundRobinPool::new(providers, no_wait())
     }
 
     #[tokio::test]
@@ -684,7 +774,7 @@ mod tests {
         let providers = vec![Arc::new(Fixed("a0".into())) as Arc<dyn CredentialProvider>];
         let policy = PoolPolicy {
             max_concurrency_per_account: 1,
-            ..PoolPolicy::default()
+            ..no_wait()
         };
         let pool = RoundRobinPool::new(providers, policy);
         let held = pool.acquire("auto").await.unwrap();
@@ -866,7 +956,8 @@ mod tests {
             .collect();
         let policy = PoolPolicy {
             failure_cooldown: cooldown,
-            ..PoolPolicy::default()
+            throttle_cooldown: cooldown,
+            ..no_wait()
         };
         RoundRobinPool::new(providers, policy)
     }
@@ -1012,14 +1103,11 @@ mod tests {
         let providers: Vec<Arc<dyn CredentialProvider>> = (0..2)
             .map(|i| Arc::new(Fixed(format!("a{i}"))) as Arc<dyn CredentialProvider>)
             .collect();
-        let pool = RoundRobinPool::new(providers.clone(), PoolPolicy::default());
+        let pool = RoundRobinPool::new(providers.clone(), no_wait());
         let held = pool.acquire("auto").await.unwrap();
         held.report(AttemptOutcome::QuotaExhausted);
         let added: Arc<dyn CredentialProvider> = Arc::new(Fixed("a2".into()));
-        let rebuilt = pool.rebuilt(
-            vec![Arc::clone(&providers[0]), added],
-            PoolPolicy::default(),
-        );
+        let rebuilt = pool.rebuilt(vec![Arc::clone(&providers[0]), added], no_wait());
         let status = rebuilt.status();
         assert_eq!(status[0].in_flight, 1);
         assert!(status[0].resting_for.is_some());

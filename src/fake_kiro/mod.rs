@@ -91,6 +91,9 @@ pub struct FakeKiroConfig {
     pub capture_dir: PathBuf,
     /// How long an OIDC client registered by a sign-in stays valid.
     pub client_secret_ttl: Duration,
+    /// Throttling like Kiro under load: every Nth chat request (the Nth, 2Nth, ...) gets the
+    /// real 429 (with `Retry-After: 1`) whatever it asked for; `Some(1)` throttles everything.
+    pub throttle_every: Option<u64>,
 }
 
 impl Default for FakeKiroConfig {
@@ -107,6 +110,7 @@ impl Default for FakeKiroConfig {
             oidc_client_secret: "fake-oidc-client-secret".to_owned(),
             profile_arn: FAKE_PROFILE_ARN.to_owned(),
             precomputed_deltas: None,
+            throttle_every: None,
             capture_dir: PathBuf::from(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/layers/test_data/kiro-captures"

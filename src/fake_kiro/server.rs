@@ -272,7 +272,7 @@ async fn chat(state: &State, request: Request<hyper::body::Incoming>) -> Respons
     let headers = request.headers().clone();
     let authorized = state.bearer_is_valid(&request);
     let parsed = read_json(request).await;
-    let (scenario, seed) = {
+    let (scenario, seed, chat_number) = {
         let mut inner = state.lock();
         inner.stats.chat_requests += 1;
         inner.counter += 1;
@@ -280,7 +280,8 @@ async fn chat(state: &State, request: Request<hyper::body::Incoming>) -> Respons
             inner.stats.last_headers = Some(headers);
             inner.stats.last_request_body = parsed.as_ref().map(|(value, _)| value.clone());
         }
-        (inner.queue.pop_front(), inner.counter)
+        let chat_number = inner.stats.chat_requests;
+        (inner.queue.pop_front(), inner.counter, chat_number)
     };
     if !authorized {
         return bearer_rejection();
@@ -288,6 +289,11 @@ async fn chat(state: &State, request: Request<hyper::body::Incoming>) -> Respons
     let Some((body, body_bytes)) = parsed else {
         return json_response(400, Rejection::improperly_formed().body());
     };
+    if let Some(every) = state.config.throttle_every.filter(|n| *n > 0) {
+        if chat_number % every == 0 {
+            return script_response(state, scenarios::status_script(429), seed);
+        }
+    }
     if let Some(precomputed) = &state.precomputed {
         return stream_response(body::full(precomputed.clone()));
     }

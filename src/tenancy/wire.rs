@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kiro_layers::kiro::auth::{Endpoints, RefreshingCredential};
-use kiro_layers::pool::PoolPolicy;
 use kiro_layers::store::Store;
 use kiro_layers::traits::{ModelCatalog, UsageRecord, UsageSink};
 
@@ -133,7 +132,7 @@ pub async fn start(
             endpoints,
             http,
             fingerprint,
-            policy: PoolPolicy::default(),
+            policy: args.pool_policy(),
         },
         env_credentials.to_vec(),
     )

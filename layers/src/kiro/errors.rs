@@ -268,6 +268,19 @@ pub fn is_retryable(error: &GatewayError) -> bool {
     error.is_upstream_failure() || (error.is_rate_limited() && error.upstream_reason().is_some())
 }
 
+/// Kiro throttled the attempt (a 429 or a throttling reason, not a used-up quota): the account
+/// rests briefly and the request is retried within the throttle budget.
+pub fn is_throttle(error: &GatewayError) -> bool {
+    if !error.is_rate_limited() {
+        return false;
+    }
+    match error.upstream_reason() {
+        Some("HTTP_429") => true,
+        Some(reason) => matches!(reason_class(reason), Some(ReasonClass::Throttled) | None),
+        None => false,
+    }
+}
+
 /// The error is about the gateway's Kiro account (refused credential, quota), not about the
 /// client's request: the client hears of it only when no account can serve.
 pub fn is_account_problem(error: &GatewayError) -> bool {
@@ -431,6 +444,23 @@ mod tests {
             &HeaderMap::new(),
             body.as_bytes(),
         )
+    }
+
+    #[test]
+    fn throttles_are_told_apart_from_quota_and_failures() {
+        assert!(is_throttle(&status(429, "{}")));
+        assert!(is_throttle(&status(
+            400,
+            r#"{"message":"slow down","reason":"RATE_LIMIT_EXCEEDED"}"#
+        )));
+        assert!(!is_throttle(&status(
+            402,
+            r#"{"message":"limit","reason":"MONTHLY_REQUEST_COUNT"}"#
+        )));
+        assert!(!is_throttle(&status(503, "{}")));
+        assert!(!is_throttle(&GatewayError::rate_limited(
+            "the gateway's own"
+        )));
     }
 
     #[test]

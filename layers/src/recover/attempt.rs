@@ -10,7 +10,12 @@ use std::sync::Arc;
 use super::{RecoverConfig, RetriedService};
 use crate::chat::{ChatEvent, ChatRequest, EventStream};
 use crate::error::GatewayError;
-use crate::kiro::errors::{is_account_problem, is_retryable};
+use crate::kiro::errors::{is_account_problem, is_retryable, is_throttle};
+use crate::pool::queue::{waiting_until, LeaseClock};
+
+/// Most throttled attempts of one answer, whatever the budget (with many accounts, each may
+/// throttle once without any rest to wait for).
+const MAX_THROTTLED_ATTEMPTS: u32 = 16;
 
 /// Everything needed to send the same request again.
 #[derive(Debug, Clone)]
@@ -64,12 +69,14 @@ where
     S: RetriedService,
 {
     let attempts = config.max_attempts.max(1);
-    let mut last_error = None;
-    for attempt in 1..=attempts {
-        if attempt > 1 {
-            tokio::time::sleep(config.backoff(attempt)).await;
-        }
-        let request = template.request(body.clone());
+    let deadline = tokio::time::Instant::now() + config.throttle_budget;
+    let mut attempt = 1;
+    let mut throttled = 0;
+    let error = loop {
+        let mut request = template.request(body.clone());
+        // A wait in the pool's line does not count against the first-token limit.
+        let clock = LeaseClock::default();
+        request.extensions_mut().insert(clock.clone());
         let service = inner.clone();
         let started = async move {
             let response = service.oneshot(request).await?;
@@ -86,10 +93,15 @@ where
                 )),
             }
         };
-        let error = match tokio::time::timeout(config.first_token_timeout, started).await {
-            Ok(Ok(started)) => return Ok(started),
-            Ok(Err(error)) => error,
-            Err(_) => GatewayError::timeout(format!(
+        let started = waiting_until(deadline, started);
+        let outcome = tokio::select! {
+            outcome = started => Some(outcome),
+            _ = clock.upstream_limit(config.first_token_timeout) => None,
+        };
+        let error = match outcome {
+            Some(Ok(started)) => return Ok(started),
+            Some(Err(error)) => error,
+            None => GatewayError::timeout(format!(
                 "Kiro sent nothing within {} s of the request (FIRST_TOKEN_TIMEOUT).",
                 config.first_token_timeout.as_secs_f64()
             )),
@@ -97,16 +109,33 @@ where
         if !is_retryable(&error) {
             return Err(error);
         }
+        if is_throttle(&error) {
+            throttled += 1;
+            let in_budget = tokio::time::Instant::now() < deadline;
+            tracing::info!(
+                throttled,
+                in_budget,
+                "Kiro throttled an attempt before any output: {}",
+                error.message()
+            );
+            if !in_budget || throttled >= MAX_THROTTLED_ATTEMPTS {
+                break error;
+            }
+            // No backoff of our own: the pool waits for the rest this throttle started.
+            continue;
+        }
         tracing::warn!(
             attempt,
             attempts,
             "upstream attempt failed before any output: {}",
             error.message()
         );
-        last_error = Some(error);
-    }
-    let error =
-        last_error.unwrap_or_else(|| GatewayError::internal("no upstream attempt was made"));
+        if attempt >= attempts {
+            break error;
+        }
+        attempt += 1;
+        tokio::time::sleep(config.backoff(attempt)).await;
+    };
     Err(if is_account_problem(&error) {
         GatewayError::no_account(format!(
             "No Kiro account of this gateway could serve the request: every account tried was \

@@ -4,6 +4,11 @@
 //! - Before any event reached the client, an attempt that fails (429, 5xx, transport error, an
 //!   account refused, or no first event within `FIRST_TOKEN_TIMEOUT`) is dropped and retried
 //!   with a new lease, up to `max_attempts`, with exponential backoff and jitter.
+//! - A throttled attempt (a 429 from Kiro before any output) does not spend one of those
+//!   attempts: it is retried at once, and the pool serves the retry from another account or
+//!   from the same one when its throttle rest ends, for as long as `throttle_budget` from the
+//!   answer's start allows (the pool waits no later than that either). When the budget is spent,
+//!   the client gets the 429 with `Retry-After`.
 //! - A stream that is cut (a tool call without its stop, tool arguments that are not JSON, or an
 //!   end with neither a stop nor the upstream's end-of-answer accounting) ends with
 //!   `Stop(MaxTokens)`: `finish_reason: "length"` / `stop_reason: "max_tokens"`, never a normal
@@ -75,6 +80,9 @@ pub struct RecoverConfig {
     pub max_continuations: u32,
     /// Continue cut answers and tell the model about cut tool calls (`TRUNCATION_RECOVERY`).
     pub truncation_recovery: bool,
+    /// How long after an answer's start throttled attempts are still retried, and the latest
+    /// the pool keeps its attempts waiting for an account (`POOL_QUEUE_TIMEOUT`).
+    pub throttle_budget: Duration,
 }
 
 impl Default for RecoverConfig {
@@ -86,6 +94,7 @@ impl Default for RecoverConfig {
             max_backoff: Duration::from_secs(4),
             max_continuations: 2,
             truncation_recovery: true,
+            throttle_budget: Duration::from_secs(10),
         }
     }
 }

@@ -20,6 +20,8 @@ type Item = Result<ChatEvent, GatewayError>;
 #[derive(Clone)]
 enum Step {
     Fail(GatewayError),
+    /// Fails after this long (the time a pool wait and Kiro took).
+    SlowFail(Duration, GatewayError),
     Events(Vec<Item>),
     /// Sends these events, then never anything again.
     Stall(Vec<Item>),
@@ -52,6 +54,10 @@ fn scripted(steps: Vec<Step>) -> (Scripted, Arc<Mutex<Vec<ChatRequest>>>) {
         async move {
             match step {
                 Step::Fail(error) => Err(error),
+                Step::SlowFail(after, error) => {
+                    tokio::time::sleep(after).await;
+                    Err(error)
+                }
                 Step::Events(items) => Ok(Response::new(
                     Box::pin(futures_util::stream::iter(items)) as EventStream,
                 )),
@@ -106,6 +112,60 @@ async fn throttling_and_5xx_before_output_are_retried_on_a_new_attempt() {
     .await;
     assert_eq!(events(result.unwrap()), vec![text("hi"), done()]);
     assert_eq!(seen.len(), 3);
+}
+
+fn throttled() -> GatewayError {
+    let mut headers = HeaderMap::new();
+    headers.insert(http::header::RETRY_AFTER, "1".parse().unwrap());
+    from_status(StatusCode::TOO_MANY_REQUESTS, &headers, b"{}")
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttles_do_not_spend_the_attempts_and_are_retried_without_a_backoff_of_ours() {
+    let mut steps = vec![Step::Fail(throttled()); 5];
+    steps.push(Step::Events(vec![Ok(text("hi")), Ok(done())]));
+    let start = tokio::time::Instant::now();
+    let (result, seen) = run(&default_layer(), steps, request()).await;
+    assert_eq!(events(result.unwrap()), vec![text("hi"), done()]);
+    assert_eq!(seen.len(), 6);
+    assert_eq!(tokio::time::Instant::now(), start);
+    // Other failures still spend them: three 5xx in between throttles end the answer.
+    let broken = || from_status(StatusCode::INTERNAL_SERVER_ERROR, &HeaderMap::new(), b"{}");
+    let steps = vec![
+        Step::Fail(throttled()),
+        Step::Fail(broken()),
+        Step::Fail(throttled()),
+        Step::Fail(broken()),
+        Step::Fail(broken()),
+    ];
+    let (result, seen) = run(&default_layer(), steps, request()).await;
+    assert_eq!(result.unwrap_err().status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(seen.len(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_throttle_that_lasts_past_the_budget_reaches_the_client_as_a_429_with_retry_after() {
+    let layer = RecoverLayer::new(RecoverConfig {
+        throttle_budget: Duration::from_secs(4),
+        ..RecoverConfig::default()
+    });
+    let steps = vec![Step::SlowFail(Duration::from_secs(1), throttled()); 20];
+    let start = tokio::time::Instant::now();
+    let (result, seen) = run(&layer, steps, request()).await;
+    let error = result.unwrap_err();
+    assert_eq!(error.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(1)));
+    assert_eq!(seen.len(), 4);
+    assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(4));
+    // Throttles that cost no time at all are capped too.
+    let (result, seen) = run(
+        &default_layer(),
+        vec![Step::Fail(throttled()); 40],
+        request(),
+    )
+    .await;
+    assert_eq!(result.unwrap_err().status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(seen.len(), 16);
 }
 
 #[tokio::test(start_paused = true)]
