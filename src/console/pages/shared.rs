@@ -87,7 +87,7 @@ pub fn totals(rows: &[UsageAggregate]) -> UsageAggregate {
 /// A summary card.
 pub fn card(label: &str, value: &str, testid: &str) -> String {
     format!(
-        r#"<div class="card" data-testid="{testid}"><div class="label">{}</div><div class="value">{}</div></div>"#,
+        r#"<div class="card"><div class="label">{}</div><div class="value" data-testid="{testid}">{}</div></div>"#,
         esc(label),
         esc(value)
     )
