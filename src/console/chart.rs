@@ -75,7 +75,7 @@ pub fn bar_chart(testid: &str, title: &str, bars: &[Bar]) -> String {
         return svg;
     }
     let slot = plot_w / bars.len() as f64;
-    let bar_w = (slot * 0.8).max(1.0);
+    let bar_w = (slot * 0.8).clamp(1.0, 40.0);
     let label_every = (bars.len() / 12).max(1);
     for (i, bar) in bars.iter().enumerate() {
         let x = LEFT + slot * i as f64 + (slot - bar_w) / 2.0;

@@ -13,7 +13,7 @@ pub fn text(message: Msg) -> &'static str {
         Msg::Active => "active",
         Msg::Actor => "Actor",
         Msg::AddAccount => "Add an account",
-        Msg::AddAccountHelp => "Paste a Kiro refresh token, or the content of a Kiro IDE / AWS SSO credentials JSON file. The account is checked with one refresh before it is used.",
+        Msg::AddAccountHelp => "Paste a Kiro refresh token, or the content of a Kiro IDE / AWS SSO credentials JSON file. The account joins the pool at once; Refresh checks it now.",
         Msg::AddToLimit => "Add to the limit",
         Msg::Agent => "Agent",
         Msg::AgentKeyHint => "An agent signs in with an agent key: create one on the Keys page.",

@@ -13,7 +13,7 @@ pub fn text(message: Msg) -> &'static str {
         Msg::Active => "有效",
         Msg::Actor => "操作者",
         Msg::AddAccount => "添加账号",
-        Msg::AddAccountHelp => "粘贴 Kiro 刷新令牌，或 Kiro IDE / AWS SSO 凭据 JSON 文件的内容。账号会先刷新一次进行验证。",
+        Msg::AddAccountHelp => "粘贴 Kiro 刷新令牌，或 Kiro IDE / AWS SSO 凭据 JSON 文件的内容。账号会立即加入账号池；点击“刷新”可立即验证。",
         Msg::AddToLimit => "增加额度",
         Msg::Agent => "代理商",
         Msg::AgentKeyHint => "代理商使用代理商密钥登录：请在“密钥”页面创建。",

@@ -13,8 +13,8 @@ use kiro_layers::store::{
 };
 
 use super::shared::{
-    card, charged_chart, key_cells, key_created_page, key_fields, key_head, key_options, post_form,
-    requests_chart, totals, usage_table,
+    card, charged_chart, every_day, every_hour, key_cells, key_created_page, key_fields, key_head,
+    key_options, post_form, requests_chart, totals, usage_table,
 };
 use super::{
     api_error_page, done, failed, page_number, posted, query_of, require, show, PageResult,
@@ -119,7 +119,7 @@ pub async fn overview(State(st): State<Console>, ctx: Ctx) -> PageResult {
         body,
         "<h2>{}</h2>{}",
         t(Msg::RequestsPerHour),
-        requests_chart(&ctx, "chart-24h", &hourly)
+        requests_chart(&ctx, "chart-24h", &every_hour(&hourly, 24))
     );
     let attention: Vec<Vec<String>> = accounts
         .iter()
@@ -667,7 +667,7 @@ pub async fn user_detail(
         body,
         "<h2>{}</h2>{}{}",
         t(Msg::Usage30d),
-        requests_chart(&ctx, "user-chart", &daily),
+        requests_chart(&ctx, "user-chart", &every_day(&daily, 30)),
         usage_table(&ctx, t(Msg::Day), &daily)
     );
     let _ = write!(

@@ -10,7 +10,7 @@ use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 
 use super::shared::{
-    card, key_cells, key_created_page, key_fields, key_head, key_options, post_form,
+    card, every_day, key_cells, key_created_page, key_fields, key_head, key_options, post_form,
     requests_chart, usage_table,
 };
 use super::{
@@ -262,7 +262,7 @@ pub async fn user_detail(
         body,
         "<h2>{}</h2>{}{}",
         t(Msg::Usage30d),
-        requests_chart(&ctx, "agent-user-chart", &daily),
+        requests_chart(&ctx, "agent-user-chart", &every_day(&daily, 30)),
         usage_table(&ctx, t(Msg::Day), &daily)
     );
     Ok(show(

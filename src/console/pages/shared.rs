@@ -12,6 +12,45 @@ use crate::console::i18n::Msg;
 use crate::console::session::Ctx;
 use crate::tenancy::api::{CreatedKey, KeyOptions};
 
+/// `rows` grouped by hour (`YYYY-MM-DDTHH`), with an empty row for every hour of the last
+/// `hours` that had no usage, oldest first: a quiet hour is a gap in the chart, not missing.
+pub fn every_hour(rows: &[UsageAggregate], hours: i64) -> Vec<UsageAggregate> {
+    let now = chrono::Utc::now();
+    (0..hours)
+        .rev()
+        .map(|ago| {
+            let label = (now - chrono::Duration::hours(ago))
+                .format("%Y-%m-%dT%H")
+                .to_string();
+            filled(rows, label)
+        })
+        .collect()
+}
+
+/// Like [`every_hour`], per day (`YYYY-MM-DD`) over the last `days`.
+pub fn every_day(rows: &[UsageAggregate], days: i64) -> Vec<UsageAggregate> {
+    let today = chrono::Utc::now();
+    (0..days)
+        .rev()
+        .map(|ago| {
+            let label = (today - chrono::Duration::days(ago))
+                .format("%Y-%m-%d")
+                .to_string();
+            filled(rows, label)
+        })
+        .collect()
+}
+
+fn filled(rows: &[UsageAggregate], label: String) -> UsageAggregate {
+    rows.iter()
+        .find(|r| r.group == label)
+        .cloned()
+        .unwrap_or(UsageAggregate {
+            group: label,
+            ..UsageAggregate::default()
+        })
+}
+
 /// A chart of requests (errors stacked on top) per group.
 pub fn requests_chart(ctx: &Ctx, testid: &str, rows: &[UsageAggregate]) -> String {
     let bars: Vec<Bar> = rows

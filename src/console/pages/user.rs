@@ -9,7 +9,7 @@ use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 
 use super::shared::{
-    card, key_cells, key_created_page, key_fields, key_head, key_options, post_form,
+    card, every_day, key_cells, key_created_page, key_fields, key_head, key_options, post_form,
     requests_chart, usage_table,
 };
 use super::{api_error_page, done, failed, posted, require, show, PageResult};
@@ -63,7 +63,7 @@ pub async fn overview(State(st): State<Console>, ctx: Ctx) -> PageResult {
         body,
         "<h2>{}</h2>{}{}",
         t(Msg::Usage30d),
-        requests_chart(&ctx, "user-usage-chart", &daily),
+        requests_chart(&ctx, "user-usage-chart", &every_day(&daily, 30)),
         usage_table(&ctx, t(Msg::Day), &daily)
     );
     let base = format!("{}{}", ctx.origin, st.config.base_path);
