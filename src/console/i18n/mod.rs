@@ -44,7 +44,12 @@ impl Lang {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         for choice in accept.split(',') {
-            let tag = choice.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let tag = choice
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             if tag.starts_with("zh") {
                 return Lang::Zh;
             }
@@ -239,7 +244,10 @@ mod tests {
     fn the_language_comes_from_the_cookie_then_the_browser() {
         let mut headers = HeaderMap::new();
         assert_eq!(Lang::from_request(&headers), Lang::En);
-        headers.insert(http::header::ACCEPT_LANGUAGE, "zh-CN,zh;q=0.9,en;q=0.8".parse().unwrap());
+        headers.insert(
+            http::header::ACCEPT_LANGUAGE,
+            "zh-CN,zh;q=0.9,en;q=0.8".parse().unwrap(),
+        );
         assert_eq!(Lang::from_request(&headers), Lang::Zh);
         headers.insert(http::header::COOKIE, "kg_lang=en".parse().unwrap());
         assert_eq!(Lang::from_request(&headers), Lang::En);
