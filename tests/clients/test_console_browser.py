@@ -207,7 +207,6 @@ def test_operator_reseller_and_user_in_a_real_browser(console, browser):
     assert agent_key.startswith("sk-")
 
     for name, path in [
-        ("01-admin-overview", "/console/admin"),
         ("06-admin-users", "/console/admin/users"),
         ("07-admin-keys", "/console/admin/keys"),
         ("08-admin-models", "/console/admin/models"),
@@ -236,6 +235,9 @@ def test_operator_reseller_and_user_in_a_real_browser(console, browser):
     d.find_element(By.CSS_SELECTOR, 'input[data-select-all="id"]').click()
     submit(d, by_testid(d, "bulk-enable"))
     assert "healthy" in by_testid(d, "accounts").text
+    d.get(console + "/console/admin")
+    assert by_testid(d, "card-accounts").text == "1 / 1"
+    shot(d, "01-admin-overview")
     submit(d, by_testid(d, "logout"))
     assert d.current_url.endswith("/console/login")
 
