@@ -214,7 +214,12 @@ pub async fn accounts(State(st): State<Console>, ctx: Ctx) -> PageResult {
                 .map_or(0.0, |u| u.credits);
             let act = |action: &str, label: Msg, class: &str| {
                 format!(
-                    r#"<button type="submit" name="act" value="{action}:{id}" class="small {class}" data-testid="{action}-{id}">{}</button>"#,
+                    r#"<button type="submit" name="act" value="{action}:{id}" class="small {class}" data-testid="{action}-{id}"{}>{}</button>"#,
+                    if action == "delete" {
+                        format!(r#" data-confirm="{}""#, t(Msg::ConfirmDelete))
+                    } else {
+                        String::new()
+                    },
                     t(label)
                 )
             };
@@ -230,9 +235,12 @@ pub async fn accounts(State(st): State<Console>, ctx: Ctx) -> PageResult {
                 format!("{credits:.2}"),
                 when(&a.account.updated_at),
                 format!(
-                    "{} {} {} {}",
-                    act("enable", Msg::Enable, "secondary"),
-                    act("disable", Msg::Disable, "secondary"),
+                    "{} {} {}",
+                    if a.account.status == AccountStatus::Disabled {
+                        act("enable", Msg::Enable, "secondary")
+                    } else {
+                        act("disable", Msg::Disable, "secondary")
+                    },
                     act("refresh", Msg::Refresh, "secondary"),
                     act("delete", Msg::Delete, "danger")
                 ),
