@@ -28,6 +28,14 @@ else
   echo "npm not found: the Claude Code test will be skipped" >&2
 fi
 
+# The console's browser test drives Debian's chromium through chromedriver (WebDriver); a CJK
+# font so the Chinese pages' screenshots are legible.
+if ! command -v chromedriver >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk"; then
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei >/dev/null
+fi
+
 cargo build --quiet --bin kiro-gateway
 export KIRO_GATEWAY_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/kiro-gateway"
 export CLAUDE_CODE_BIN="$PWD/tests/clients/node_modules/.bin/claude"

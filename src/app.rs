@@ -200,7 +200,15 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         deps.usage = Arc::clone(&t.usage);
         deps.quota = Arc::new(t.tenancy.book.clone());
         pool = t.pool.snapshot();
-        routes = Some(crate::tenancy::router(Arc::clone(&t.tenancy)));
+        let console = crate::console::router(
+            Arc::clone(&t.tenancy),
+            crate::console::ConsoleConfig {
+                base_path: crate::console::normalise_base_path(&args.public_base_path),
+                models: t.models.clone(),
+                debug_dir: args.debug_dir.clone(),
+            },
+        );
+        routes = Some(crate::tenancy::router(Arc::clone(&t.tenancy)).merge(console));
     }
     let readiness = match &tenancy {
         Some(t) => {

@@ -163,6 +163,16 @@ pub struct ServeArgs {
     #[arg(long = "admin-api-key", env = "ADMIN_API_KEY", hide_env_values = true)]
     pub admin_api_key: Option<String>,
 
+    /// The path prefix a reverse proxy serves the gateway under (e.g. `/kiro`), so the web
+    /// console at `<prefix>/console` builds its links and cookies for it. Empty when the
+    /// gateway is served at the root.
+    #[arg(
+        long = "public-base-path",
+        env = "PUBLIC_BASE_PATH",
+        default_value = ""
+    )]
+    pub public_base_path: String,
+
     /// Run against the built-in fake Kiro upstream: no account needed, answers are canned.
     #[arg(long = "demo", env = "KIRO_DEMO", default_value_t = false)]
     pub demo: bool,

@@ -6,6 +6,7 @@
 pub mod app;
 pub mod config;
 pub mod config_reference;
+pub mod console;
 pub mod credentials;
 pub mod debug;
 pub mod fake_kiro;

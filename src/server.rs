@@ -52,8 +52,17 @@ where
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                // The peer address rides along in every request (axum's `ConnectInfo`), for
+                // the web console's login rate limit.
+                let with_peer = tower::ServiceExt::map_request(
+                    service.clone(),
+                    move |mut request: http::Request<Incoming>| {
+                        request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                        request
+                    },
+                );
                 let connection = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service.clone()))
+                    .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(with_peer))
                     .into_owned();
                 let connection = graceful.watch(connection);
                 connections.spawn(async move {

@@ -245,6 +245,17 @@ pub trait Store: Send + Sync + 'static {
         group_by: UsageGroup,
     ) -> StoreFuture<'_, Vec<UsageAggregate>>;
 
+    // ---- web console sessions ----
+    /// Stores a new session.
+    fn create_console_session(&self, session: ConsoleSessionRow) -> StoreFuture<'_, ()>;
+    /// The session with this id hash, if it exists and has not expired.
+    fn get_console_session(&self, id_hash: Vec<u8>) -> StoreFuture<'_, Option<ConsoleSessionRow>>;
+    /// Ends one session (logout).
+    fn delete_console_session(&self, id_hash: Vec<u8>) -> StoreFuture<'_, ()>;
+    /// Ends every session opened with this key (revoked) and every expired session; returns
+    /// how many were removed.
+    fn delete_console_sessions_of_key(&self, key_id: i64) -> StoreFuture<'_, u64>;
+
     // ---- models ----
     /// Creates or replaces an alias.
     fn set_alias(&self, alias: &str, model_id: &str) -> StoreFuture<'_, ()>;

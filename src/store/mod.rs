@@ -54,6 +54,10 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         include_str!("../../schema/sqlite/0005_responses.sql"),
     ),
     (
+        "0006_console_sessions",
+        include_str!("../../schema/sqlite/0006_console_sessions.sql"),
+    ),
+    (
         "0008_account_logins",
         include_str!("../../schema/sqlite/0008_account_logins.sql"),
     ),
@@ -76,6 +80,10 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
     (
         "0005_responses",
         include_str!("../../schema/postgres/0005_responses.sql"),
+    ),
+    (
+        "0006_console_sessions",
+        include_str!("../../schema/postgres/0006_console_sessions.sql"),
     ),
     (
         "0008_account_logins",

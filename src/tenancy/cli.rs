@@ -134,7 +134,7 @@ pub async fn admin_key(command: AdminKeyCommand) -> Result<(), String> {
     let created = create_key(&tenancy, &CLI, KeyKind::Admin, None, None, options)
         .await
         .map_err(|e| e.0.message().to_owned())?;
-    print(created.0);
+    print(created.to_json());
     Ok(())
 }
 
@@ -242,6 +242,6 @@ pub async fn user(command: UserCommand) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.0.message().to_owned())?;
-    print(json!({ "user": user, "key": key.0["key"] }));
+    print(json!({ "user": user, "key": key.secret }));
     Ok(())
 }

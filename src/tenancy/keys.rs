@@ -153,6 +153,33 @@ impl KeyCache {
         Some(key)
     }
 
+    /// True when `ADMIN_API_KEY` is configured.
+    pub fn has_root_admin(&self) -> bool {
+        self.admin.is_some()
+    }
+
+    /// The caller a database key stands for, by key id, while that key is active and
+    /// unexpired: a web console session opened with a key lives exactly as long as the key.
+    pub fn caller_by_key_id(&self, key_id: i64) -> Option<Caller> {
+        let keys = self.keys.read().ok()?;
+        let key = keys.values().find(|k| k.id == key_id)?;
+        if key.expires_at.is_some_and(|at| at <= Utc::now()) {
+            return None;
+        }
+        match (key.kind, key.user_id, key.agent_id) {
+            (KeyKind::Admin, _, _) => Some(Caller::Admin(key.id)),
+            (KeyKind::Agent, _, Some(agent_id)) => Some(Caller::Agent {
+                key_id: key.id,
+                agent_id,
+            }),
+            (KeyKind::Inference, Some(user_id), _) => Some(Caller::User {
+                key_id: key.id,
+                user_id,
+            }),
+            _ => None,
+        }
+    }
+
     /// Authenticates an `/admin` caller.
     pub fn admin(&self, presented: &str) -> Result<Caller, GatewayError> {
         if let Some(admin) = &self.admin {

@@ -230,6 +230,18 @@ impl Store for FlakyStore {
     fn list_audit(&self, limit: u32) -> StoreFuture<'_, Vec<AuditRow>> {
         self.inner.list_audit(limit)
     }
+    fn create_console_session(&self, s: ConsoleSessionRow) -> StoreFuture<'_, ()> {
+        self.inner.create_console_session(s)
+    }
+    fn get_console_session(&self, h: Vec<u8>) -> StoreFuture<'_, Option<ConsoleSessionRow>> {
+        self.inner.get_console_session(h)
+    }
+    fn delete_console_session(&self, h: Vec<u8>) -> StoreFuture<'_, ()> {
+        self.inner.delete_console_session(h)
+    }
+    fn delete_console_sessions_of_key(&self, key_id: i64) -> StoreFuture<'_, u64> {
+        self.inner.delete_console_sessions_of_key(key_id)
+    }
     fn changes_since(&self, version: i64) -> StoreFuture<'_, ChangeSet> {
         self.inner.changes_since(version)
     }

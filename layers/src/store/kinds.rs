@@ -118,6 +118,10 @@ string_enum!(
         Account = "account",
         /// By UTC day (`YYYY-MM-DD`).
         Day = "day",
+        /// By agent id.
+        Agent = "agent",
+        /// By UTC hour (`YYYY-MM-DDTHH`).
+        Hour = "hour",
     }
 );
 

@@ -508,3 +508,28 @@ pub struct AccountLogin {
     /// When the OIDC client registration (and so every refresh) stops working.
     pub client_secret_expires_at: Option<Timestamp>,
 }
+
+/// A web console session. The session id itself is never stored, only its SHA-256.
+#[derive(Clone, PartialEq)]
+pub struct ConsoleSessionRow {
+    /// SHA-256 of the session id (the cookie value).
+    pub id_hash: Vec<u8>,
+    /// `admin`, `agent` or `user`.
+    pub role: String,
+    /// The gateway key it was opened with; `None` for the configured `ADMIN_API_KEY`.
+    pub key_id: Option<i64>,
+    /// Ends at.
+    pub expires_at: Timestamp,
+    /// Browser, shown in lists (truncated).
+    pub user_agent: String,
+}
+
+impl std::fmt::Debug for ConsoleSessionRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleSessionRow")
+            .field("role", &self.role)
+            .field("key_id", &self.key_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}

@@ -19,6 +19,7 @@ use tokio_postgres::{AsyncMessage, Config, NoTls, Transaction};
 use super::{redact_url, Migration, Secret, POSTGRES_MIGRATIONS};
 
 mod accounts;
+mod console;
 mod instances;
 mod logins;
 mod records;
@@ -461,6 +462,18 @@ impl Store for PgStore {
     }
     fn list_audit(&self, limit: u32) -> StoreFuture<'_, Vec<AuditRow>> {
         call!(self.list_audit_(limit))
+    }
+    fn create_console_session(&self, session: ConsoleSessionRow) -> StoreFuture<'_, ()> {
+        call!(self.create_console_session_(session))
+    }
+    fn get_console_session(&self, id_hash: Vec<u8>) -> StoreFuture<'_, Option<ConsoleSessionRow>> {
+        call!(self.get_console_session_(id_hash))
+    }
+    fn delete_console_session(&self, id_hash: Vec<u8>) -> StoreFuture<'_, ()> {
+        call!(self.delete_console_session_(id_hash))
+    }
+    fn delete_console_sessions_of_key(&self, key_id: i64) -> StoreFuture<'_, u64> {
+        call!(self.delete_console_sessions_of_key_(key_id))
     }
     fn changes_since(&self, version: i64) -> StoreFuture<'_, ChangeSet> {
         call!(self.changes_since_(version))

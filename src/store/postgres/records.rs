@@ -129,6 +129,8 @@ impl PgStore {
             UsageGroup::Model => "resolved_model",
             UsageGroup::Account => "COALESCE(account_id, '')",
             UsageGroup::Day => "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+            UsageGroup::Agent => "COALESCE(agent_id::text, '')",
+            UsageGroup::Hour => "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24')",
         };
         let sql = format!(
             "SELECT ({expr}) COLLATE \"C\" AS grp, COUNT(*)::bigint, COUNT(*) FILTER (WHERE status = 'ok')::bigint, \

@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 use super::{Migration, Secret, SQLITE_MIGRATIONS};
 
 mod accounts;
+mod console;
 mod instances;
 mod logins;
 mod records;
@@ -417,6 +418,18 @@ impl Store for SqliteStore {
     }
     fn list_audit(&self, limit: u32) -> StoreFuture<'_, Vec<AuditRow>> {
         self.run(move |c, _, _| records::list_audit(c, limit))
+    }
+    fn create_console_session(&self, session: ConsoleSessionRow) -> StoreFuture<'_, ()> {
+        self.run(move |c, _, _| console::create(c, &session))
+    }
+    fn get_console_session(&self, id_hash: Vec<u8>) -> StoreFuture<'_, Option<ConsoleSessionRow>> {
+        self.run(move |c, _, _| console::get(c, &id_hash))
+    }
+    fn delete_console_session(&self, id_hash: Vec<u8>) -> StoreFuture<'_, ()> {
+        self.run(move |c, _, _| console::delete(c, &id_hash))
+    }
+    fn delete_console_sessions_of_key(&self, key_id: i64) -> StoreFuture<'_, u64> {
+        self.run(move |c, _, _| console::delete_of_key(c, key_id))
     }
     fn changes_since(&self, version: i64) -> StoreFuture<'_, ChangeSet> {
         self.run(move |c, _, _| records::changes_since(c, version))

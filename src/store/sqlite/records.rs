@@ -94,6 +94,8 @@ pub(crate) fn query_usage(
         UsageGroup::Model => "resolved_model",
         UsageGroup::Account => "COALESCE(account_id, '')",
         UsageGroup::Day => "strftime('%Y-%m-%d', started_at / 1000, 'unixepoch')",
+        UsageGroup::Agent => "COALESCE(CAST(agent_id AS TEXT), '')",
+        UsageGroup::Hour => "strftime('%Y-%m-%dT%H', started_at / 1000, 'unixepoch')",
     };
     let sql = format!(
         "SELECT {expr} AS grp, COUNT(*), SUM(status = 'ok'), SUM(input_tokens), \

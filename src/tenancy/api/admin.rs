@@ -1,174 +1,248 @@
 //! `/admin/*`: accounts, users, keys, quotas, aliases and combos, prices, agents, usage and the
 //! audit log. Authenticated by `ADMIN_API_KEY` or a database admin key. Every mutation is
 //! audited (without secrets) and reloads the caches it touches before answering.
+//!
+//! Each route is a thin handler over a `pub` function of the same name (`create_user`,
+//! `top_up_agent`, ...) that holds the rules; the web console (`crate::console`) calls the same
+//! functions, so the JSON API and the console cannot drift apart.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use bytes::Bytes;
 use kiro_layers::store::{
-    AccountStatus, KeyKind, KeyOwner, NewUser, Price, Status, UsageGroup, UserUpdate,
+    AccountRow, AccountState, AccountStatus, AgentRow, AuditRow, KeyKind, KeyOwner, NewUser, Price,
+    Status, UsageAggregate, UsageFilter, UsageGroup, UserRow, UserUpdate,
 };
 use kiro_layers::GatewayError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{
     create_key, parse_body, parse_id, parse_query, usage_filter, usage_group, valid_model,
-    valid_name, ApiError, ApiResult, AppState, Authed, KeyOptions, UsageQuery, ADMIN,
+    valid_name, ApiError, ApiResult, AppState, Authed, CreatedKey, KeyOptions, UsageQuery, ADMIN,
 };
 use crate::tenancy::accounts::{new_account, AccountSource};
-use crate::tenancy::state::quota_subject;
+use crate::tenancy::keys::Caller;
+use crate::tenancy::state::{quota_subject, Tenancy};
 
 type Admin = Authed<ADMIN>;
 
 /// The `/admin` routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/admin/accounts", get(list_accounts).post(create_account))
+        .route(
+            "/admin/accounts",
+            get(list_accounts_h).post(create_account_h),
+        )
         .route(
             "/admin/accounts/{id}",
-            axum::routing::delete(delete_account),
+            axum::routing::delete(delete_account_h),
         )
-        .route("/admin/accounts/{id}/enable", post(enable_account))
-        .route("/admin/accounts/{id}/disable", post(disable_account))
-        .route("/admin/accounts/{id}/refresh", post(refresh_account))
-        .route("/admin/users", get(list_users).post(create_user))
+        .route("/admin/accounts/{id}/enable", post(enable_account_h))
+        .route("/admin/accounts/{id}/disable", post(disable_account_h))
+        .route("/admin/accounts/{id}/refresh", post(refresh_account_h))
+        .route("/admin/users", get(list_users_h).post(create_user_h))
         .route(
             "/admin/users/{id}",
-            get(get_user).patch(update_user).delete(delete_user),
+            get(get_user_h).patch(update_user_h).delete(delete_user_h),
         )
-        .route("/admin/keys", get(list_keys).post(create_admin_key))
-        .route("/admin/keys/{id}", axum::routing::delete(revoke_key))
-        .route("/admin/quotas/set", post(set_quota))
-        .route("/admin/quotas/add", post(add_quota))
-        .route("/admin/aliases", get(list_aliases))
-        .route("/admin/aliases/{name}", put(set_alias).delete(delete_alias))
-        .route("/admin/combos", get(list_combos))
-        .route("/admin/combos/{name}", put(set_combo).delete(delete_combo))
-        .route("/admin/prices", get(list_prices))
-        .route("/admin/prices/{model}", put(set_price))
-        .route("/admin/agents", get(list_agents).post(create_agent))
-        .route("/admin/agents/{id}/topup", post(top_up_agent))
-        .route("/admin/transfers", get(list_transfers))
-        .route("/admin/usage", get(usage))
-        .route("/admin/audit", get(audit))
+        .route("/admin/keys", get(list_keys_h).post(create_admin_key_h))
+        .route("/admin/keys/{id}", axum::routing::delete(revoke_key_h))
+        .route("/admin/quotas/set", post(set_quota_h))
+        .route("/admin/quotas/add", post(add_quota_h))
+        .route("/admin/aliases", get(list_aliases_h))
+        .route(
+            "/admin/aliases/{name}",
+            put(set_alias_h).delete(delete_alias_h),
+        )
+        .route("/admin/combos", get(list_combos_h))
+        .route(
+            "/admin/combos/{name}",
+            put(set_combo_h).delete(delete_combo_h),
+        )
+        .route("/admin/prices", get(list_prices_h))
+        .route("/admin/prices/{model}", put(set_price_h))
+        .route("/admin/agents", get(list_agents_h).post(create_agent_h))
+        .route("/admin/agents/{id}/topup", post(top_up_agent_h))
+        .route("/admin/transfers", get(list_transfers_h))
+        .route("/admin/usage", get(usage_h))
+        .route("/admin/audit", get(audit_h))
 }
 
-async fn list_accounts(State(s): State<AppState>, _: Admin) -> ApiResult {
+// ---------------------------------------------------------------------------------------------
+// Accounts
+
+/// One account as the admin sees it: the stored row, its shared state and its live load.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountView {
+    /// The stored account.
+    pub account: AccountRow,
+    /// Cooldown, breaker and failures, when any were recorded.
+    pub state: Option<AccountState>,
+    /// Requests running on it in this process.
+    pub in_flight: usize,
+    /// Seconds until it is used again, while resting.
+    pub resting_for_seconds: Option<u64>,
+    /// Leases handed out in this process.
+    pub leases: u64,
+}
+
+/// Every account with its state and live load.
+pub async fn list_accounts(s: &Tenancy) -> Result<Vec<AccountView>, ApiError> {
     let accounts = s.store.list_accounts().await?;
     let states = s.store.list_account_states().await?;
     let live = s.pool_status();
-    let list: Vec<_> = accounts
-        .iter()
-        .map(|a| {
-            let state = states.iter().find(|st| st.account_id == a.id);
-            let live = live.iter().find(|l| l.account_id == a.id.to_string());
-            json!({
-                "account": a,
-                "state": state,
-                "in_flight": live.map_or(0, |l| l.in_flight),
-                "resting_for_seconds": live.and_then(|l| l.resting_for).map(|d| d.as_secs()),
-                "leases": live.map_or(0, |l| l.leases),
-            })
+    Ok(accounts
+        .into_iter()
+        .map(|account| {
+            let state = states
+                .iter()
+                .find(|st| st.account_id == account.id)
+                .cloned();
+            let live = live.iter().find(|l| l.account_id == account.id.to_string());
+            AccountView {
+                state,
+                in_flight: live.map_or(0, |l| l.in_flight),
+                resting_for_seconds: live.and_then(|l| l.resting_for).map(|d| d.as_secs()),
+                leases: live.map_or(0, |l| l.leases),
+                account,
+            }
         })
-        .collect();
-    Ok(Json(json!({ "data": list })))
+        .collect())
 }
 
-async fn create_account(
-    State(s): State<AppState>,
-    Authed(caller): Admin,
-    body: Bytes,
-) -> ApiResult {
-    let source: AccountSource = parse_body(&body)?;
+async fn list_accounts_h(State(s): State<AppState>, _: Admin) -> ApiResult {
+    Ok(Json(json!({ "data": list_accounts(&s).await? })))
+}
+
+/// Adds an account from a refresh token, credentials JSON or kiro-cli database.
+pub async fn create_account(
+    s: &Tenancy,
+    caller: &Caller,
+    source: AccountSource,
+) -> Result<AccountRow, ApiError> {
     let account = new_account(source).await?;
     let row = s.store.create_account(account).await?;
     s.pool_changed().await;
     s.audit(
-        &caller,
+        caller,
         "create",
         "account",
         row.id,
         json!({ "name": row.name }),
     )
     .await;
+    Ok(row)
+}
+
+async fn create_account_h(
+    State(s): State<AppState>,
+    Authed(caller): Admin,
+    body: Bytes,
+) -> ApiResult {
+    let source: AccountSource = parse_body(&body)?;
+    let row = create_account(&s, &caller, source).await?;
     Ok(Json(json!({ "account": row })))
 }
 
-async fn set_account_status(
-    s: &AppState,
-    caller: &crate::tenancy::keys::Caller,
-    id: &str,
+/// Enables or disables an account.
+pub async fn set_account_status(
+    s: &Tenancy,
+    caller: &Caller,
+    id: i64,
     status: AccountStatus,
-) -> ApiResult {
-    let id = parse_id(id)?;
+) -> Result<AccountRow, ApiError> {
     let reason = (status == AccountStatus::Disabled).then(|| "disabled by the admin".to_owned());
     s.store.set_account_status(id, status, reason).await?;
     s.pool_changed().await;
     s.audit(caller, status.as_str(), "account", id, json!({}))
         .await;
-    Ok(Json(json!({ "account": s.store.get_account(id).await? })))
+    Ok(s.store.get_account(id).await?)
 }
 
-async fn enable_account(
+async fn enable_account_h(
     State(s): State<AppState>,
     Authed(c): Admin,
     Path(id): Path<String>,
 ) -> ApiResult {
-    set_account_status(&s, &c, &id, AccountStatus::Active).await
+    let row = set_account_status(&s, &c, parse_id(&id)?, AccountStatus::Active).await?;
+    Ok(Json(json!({ "account": row })))
 }
 
-async fn disable_account(
+async fn disable_account_h(
     State(s): State<AppState>,
     Authed(c): Admin,
     Path(id): Path<String>,
 ) -> ApiResult {
-    set_account_status(&s, &c, &id, AccountStatus::Disabled).await
+    let row = set_account_status(&s, &c, parse_id(&id)?, AccountStatus::Disabled).await?;
+    Ok(Json(json!({ "account": row })))
 }
 
-async fn refresh_account(
-    State(s): State<AppState>,
-    Authed(c): Admin,
-    Path(id): Path<String>,
-) -> ApiResult {
-    let id = parse_id(&id)?;
+/// Refreshes an account's access token now.
+pub async fn refresh_account(s: &Tenancy, caller: &Caller, id: i64) -> Result<(), ApiError> {
     s.store.get_account(id).await?;
     s.refresh_account(id).await?;
-    s.audit(&c, "refresh", "account", id, json!({})).await;
+    s.audit(caller, "refresh", "account", id, json!({})).await;
+    Ok(())
+}
+
+async fn refresh_account_h(
+    State(s): State<AppState>,
+    Authed(c): Admin,
+    Path(id): Path<String>,
+) -> ApiResult {
+    refresh_account(&s, &c, parse_id(&id)?).await?;
     Ok(Json(json!({ "refreshed": true })))
 }
 
-async fn delete_account(
+/// Deletes an account.
+pub async fn delete_account(s: &Tenancy, caller: &Caller, id: i64) -> Result<(), ApiError> {
+    s.store.delete_account(id).await?;
+    s.pool_changed().await;
+    s.audit(caller, "delete", "account", id, json!({})).await;
+    Ok(())
+}
+
+async fn delete_account_h(
     State(s): State<AppState>,
     Authed(c): Admin,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let id = parse_id(&id)?;
-    s.store.delete_account(id).await?;
-    s.pool_changed().await;
-    s.audit(&c, "delete", "account", id, json!({})).await;
+    delete_account(&s, &c, parse_id(&id)?).await?;
     Ok(Json(json!({ "deleted": true })))
 }
 
-#[derive(Deserialize)]
+// ---------------------------------------------------------------------------------------------
+// Users
+
+/// A new platform user (or a user of an agent, created by the admin).
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateUser {
-    name: String,
+pub struct CreateUser {
+    /// Name.
+    pub name: String,
+    /// Owning agent.
     #[serde(default)]
-    agent_id: Option<i64>,
+    pub agent_id: Option<i64>,
+    /// Quota, micro-credits (`None` = unlimited).
     #[serde(default)]
-    quota_limit: Option<i64>,
+    pub quota_limit: Option<i64>,
+    /// Requests per minute.
     #[serde(default)]
-    rpm_limit: Option<u32>,
+    pub rpm_limit: Option<u32>,
 }
 
-async fn list_users(State(s): State<AppState>, _: Admin) -> ApiResult {
+async fn list_users_h(State(s): State<AppState>, _: Admin) -> ApiResult {
     Ok(Json(json!({ "data": s.store.list_users(None).await? })))
 }
 
-async fn create_user(State(s): State<AppState>, Authed(c): Admin, body: Bytes) -> ApiResult {
-    let input: CreateUser = parse_body(&body)?;
+/// Creates a user.
+pub async fn create_user(
+    s: &Tenancy,
+    caller: &Caller,
+    input: CreateUser,
+) -> Result<UserRow, ApiError> {
     if input.quota_limit.is_some_and(|q| q < 0) {
         return Err(GatewayError::invalid_request("`quota_limit` must not be negative.").into());
     }
@@ -185,30 +259,45 @@ async fn create_user(State(s): State<AppState>, Authed(c): Admin, body: Bytes) -
         })
         .await?;
     s.reload_keys_and_quota().await?;
-    s.audit(&c, "create", "user", user.id, json!({ "name": user.name }))
-        .await;
+    s.audit(
+        caller,
+        "create",
+        "user",
+        user.id,
+        json!({ "name": user.name }),
+    )
+    .await;
+    Ok(user)
+}
+
+async fn create_user_h(State(s): State<AppState>, Authed(c): Admin, body: Bytes) -> ApiResult {
+    let user = create_user(&s, &c, parse_body(&body)?).await?;
     Ok(Json(json!({ "user": user })))
 }
 
-async fn get_user(State(s): State<AppState>, _: Admin, Path(id): Path<String>) -> ApiResult {
+async fn get_user_h(State(s): State<AppState>, _: Admin, Path(id): Path<String>) -> ApiResult {
     let user = s.store.get_user(parse_id(&id)?).await?;
     Ok(Json(json!({ "user": user })))
 }
 
 /// Body of a user update (admin and agent).
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct UpdateUser {
+pub struct UpdateUser {
+    /// New name.
     #[serde(default)]
-    name: Option<String>,
+    pub name: Option<String>,
+    /// `active` or `disabled`.
     #[serde(default)]
-    status: Option<String>,
+    pub status: Option<String>,
+    /// New RPM limit; `null` removes it.
     #[serde(default, with = "double_option")]
-    rpm_limit: Option<Option<u32>>,
+    pub rpm_limit: Option<Option<u32>>,
 }
 
 impl UpdateUser {
-    pub(crate) fn into_update(self) -> Result<UserUpdate, ApiError> {
+    /// The checked store update.
+    pub fn into_update(self) -> Result<UserUpdate, ApiError> {
         if self.name.is_none() && self.status.is_none() && self.rpm_limit.is_none() {
             return Err(GatewayError::invalid_request(
                 "Nothing to update: give at least one of `name`, `status`, `rpm_limit`.",
@@ -234,31 +323,50 @@ mod double_option {
     }
 }
 
-async fn update_user(
+/// Changes a user (any user: the admin's view).
+pub async fn update_user(
+    s: &Tenancy,
+    caller: &Caller,
+    id: i64,
+    update: UpdateUser,
+) -> Result<UserRow, ApiError> {
+    let update = update.into_update()?;
+    let user = s.store.update_user(id, update).await?;
+    s.reload_keys_and_quota().await?;
+    s.audit(caller, "update", "user", id, json!({})).await;
+    Ok(user)
+}
+
+async fn update_user_h(
     State(s): State<AppState>,
     Authed(c): Admin,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
     let id = parse_id(&id)?;
-    let update = parse_body::<UpdateUser>(&body)?.into_update()?;
-    let user = s.store.update_user(id, update).await?;
-    s.reload_keys_and_quota().await?;
-    s.audit(&c, "update", "user", id, json!({})).await;
+    let user = update_user(&s, &c, id, parse_body(&body)?).await?;
     Ok(Json(json!({ "user": user })))
 }
 
-async fn delete_user(
+/// Deletes a user.
+pub async fn delete_user(s: &Tenancy, caller: &Caller, id: i64) -> Result<(), ApiError> {
+    s.store.delete_user(id).await?;
+    s.reload_keys_and_quota().await?;
+    s.audit(caller, "delete", "user", id, json!({})).await;
+    Ok(())
+}
+
+async fn delete_user_h(
     State(s): State<AppState>,
     Authed(c): Admin,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let id = parse_id(&id)?;
-    s.store.delete_user(id).await?;
-    s.reload_keys_and_quota().await?;
-    s.audit(&c, "delete", "user", id, json!({})).await;
+    delete_user(&s, &c, parse_id(&id)?).await?;
     Ok(Json(json!({ "deleted": true })))
 }
+
+// ---------------------------------------------------------------------------------------------
+// Keys
 
 #[derive(Deserialize, Default)]
 struct KeyListQuery {
@@ -266,7 +374,7 @@ struct KeyListQuery {
     agent_id: Option<String>,
 }
 
-async fn list_keys(State(s): State<AppState>, _: Admin, RawQuery(q): RawQuery) -> ApiResult {
+async fn list_keys_h(State(s): State<AppState>, _: Admin, RawQuery(q): RawQuery) -> ApiResult {
     let q: KeyListQuery = parse_query(q.as_deref())?;
     let owner = match (q.user_id.as_deref(), q.agent_id.as_deref()) {
         (Some(u), _) => KeyOwner::User(parse_id(u)?),
@@ -278,7 +386,7 @@ async fn list_keys(State(s): State<AppState>, _: Admin, RawQuery(q): RawQuery) -
 
 // No `deny_unknown_fields` here: the rest goes to `KeyOptions`, which has it.
 #[derive(Deserialize)]
-struct CreateKey {
+struct CreateKeyBody {
     kind: String,
     #[serde(default)]
     user_id: Option<i64>,
@@ -288,8 +396,35 @@ struct CreateKey {
     options: serde_json::Map<String, serde_json::Value>,
 }
 
-async fn create_admin_key(State(s): State<AppState>, Authed(c): Admin, body: Bytes) -> ApiResult {
-    let input: CreateKey = parse_body(&body)?;
+/// Creates a key of any kind: an inference key needs a user, an agent key an agent.
+pub async fn create_admin_key(
+    s: &Tenancy,
+    caller: &Caller,
+    kind: KeyKind,
+    user_id: Option<i64>,
+    agent_id: Option<i64>,
+    options: KeyOptions,
+) -> Result<CreatedKey, ApiError> {
+    match kind {
+        KeyKind::Inference if user_id.is_none() => {
+            return Err(GatewayError::invalid_request("An inference key needs `user_id`.").into())
+        }
+        KeyKind::Agent if agent_id.is_none() => {
+            return Err(GatewayError::invalid_request("An agent key needs `agent_id`.").into())
+        }
+        _ => {}
+    }
+    if let Some(user) = user_id {
+        s.store.get_user(user).await?;
+    }
+    if let Some(agent) = agent_id {
+        s.store.get_agent(agent).await?;
+    }
+    create_key(s, caller, kind, user_id, agent_id, options).await
+}
+
+async fn create_admin_key_h(State(s): State<AppState>, Authed(c): Admin, body: Bytes) -> ApiResult {
+    let input: CreateKeyBody = parse_body(&body)?;
     let kind = KeyKind::parse(&input.kind)?;
     let options: KeyOptions = serde_json::from_value(serde_json::Value::Object(input.options))
         .map_err(|e| {
@@ -297,36 +432,27 @@ async fn create_admin_key(State(s): State<AppState>, Authed(c): Admin, body: Byt
                 "Invalid request body: {e}."
             )))
         })?;
-    match kind {
-        KeyKind::Inference if input.user_id.is_none() => {
-            return Err(GatewayError::invalid_request("An inference key needs `user_id`.").into())
-        }
-        KeyKind::Agent if input.agent_id.is_none() => {
-            return Err(GatewayError::invalid_request("An agent key needs `agent_id`.").into())
-        }
-        _ => {}
-    }
-    if let Some(user) = input.user_id {
-        s.store.get_user(user).await?;
-    }
-    if let Some(agent) = input.agent_id {
-        s.store.get_agent(agent).await?;
-    }
-    create_key(&s, &c, kind, input.user_id, input.agent_id, options).await
+    let created = create_admin_key(&s, &c, kind, input.user_id, input.agent_id, options).await?;
+    Ok(Json(created.to_json()))
 }
 
-async fn revoke_key(
+/// Revokes any key; the console sessions opened with it end too.
+pub async fn revoke_key(s: &Tenancy, caller: &Caller, id: i64) -> Result<(), ApiError> {
+    s.store.get_api_key(id).await?;
+    super::revoke_key_row(s, caller, id).await
+}
+
+async fn revoke_key_h(
     State(s): State<AppState>,
     Authed(c): Admin,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let id = parse_id(&id)?;
-    s.store.get_api_key(id).await?;
-    s.store.revoke_api_key(id).await?;
-    s.reload_keys_and_quota().await?;
-    s.audit(&c, "revoke", "api_key", id, json!({})).await;
+    revoke_key(&s, &c, parse_id(&id)?).await?;
     Ok(Json(json!({ "revoked": true })))
 }
+
+// ---------------------------------------------------------------------------------------------
+// Quotas
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -339,45 +465,66 @@ struct QuotaChange {
     amount: Option<i64>,
 }
 
-async fn set_quota(State(s): State<AppState>, Authed(c): Admin, body: Bytes) -> ApiResult {
-    let input: QuotaChange = parse_body(&body)?;
-    if input.limit.is_some_and(|l| l < 0) {
+/// Sets the quota limit of a user, key or agent (`None` = unlimited).
+pub async fn set_quota(
+    s: &Tenancy,
+    caller: &Caller,
+    subject: &str,
+    id: i64,
+    limit: Option<i64>,
+) -> Result<(), ApiError> {
+    if limit.is_some_and(|l| l < 0) {
         return Err(GatewayError::invalid_request("`limit` must not be negative.").into());
     }
-    let subject = quota_subject(&input.subject, input.id)?;
-    s.store.set_quota(subject, input.limit).await?;
+    let quota = quota_subject(subject, id)?;
+    s.store.set_quota(quota, limit).await?;
     s.reload_keys_and_quota().await?;
-    s.audit(
-        &c,
-        "set_quota",
-        &input.subject,
-        input.id,
-        json!({ "limit": input.limit }),
-    )
-    .await;
+    s.audit(caller, "set_quota", subject, id, json!({ "limit": limit }))
+        .await;
+    Ok(())
+}
+
+async fn set_quota_h(State(s): State<AppState>, Authed(c): Admin, body: Bytes) -> ApiResult {
+    let input: QuotaChange = parse_body(&body)?;
+    set_quota(&s, &c, &input.subject, input.id, input.limit).await?;
     Ok(Json(json!({ "ok": true })))
 }
 
-async fn add_quota(State(s): State<AppState>, Authed(c): Admin, body: Bytes) -> ApiResult {
+/// Adds to (or, negative, takes from) the quota of a user, key or agent.
+pub async fn add_quota(
+    s: &Tenancy,
+    caller: &Caller,
+    subject: &str,
+    id: i64,
+    amount: i64,
+) -> Result<(), ApiError> {
+    let quota = quota_subject(subject, id)?;
+    s.store.add_quota(quota, amount).await?;
+    s.reload_keys_and_quota().await?;
+    s.audit(
+        caller,
+        "add_quota",
+        subject,
+        id,
+        json!({ "amount": amount }),
+    )
+    .await;
+    Ok(())
+}
+
+async fn add_quota_h(State(s): State<AppState>, Authed(c): Admin, body: Bytes) -> ApiResult {
     let input: QuotaChange = parse_body(&body)?;
     let Some(amount) = input.amount else {
         return Err(GatewayError::invalid_request("`amount` is required.").into());
     };
-    let subject = quota_subject(&input.subject, input.id)?;
-    s.store.add_quota(subject, amount).await?;
-    s.reload_keys_and_quota().await?;
-    s.audit(
-        &c,
-        "add_quota",
-        &input.subject,
-        input.id,
-        json!({ "amount": amount }),
-    )
-    .await;
+    add_quota(&s, &c, &input.subject, input.id, amount).await?;
     Ok(Json(json!({ "ok": true })))
 }
 
-async fn list_aliases(State(s): State<AppState>, _: Admin) -> ApiResult {
+// ---------------------------------------------------------------------------------------------
+// Aliases, combos, prices
+
+async fn list_aliases_h(State(s): State<AppState>, _: Admin) -> ApiResult {
     Ok(Json(json!({ "data": s.store.list_aliases().await? })))
 }
 
@@ -387,34 +534,51 @@ struct AliasBody {
     model: String,
 }
 
-async fn set_alias(
+/// Points an alias at a model; answers the checked (alias, model).
+pub async fn set_alias(
+    s: &Tenancy,
+    caller: &Caller,
+    name: &str,
+    model: &str,
+) -> Result<(String, String), ApiError> {
+    let name = valid_model("The alias name in the path", name)?;
+    let model = valid_model("`model`", model)?;
+    s.store.set_alias(&name, &model).await?;
+    s.models_changed().await?;
+    s.audit(caller, "set", "alias", &name, json!({ "model": model }))
+        .await;
+    Ok((name, model))
+}
+
+async fn set_alias_h(
     State(s): State<AppState>,
     Authed(c): Admin,
     Path(name): Path<String>,
     body: Bytes,
 ) -> ApiResult {
     let input: AliasBody = parse_body(&body)?;
-    let name = valid_model("The alias name in the path", &name)?;
-    let model = valid_model("`model`", &input.model)?;
-    s.store.set_alias(&name, &model).await?;
-    s.models_changed().await?;
-    s.audit(&c, "set", "alias", &name, json!({ "model": model }))
-        .await;
+    let (name, model) = set_alias(&s, &c, &name, &input.model).await?;
     Ok(Json(json!({ "alias": name, "model": model })))
 }
 
-async fn delete_alias(
+/// Removes an alias.
+pub async fn delete_alias(s: &Tenancy, caller: &Caller, name: &str) -> Result<(), ApiError> {
+    s.store.delete_alias(name).await?;
+    s.models_changed().await?;
+    s.audit(caller, "delete", "alias", name, json!({})).await;
+    Ok(())
+}
+
+async fn delete_alias_h(
     State(s): State<AppState>,
     Authed(c): Admin,
     Path(name): Path<String>,
 ) -> ApiResult {
-    s.store.delete_alias(&name).await?;
-    s.models_changed().await?;
-    s.audit(&c, "delete", "alias", &name, json!({})).await;
+    delete_alias(&s, &c, &name).await?;
     Ok(Json(json!({ "deleted": true })))
 }
 
-async fn list_combos(State(s): State<AppState>, _: Admin) -> ApiResult {
+async fn list_combos_h(State(s): State<AppState>, _: Admin) -> ApiResult {
     Ok(Json(json!({ "data": s.store.list_combos().await? })))
 }
 
@@ -424,46 +588,65 @@ struct ComboBody {
     members: Vec<String>,
 }
 
-async fn set_combo(
+/// Sets a combo's members, in order; answers the checked (name, members).
+pub async fn set_combo(
+    s: &Tenancy,
+    caller: &Caller,
+    name: &str,
+    members: &[String],
+) -> Result<(String, Vec<String>), ApiError> {
+    let name = valid_model("The combo name in the path", name)?;
+    if members.is_empty() {
+        return Err(
+            GatewayError::invalid_request("`members` must name at least one model.").into(),
+        );
+    }
+    let members = members
+        .iter()
+        .map(|m| valid_model("`members`", m))
+        .collect::<Result<Vec<_>, _>>()?;
+    s.store.set_combo(&name, members.clone()).await?;
+    s.models_changed().await?;
+    s.audit(caller, "set", "combo", &name, json!({ "members": members }))
+        .await;
+    Ok((name, members))
+}
+
+async fn set_combo_h(
     State(s): State<AppState>,
     Authed(c): Admin,
     Path(name): Path<String>,
     body: Bytes,
 ) -> ApiResult {
     let input: ComboBody = parse_body(&body)?;
-    let name = valid_model("The combo name in the path", &name)?;
-    if input.members.is_empty() {
-        return Err(
-            GatewayError::invalid_request("`members` must name at least one model.").into(),
-        );
-    }
-    let members = input
-        .members
-        .iter()
-        .map(|m| valid_model("`members`", m))
-        .collect::<Result<Vec<_>, _>>()?;
-    s.store.set_combo(&name, members.clone()).await?;
-    s.models_changed().await?;
-    s.audit(&c, "set", "combo", &name, json!({ "members": members }))
-        .await;
+    let (name, members) = set_combo(&s, &c, &name, &input.members).await?;
     Ok(Json(json!({ "combo": name, "members": members })))
 }
 
-async fn delete_combo(
+/// Removes a combo.
+pub async fn delete_combo(s: &Tenancy, caller: &Caller, name: &str) -> Result<(), ApiError> {
+    s.store.delete_combo(name).await?;
+    s.models_changed().await?;
+    s.audit(caller, "delete", "combo", name, json!({})).await;
+    Ok(())
+}
+
+async fn delete_combo_h(
     State(s): State<AppState>,
     Authed(c): Admin,
     Path(name): Path<String>,
 ) -> ApiResult {
-    s.store.delete_combo(&name).await?;
-    s.models_changed().await?;
-    s.audit(&c, "delete", "combo", &name, json!({})).await;
+    delete_combo(&s, &c, &name).await?;
     Ok(Json(json!({ "deleted": true })))
 }
 
-async fn list_prices(State(s): State<AppState>, _: Admin) -> ApiResult {
-    let data: Vec<_> = s
-        .prices
-        .all()
+/// Every priced model, by model id.
+pub fn list_prices(s: &Tenancy) -> Vec<(String, Price)> {
+    s.prices.all().into_iter().collect()
+}
+
+async fn list_prices_h(State(s): State<AppState>, _: Admin) -> ApiResult {
+    let data: Vec<_> = list_prices(&s)
         .into_iter()
         .map(|(model, price)| json!({ "model_id": model, "price": price }))
         .collect();
@@ -481,7 +664,33 @@ struct PriceBody {
     cache_write_per_m: i64,
 }
 
-async fn set_price(
+/// Sets a model's price; answers the checked model id.
+pub async fn set_price(
+    s: &Tenancy,
+    caller: &Caller,
+    model: &str,
+    price: Price,
+) -> Result<String, ApiError> {
+    if [
+        price.input_per_m,
+        price.output_per_m,
+        price.cache_read_per_m,
+        price.cache_write_per_m,
+    ]
+    .iter()
+    .any(|p| *p < 0)
+    {
+        return Err(GatewayError::invalid_request("Prices must not be negative.").into());
+    }
+    let model = valid_model("The model name in the path", model)?;
+    s.store.set_price(&model, price).await?;
+    s.prices.set(&model, price);
+    s.audit(caller, "set", "price", &model, json!({ "price": price }))
+        .await;
+    Ok(model)
+}
+
+async fn set_price_h(
     State(s): State<AppState>,
     Authed(c): Admin,
     Path(model): Path<String>,
@@ -494,24 +703,12 @@ async fn set_price(
         cache_read_per_m: b.cache_read_per_m,
         cache_write_per_m: b.cache_write_per_m,
     };
-    if [
-        b.input_per_m,
-        b.output_per_m,
-        b.cache_read_per_m,
-        b.cache_write_per_m,
-    ]
-    .iter()
-    .any(|p| *p < 0)
-    {
-        return Err(GatewayError::invalid_request("Prices must not be negative.").into());
-    }
-    let model = valid_model("The model name in the path", &model)?;
-    s.store.set_price(&model, price).await?;
-    s.prices.set(&model, price);
-    s.audit(&c, "set", "price", &model, json!({ "price": price }))
-        .await;
+    let model = set_price(&s, &c, &model, price).await?;
     Ok(Json(json!({ "model_id": model, "price": price })))
 }
+
+// ---------------------------------------------------------------------------------------------
+// Agents
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -519,25 +716,28 @@ struct CreateAgent {
     name: String,
 }
 
-async fn list_agents(State(s): State<AppState>, _: Admin) -> ApiResult {
+async fn list_agents_h(State(s): State<AppState>, _: Admin) -> ApiResult {
     Ok(Json(json!({ "data": s.store.list_agents().await? })))
 }
 
-async fn create_agent(State(s): State<AppState>, Authed(c): Admin, body: Bytes) -> ApiResult {
-    let input: CreateAgent = parse_body(&body)?;
-    let agent = s
-        .store
-        .create_agent(&valid_name("`name`", &input.name)?)
-        .await?;
+/// Creates an agent (a reseller) with a zero balance.
+pub async fn create_agent(s: &Tenancy, caller: &Caller, name: &str) -> Result<AgentRow, ApiError> {
+    let agent = s.store.create_agent(&valid_name("`name`", name)?).await?;
     s.reload_keys_and_quota().await?;
     s.audit(
-        &c,
+        caller,
         "create",
         "agent",
         agent.id,
         json!({ "name": agent.name }),
     )
     .await;
+    Ok(agent)
+}
+
+async fn create_agent_h(State(s): State<AppState>, Authed(c): Admin, body: Bytes) -> ApiResult {
+    let input: CreateAgent = parse_body(&body)?;
+    let agent = create_agent(&s, &c, &input.name).await?;
     Ok(Json(json!({ "agent": agent })))
 }
 
@@ -547,7 +747,27 @@ struct TopUp {
     amount: i64,
 }
 
-async fn top_up_agent(
+/// Adds `amount` micro-credits to an agent's balance.
+pub async fn top_up_agent(
+    s: &Tenancy,
+    caller: &Caller,
+    id: i64,
+    amount: i64,
+) -> Result<AgentRow, ApiError> {
+    if amount <= 0 {
+        return Err(GatewayError::invalid_request("`amount` must be positive.").into());
+    }
+    s.store.get_agent(id).await?;
+    s.store
+        .add_quota(kiro_layers::store::QuotaSubject::Agent(id), amount)
+        .await?;
+    s.reload_keys_and_quota().await?;
+    s.audit(caller, "top_up", "agent", id, json!({ "amount": amount }))
+        .await;
+    Ok(s.store.get_agent(id).await?)
+}
+
+async fn top_up_agent_h(
     State(s): State<AppState>,
     Authed(c): Admin,
     Path(id): Path<String>,
@@ -555,36 +775,41 @@ async fn top_up_agent(
 ) -> ApiResult {
     let id = parse_id(&id)?;
     let input: TopUp = parse_body(&body)?;
-    if input.amount <= 0 {
-        return Err(GatewayError::invalid_request("`amount` must be positive.").into());
-    }
-    s.store.get_agent(id).await?;
-    s.store
-        .add_quota(kiro_layers::store::QuotaSubject::Agent(id), input.amount)
-        .await?;
-    s.reload_keys_and_quota().await?;
-    s.audit(&c, "top_up", "agent", id, json!({ "amount": input.amount }))
-        .await;
-    Ok(Json(json!({ "agent": s.store.get_agent(id).await? })))
+    let agent = top_up_agent(&s, &c, id, input.amount).await?;
+    Ok(Json(json!({ "agent": agent })))
 }
 
-async fn list_transfers(State(s): State<AppState>, _: Admin) -> ApiResult {
+async fn list_transfers_h(State(s): State<AppState>, _: Admin) -> ApiResult {
     Ok(Json(json!({ "data": s.store.list_transfers(None).await? })))
 }
 
-async fn usage(State(s): State<AppState>, _: Admin, RawQuery(q): RawQuery) -> ApiResult {
+// ---------------------------------------------------------------------------------------------
+// Usage and audit
+
+/// The groupings the admin may ask for.
+pub const USAGE_GROUPS: &[UsageGroup] = &[
+    UsageGroup::User,
+    UsageGroup::Key,
+    UsageGroup::Model,
+    UsageGroup::Account,
+    UsageGroup::Day,
+    UsageGroup::Agent,
+    UsageGroup::Hour,
+];
+
+/// Usage totals over everything `filter` selects, grouped as asked (aggregated by the store).
+pub async fn usage(
+    s: &Tenancy,
+    group_by: Option<&str>,
+    filter: UsageFilter,
+) -> Result<(UsageGroup, Vec<UsageAggregate>), ApiError> {
+    let group = usage_group(group_by, USAGE_GROUPS)?;
+    Ok((group, s.store.query_usage(filter, group).await?))
+}
+
+async fn usage_h(State(s): State<AppState>, _: Admin, RawQuery(q): RawQuery) -> ApiResult {
     let q: UsageQuery = parse_query(q.as_deref())?;
-    let group = usage_group(
-        q.group_by.as_deref(),
-        &[
-            UsageGroup::User,
-            UsageGroup::Key,
-            UsageGroup::Model,
-            UsageGroup::Account,
-            UsageGroup::Day,
-        ],
-    )?;
-    let data = s.store.query_usage(usage_filter(&q)?, group).await?;
+    let (group, data) = usage(&s, q.group_by.as_deref(), usage_filter(&q)?).await?;
     Ok(Json(json!({ "group_by": group.as_str(), "data": data })))
 }
 
@@ -593,15 +818,19 @@ struct AuditQuery {
     limit: Option<String>,
 }
 
-async fn audit(State(s): State<AppState>, _: Admin, RawQuery(q): RawQuery) -> ApiResult {
+/// The newest `limit` audit entries (1 to 1000).
+pub async fn audit(s: &Tenancy, limit: u32) -> Result<Vec<AuditRow>, ApiError> {
+    if !(1..=1000).contains(&limit) {
+        return Err(GatewayError::invalid_request("`limit` must be 1 to 1000.").into());
+    }
+    Ok(s.store.list_audit(limit).await?)
+}
+
+async fn audit_h(State(s): State<AppState>, _: Admin, RawQuery(q): RawQuery) -> ApiResult {
     let q: AuditQuery = parse_query(q.as_deref())?;
     let limit = match q.limit.as_deref() {
         None => 100,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=1000).contains(l))
-            .ok_or_else(|| ApiError(GatewayError::invalid_request("`limit` must be 1 to 1000.")))?,
+        Some(l) => l.parse::<u32>().unwrap_or(0),
     };
-    Ok(Json(json!({ "data": s.store.list_audit(limit).await? })))
+    Ok(Json(json!({ "data": audit(&s, limit).await? })))
 }

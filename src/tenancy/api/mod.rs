@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use kiro_layers::auth::presented_key;
 use kiro_layers::chat::Dialect;
-use kiro_layers::store::{KeyKind, NewApiKey, StoreError, Timestamp, UsageGroup};
+use kiro_layers::store::{ApiKeyRow, KeyKind, NewApiKey, StoreError, Timestamp, UsageGroup};
 use kiro_layers::GatewayError;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -148,6 +148,21 @@ pub struct KeyOptions {
     pub quota_limit: Option<i64>,
 }
 
+/// A key just created: the secret (shown this once, never stored) and the stored row.
+pub struct CreatedKey {
+    /// The whole key.
+    pub secret: String,
+    /// The stored row.
+    pub row: ApiKeyRow,
+}
+
+impl CreatedKey {
+    /// The JSON answer of the create-key endpoints.
+    pub fn to_json(&self) -> Value {
+        json!({ "key": self.secret, "api_key": self.row })
+    }
+}
+
 /// Creates a key and answers with the secret (shown this once) and the stored row.
 pub async fn create_key(
     state: &Tenancy,
@@ -156,7 +171,7 @@ pub async fn create_key(
     user_id: Option<i64>,
     agent_id: Option<i64>,
     options: KeyOptions,
-) -> ApiResult {
+) -> Result<CreatedKey, ApiError> {
     if options.quota_limit.is_some_and(|q| q < 0) {
         return Err(GatewayError::invalid_request("`quota_limit` must not be negative.").into());
     }
@@ -197,7 +212,25 @@ pub async fn create_key(
             json!({ "kind": kind.as_str(), "user_id": user_id, "agent_id": agent_id }),
         )
         .await;
-    Ok(axum::Json(json!({ "key": minted.secret, "api_key": row })))
+    Ok(CreatedKey {
+        secret: minted.secret,
+        row,
+    })
+}
+
+/// Revokes a key the caller may revoke (checked by the caller's API): the key stops working
+/// at once (cache reload), and the web console sessions opened with it end.
+pub async fn revoke_key_row(state: &Tenancy, caller: &Caller, id: i64) -> Result<(), ApiError> {
+    state.store.revoke_api_key(id).await?;
+    state.reload_keys_and_quota().await?;
+    if let Err(error) = state.store.delete_console_sessions_of_key(id).await {
+        // The console also checks the key on every request, so a left-over row opens nothing.
+        tracing::warn!("could not end the console sessions of key {id}: {error}");
+    }
+    state
+        .audit(caller, "revoke", "api_key", id, json!({}))
+        .await;
+    Ok(())
 }
 
 /// The usage grouping named by a query string value.
@@ -273,7 +306,7 @@ fn serde_urlencoded_from<T: DeserializeOwned>(query: &str) -> Result<T, ApiError
     })
 }
 
-fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+pub(crate) fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
     query.split('&').filter(|p| !p.is_empty()).map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (percent_decode(k), percent_decode(v))
