@@ -177,6 +177,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         quota: Arc::new(kiro_layers::quota::Unlimited),
         compress: args.compress_config(),
         recover: args.recover_config(),
+        upstreams: Vec::new(),
     };
     let mut routes = None;
     let mut pool = pool;

@@ -28,6 +28,7 @@ pub mod store;
 pub mod thinking;
 pub mod tokens;
 pub mod traits;
+pub mod upstream;
 pub mod usage;
 
 pub use chat::{ChatEvent, ChatRequest, Dialect, EventStream};

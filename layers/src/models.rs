@@ -43,6 +43,7 @@ pub fn fallback_models() -> Vec<ModelInfo> {
             display_name: name.to_owned(),
             context_window: window,
             max_output_tokens: output,
+            kinds: vec![crate::traits::AccountKind::KIRO],
         })
         .collect()
 }
@@ -243,12 +244,15 @@ impl ModelCatalog for ModelRegistry {
                 kiro_id: model.id.clone(),
                 context_window: model.context_window,
                 max_output_tokens: model.max_output_tokens,
+                kinds: model.kinds.clone(),
             }),
             None if self.pass_through && !target.is_empty() => Some(ResolvedModel {
                 requested: requested.to_owned(),
                 kiro_id: target,
                 context_window: DEFAULT_CONTEXT_WINDOW,
                 max_output_tokens: DEFAULT_MAX_OUTPUT,
+                // A name no catalog lists goes to any kind: the upstream says if it knows it.
+                kinds: Vec::new(),
             }),
             None => None,
         }
@@ -354,6 +358,7 @@ mod tests {
             display_name: "Claude Sonnet 5".into(),
             context_window: 1_000_000,
             max_output_tokens: 64_000,
+            kinds: vec![crate::traits::AccountKind::KIRO],
         }]);
         assert!(registry.resolve("claude-sonnet-5").is_some());
         assert!(registry.resolve("deepseek-3.2").is_none());

@@ -49,6 +49,10 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         "0003_shared_turn",
         include_str!("../../schema/sqlite/0003_shared_turn.sql"),
     ),
+    (
+        "0004_account_kinds",
+        include_str!("../../schema/sqlite/0004_account_kinds.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations, in order.
@@ -64,6 +68,10 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
     (
         "0003_shared_turn",
         include_str!("../../schema/postgres/0003_shared_turn.sql"),
+    ),
+    (
+        "0004_account_kinds",
+        include_str!("../../schema/postgres/0004_account_kinds.sql"),
     ),
 ];
 
