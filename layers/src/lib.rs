@@ -12,6 +12,7 @@ pub mod capture;
 pub mod chat;
 pub mod compress;
 pub mod convert;
+pub mod cursor;
 pub mod dialect;
 pub mod error;
 pub mod kiro;
