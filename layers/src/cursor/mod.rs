@@ -7,7 +7,10 @@
 pub mod end_stream;
 pub mod envelope;
 pub mod events;
+pub mod headers;
 pub mod proto;
+pub mod request;
+pub mod service;
 
 #[cfg(test)]
 mod capture_tests;
