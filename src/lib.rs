@@ -8,6 +8,7 @@ pub mod config;
 pub mod config_reference;
 pub mod credentials;
 pub mod debug;
+pub mod fake_cursor;
 pub mod fake_kiro;
 pub mod logging;
 pub mod ops;
