@@ -4,6 +4,7 @@
 //! decoding of answer frames into canonical events. See `docs/cursor.md` for what is known
 //! about the protocol, what drifts, and how to update the settings when Cursor starts refusing.
 
+pub mod auth;
 pub mod end_stream;
 pub mod envelope;
 pub mod events;

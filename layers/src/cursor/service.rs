@@ -191,7 +191,16 @@ impl CursorService {
                     if class == ErrorClass::AuthFailed && !refreshed {
                         refreshed = true;
                         tracing::info!(account = %lease.credential.account_id, "Cursor refused the session token; refreshing it and retrying once");
-                        lease.force_refresh().await?;
+                        if let Err(refused) = lease.force_refresh().await {
+                            // A refresh token refused for good disables the account.
+                            lease.report(match refused.upstream_reason() {
+                                Some("invalid_grant") => AttemptOutcome::InvalidGrant {
+                                    reason: refused.message().to_owned(),
+                                },
+                                _ => AttemptOutcome::Forbidden,
+                            });
+                            return Err(refused);
+                        }
                         continue;
                     }
                     lease.report(self.outcome(class, &error));
