@@ -7,6 +7,7 @@ pub mod app;
 pub mod config;
 pub mod config_reference;
 pub mod credentials;
+pub mod cursor_account;
 pub mod debug;
 pub mod fake_cursor;
 pub mod fake_kiro;

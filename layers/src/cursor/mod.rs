@@ -5,6 +5,7 @@
 //! about the protocol, what drifts, and how to update the settings when Cursor starts refusing.
 
 pub mod auth;
+pub mod catalog;
 pub mod end_stream;
 pub mod envelope;
 pub mod events;
