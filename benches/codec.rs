@@ -2,6 +2,8 @@
 //! whole and in chunks, the full frame + event decoding of a real Kiro text capture, and a whole
 //! answer body of 100 deltas through `decode_body` with and without joining ready deltas.
 //!
+//! The Cursor answer decoder gets the same treatment (`cursor_decoder` group).
+//!
 //! Run: `cargo bench --bench codec -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
@@ -111,5 +113,86 @@ fn body(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decoder, events, body);
+/// About 256 KiB of Cursor text frames (`StreamUnifiedChatResponseWithTools`, text at 2 -> 1),
+/// each with a `text_len`-byte delta, then the end frame: the same shape as [`frames`] so the
+/// two upstreams' decoders compare.
+fn cursor_frames(text_len: usize) -> Vec<u8> {
+    use kiro_layers::cursor::envelope::{data_envelope, end_envelope};
+    use kiro_layers::cursor::proto::{
+        stream_unified_chat_response_with_tools::Response, StreamUnifiedChatResponse,
+        StreamUnifiedChatResponseWithTools,
+    };
+    use prost::Message as _;
+    let frame = StreamUnifiedChatResponseWithTools {
+        response: Some(Response::StreamUnifiedChatResponse(
+            StreamUnifiedChatResponse {
+                text: "a".repeat(text_len),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let envelope = data_envelope(&frame, false);
+    let mut wire = Vec::new();
+    while wire.len() < 256 * 1024 {
+        wire.extend_from_slice(&envelope);
+    }
+    wire.extend_from_slice(&end_envelope(b"{}"));
+    wire
+}
+
+/// The Cursor answer decoder (envelopes + protobuf + events), next to the Kiro decoder above,
+/// and the real recorded Cursor stream through the envelope splitter.
+fn cursor(c: &mut Criterion) {
+    use kiro_layers::cursor::envelope::EnvelopeDecoder;
+    use kiro_layers::cursor::events::ChatDecoder;
+    let mut group = c.benchmark_group("cursor_decoder");
+    for text_len in [64, 1024, 16 * 1024] {
+        let wire = cursor_frames(text_len);
+        group.throughput(Throughput::Bytes(wire.len() as u64));
+        for chunk in [wire.len(), 64, 4096] {
+            let label = if chunk == wire.len() {
+                "whole".to_owned()
+            } else {
+                format!("chunk{chunk}")
+            };
+            group.bench_with_input(
+                BenchmarkId::new(format!("payload{text_len}"), label),
+                &chunk,
+                |b, &chunk| {
+                    b.iter(|| {
+                        let mut decoder = ChatDecoder::new();
+                        let mut events = Vec::new();
+                        for piece in wire.chunks(chunk) {
+                            decoder.decode(black_box(piece), &mut events).unwrap();
+                            events.clear();
+                        }
+                        decoder.finish().unwrap();
+                    })
+                },
+            );
+        }
+    }
+    let hex_text = include_str!("../layers/test_data/cursor/wisdgod-cursor-api.stream_data.txt");
+    let capture = hex::decode(hex_text.trim()).unwrap();
+    group.throughput(Throughput::Bytes(capture.len() as u64));
+    group.bench_function("real_capture_envelopes_t10", |b| {
+        b.iter(|| {
+            let mut decoder = EnvelopeDecoder::default();
+            let mut count = 0;
+            for piece in capture.chunks(10) {
+                decoder.push(black_box(piece));
+                while let Ok(Some(envelope)) = decoder.next_envelope() {
+                    black_box(envelope.plain_payload(1 << 20).unwrap());
+                    count += 1;
+                }
+            }
+            count
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decoder, events, body, cursor);
 criterion_main!(benches);

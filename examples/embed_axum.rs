@@ -63,6 +63,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         quota: Arc::new(kiro_layers::quota::Unlimited),
         compress: Default::default(),
         recover: Default::default(),
+        // Kiro only: no other upstream.
+        upstreams: Vec::new(),
     });
 
     let app = Router::new()

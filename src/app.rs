@@ -36,6 +36,8 @@ pub struct Gateway {
     pub credentials: Vec<Arc<RefreshingCredential>>,
     /// The fake upstream, in demo mode.
     pub demo_upstream: Option<FakeKiroHandle>,
+    /// The configured Cursor account (its upstream, and the fake Cursor in demo mode).
+    pub cursor: Option<crate::cursor_account::CursorAccount>,
     /// The background `ListAvailableModels` refresher of the model catalog.
     pub catalog: CatalogHandle,
     /// `GET /ready`: add checks (the database) with [`crate::ops::Readiness::add`].
@@ -135,12 +137,20 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         .iter()
         .map(|c| Arc::clone(c) as Arc<dyn CredentialProvider>)
         .collect();
-    let pool = RoundRobinPool::new(providers.clone(), args.pool_policy());
+    let cursor = crate::cursor_account::configure(&args, http.clone()).await?;
+    let mut pool_providers = providers.clone();
+    if let Some(account) = &cursor {
+        pool_providers.push(Arc::clone(&account.credential) as Arc<dyn CredentialProvider>);
+    }
+    let pool = RoundRobinPool::new(pool_providers, args.pool_policy());
 
     let aliases: HashMap<String, String> = args.aliases()?.into_iter().collect();
     let models = ModelRegistry::new(fallback_models(), aliases)
         .pass_through_unknown(args.pass_through_unknown_models);
     // In the background: start-up never waits for ListAvailableModels.
+    if let Some(account) = &cursor {
+        account.load_models(models.clone(), http.clone());
+    }
     let catalog = CatalogRefresher::new(models.clone(), providers, http.clone())
         .with_ttl(Duration::from_secs(args.model_cache_ttl))
         .spawn();
@@ -182,6 +192,12 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         quota: Arc::new(kiro_layers::quota::Unlimited),
         compress: args.compress_config(),
         recover: args.recover_config(),
+        upstreams: cursor
+            .iter()
+            .map(|account| {
+                Arc::new(account.service.clone()) as Arc<dyn kiro_layers::upstream::Upstream>
+            })
+            .collect(),
     };
     let mut routes = None;
     let mut pool = pool;
@@ -219,6 +235,22 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         }
         None => crate::ops::Readiness::new(pool.clone()),
     };
+    if let Some(account) = &cursor {
+        // "Update Required" is the operator's to fix (CURSOR_CLIENT_VERSION): /ready says so.
+        let alerts = account.service.alerts();
+        let check = move || -> futures_util::future::BoxFuture<'static, Result<(), String>> {
+            let outdated = alerts.outdated_client();
+            Box::pin(async move {
+                match outdated {
+                    Some(detail) => Err(format!(
+                        "Cursor refuses the configured client version ({detail}); set CURSOR_CLIENT_VERSION"
+                    )),
+                    None => Ok(()),
+                }
+            })
+        };
+        readiness.add("cursor_client_version", Arc::new(check));
+    }
     let mut ops = crate::ops::routes(crate::ops::OpsState {
         pool: pool.clone(),
         credentials: credentials.clone(),
@@ -263,6 +295,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         pool,
         credentials,
         demo_upstream,
+        cursor,
         catalog,
         readiness,
         debug,

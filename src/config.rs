@@ -177,6 +177,33 @@ pub struct ServeArgs {
     #[arg(long = "demo", env = "KIRO_DEMO", default_value_t = false)]
     pub demo: bool,
 
+    /// A Cursor Pro account's IDE session token (`cursorAuth/accessToken` in Cursor's
+    /// state.vscdb, or a `<userId>::<jwt>` value). Using a Cursor subscription through a gateway
+    /// goes against Cursor's terms and can get the account banned (docs/cursor.md).
+    #[arg(
+        long = "cursor-session-token",
+        env = "CURSOR_SESSION_TOKEN",
+        hide_env_values = true
+    )]
+    pub cursor_session_token: Option<String>,
+
+    /// The Cursor account's refresh token (`cursorAuth/refreshToken`), to renew the session.
+    #[arg(
+        long = "cursor-refresh-token",
+        env = "CURSOR_REFRESH_TOKEN",
+        hide_env_values = true
+    )]
+    pub cursor_refresh_token: Option<String>,
+
+    /// Cursor API base URL (an `http://` URL means HTTP/2 without TLS, for test fakes).
+    #[arg(long = "cursor-api-url", env = "CURSOR_API_URL", default_value = kiro_layers::cursor::headers::DEFAULT_API_BASE)]
+    pub cursor_api_url: String,
+
+    /// `x-cursor-client-version` sent to Cursor; raise it to the current Cursor IDE version when
+    /// Cursor answers "Update Required" (docs/cursor.md).
+    #[arg(long = "cursor-client-version", env = "CURSOR_CLIENT_VERSION", default_value = kiro_layers::cursor::headers::DEFAULT_CLIENT_VERSION)]
+    pub cursor_client_version: String,
+
     /// Database of accounts, users, keys, quotas and usage: `sqlite://<file>` (created if
     /// missing), `postgres://user:password@host:port/db`, or `none` for a single-key gateway.
     #[arg(

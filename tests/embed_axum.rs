@@ -54,6 +54,8 @@ async fn host_routes_and_gateway_routes_live_side_by_side() {
         quota: Arc::new(kiro_layers::quota::Unlimited),
         compress: Default::default(),
         recover: Default::default(),
+        // Kiro only: no other upstream.
+        upstreams: Vec::new(),
     });
     let app = Router::new()
         .route("/hello", get(|| async { "host" }))

@@ -30,6 +30,7 @@ macro_rules! behaviour {
 behaviour! {
     accounts_round_trip_with_metacharacters => accounts_round_trip;
     secrets_are_encrypted_at_rest => secrets_encrypted;
+    cursor_accounts_keep_their_kind_and_encrypted_session => cursor_accounts;
     rotation_uses_optimistic_concurrency => rotation_is_optimistic;
     account_state_is_shared_and_follows_the_account => account_state;
     users_belong_to_agents_and_delete_softly => users_and_agents;
@@ -140,6 +141,45 @@ async fn secrets_encrypted(b: &Backend) {
         Err(StoreError::Backend(message)) => assert!(message.contains("KIRO_GATEWAY_SECRET")),
         other => panic!("expected a decryption error, got {other:?}"),
     }
+}
+
+async fn cursor_accounts(b: &Backend) {
+    let mut input = new_account("cursor-1", "PLAINTEXT-cursor-refresh");
+    input.kind = kiro_layers::traits::AccountKind::CURSOR;
+    input.access_token = Some("PLAINTEXT-cursor-session".into());
+    input.machine_id = Some("ab".repeat(32));
+    input.client_key = Some("cd".repeat(32));
+    let created = b.store.create_account(input).await.unwrap();
+    let kiro = b
+        .store
+        .create_account(new_account("kiro-1", "aor-k"))
+        .await
+        .unwrap();
+    let read = b.store.get_account(created.id).await.unwrap();
+    assert_eq!(read.kind, kiro_layers::traits::AccountKind::CURSOR);
+    assert_eq!(
+        read.access_token.as_deref(),
+        Some("PLAINTEXT-cursor-session")
+    );
+    assert_eq!(read.machine_id, Some("ab".repeat(32)));
+    assert_eq!(read.client_key, Some("cd".repeat(32)));
+    assert_eq!(
+        b.store.get_account(kiro.id).await.unwrap().kind.as_str(),
+        "kiro"
+    );
+    // The session token is a secret like the refresh token: encrypted, never shown.
+    for bytes in raw_bytes(
+        b,
+        "SELECT access_token_enc FROM accounts WHERE kind = 'cursor'",
+    )
+    .await
+    {
+        assert!(bytes.len() > 16);
+        assert!(!String::from_utf8_lossy(&bytes).contains("PLAINTEXT"));
+    }
+    let shown = format!("{read:?} {}", serde_json::to_string(&read).unwrap());
+    assert!(!shown.contains("PLAINTEXT"), "{shown}");
+    assert!(shown.contains("\"kind\":\"cursor\""), "{shown}");
 }
 
 async fn rotation_is_optimistic(b: &Backend) {
@@ -646,17 +686,15 @@ async fn migrations_upgrade_in_place() {
         eprintln!("migrations on {}", place.name);
         let old = open_place(&place, 1).await;
         let agent = old.create_agent("legacy").await.unwrap();
-        let account = old
-            .create_account(new_account("legacy", "aor-old"))
-            .await
-            .unwrap();
         drop(old);
+        // An account written before migration 0004 (which added kinds) is a Kiro account.
+        insert_legacy_account(&place, "legacy", "aor-old").await;
         let new = open_place(&place, usize::MAX).await;
         assert_eq!(new.get_agent(agent.id).await.unwrap().name, "legacy");
-        assert_eq!(
-            new.get_account(account.id).await.unwrap().refresh_token,
-            "aor-old"
-        );
+        let account = &new.list_accounts().await.unwrap()[0];
+        assert_eq!(account.refresh_token, "aor-old");
+        assert_eq!(account.kind, kiro_layers::traits::AccountKind::KIRO);
+        assert_eq!(account.access_token, None);
         // Tables of the second migration exist now.
         assert_eq!(
             new.insert_usage(&[usage("after-upgrade", 1, None, 0)])

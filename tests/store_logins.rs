@@ -1,4 +1,4 @@
-//! `account_logins` (migration 0008) on every backend: SQLite always, PostgreSQL when
+//! `account_logins` (migration 0007) on every backend: SQLite always, PostgreSQL when
 //! `TEST_DATABASE_URL` is set. Recorded per account, replaced on a second write, refused for an
 //! unknown account, removed with the account, and present after an upgrade from the first
 //! migration.

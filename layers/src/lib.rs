@@ -12,6 +12,7 @@ pub mod capture;
 pub mod chat;
 pub mod compress;
 pub mod convert;
+pub mod cursor;
 pub mod dialect;
 pub mod error;
 pub mod kiro;
@@ -28,6 +29,7 @@ pub mod store;
 pub mod thinking;
 pub mod tokens;
 pub mod traits;
+pub mod upstream;
 pub mod usage;
 
 pub use chat::{ChatEvent, ChatRequest, Dialect, EventStream};

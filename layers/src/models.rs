@@ -43,6 +43,7 @@ pub fn fallback_models() -> Vec<ModelInfo> {
             display_name: name.to_owned(),
             context_window: window,
             max_output_tokens: output,
+            kinds: vec![crate::traits::AccountKind::KIRO],
         })
         .collect()
 }
@@ -147,6 +148,9 @@ fn newest_of_family<'a>(models: &'a [ModelInfo], requested: &str) -> Option<&'a 
         .max_by_key(|m| version_of(&m.id))
 }
 
+/// Each kind's catalog, in the order first given.
+type KindCatalogs = Vec<(crate::traits::AccountKind, Vec<ModelInfo>)>;
+
 #[derive(Debug, Default)]
 struct CatalogState {
     models: Vec<ModelInfo>,
@@ -159,6 +163,9 @@ struct CatalogState {
 #[derive(Debug, Clone)]
 pub struct ModelRegistry {
     state: Arc<RwLock<Arc<CatalogState>>>,
+    /// Each kind's own catalog, in the order first given (Kiro's list first); the state above is
+    /// their union, one entry per name, listing every kind that serves it.
+    catalogs: Arc<std::sync::Mutex<KindCatalogs>>,
     aliases: Arc<HashMap<String, String>>,
     hidden: Arc<Vec<String>>,
     pass_through: bool,
@@ -169,6 +176,7 @@ impl ModelRegistry {
     pub fn new(models: Vec<ModelInfo>, aliases: HashMap<String, String>) -> Self {
         let registry = ModelRegistry {
             state: Arc::default(),
+            catalogs: Arc::default(),
             aliases: Arc::new(
                 aliases
                     .into_iter()
@@ -200,8 +208,57 @@ impl ModelRegistry {
         self
     }
 
-    /// Swaps in a new model list (readers never block on this for long).
+    /// Swaps in a new base model list (Kiro's catalog; readers never block on this for long).
     pub fn replace_models(&self, models: Vec<ModelInfo>) {
+        self.replace_catalog(crate::traits::AccountKind::KIRO, models);
+    }
+
+    /// Swaps in the catalog of one other kind of account (e.g. Cursor's `AvailableModels`):
+    /// its models are marked as served by `kind`, and a name several kinds list is listed once.
+    pub fn replace_models_of(&self, kind: crate::traits::AccountKind, models: Vec<ModelInfo>) {
+        let models = models
+            .into_iter()
+            .map(|m| ModelInfo {
+                kinds: vec![kind.clone()],
+                ..m
+            })
+            .collect();
+        self.replace_catalog(kind, models);
+    }
+
+    fn replace_catalog(&self, kind: crate::traits::AccountKind, models: Vec<ModelInfo>) {
+        let merged = {
+            let Ok(mut catalogs) = self.catalogs.lock() else {
+                return;
+            };
+            match catalogs.iter_mut().find(|(k, _)| *k == kind) {
+                Some(slot) => slot.1 = models,
+                None => catalogs.push((kind, models)),
+            }
+            let mut merged: Vec<ModelInfo> = Vec::new();
+            for (_, list) in catalogs.iter() {
+                for model in list {
+                    match merged
+                        .iter_mut()
+                        .find(|m| m.id.eq_ignore_ascii_case(&model.id))
+                    {
+                        Some(known) => {
+                            for k in &model.kinds {
+                                if !known.kinds.contains(k) {
+                                    known.kinds.push(k.clone());
+                                }
+                            }
+                        }
+                        None => merged.push(model.clone()),
+                    }
+                }
+            }
+            merged
+        };
+        self.install(merged);
+    }
+
+    fn install(&self, models: Vec<ModelInfo>) {
         let by_id = models
             .iter()
             .enumerate()
@@ -243,12 +300,15 @@ impl ModelCatalog for ModelRegistry {
                 kiro_id: model.id.clone(),
                 context_window: model.context_window,
                 max_output_tokens: model.max_output_tokens,
+                kinds: model.kinds.clone(),
             }),
             None if self.pass_through && !target.is_empty() => Some(ResolvedModel {
                 requested: requested.to_owned(),
                 kiro_id: target,
                 context_window: DEFAULT_CONTEXT_WINDOW,
                 max_output_tokens: DEFAULT_MAX_OUTPUT,
+                // A name no catalog lists goes to any kind: the upstream says if it knows it.
+                kinds: Vec::new(),
             }),
             None => None,
         }
@@ -280,6 +340,47 @@ impl ModelCatalog for ModelRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_kind_keeps_its_catalog_and_a_shared_name_lists_once_with_both_kinds() {
+        use crate::traits::AccountKind;
+        let registry = ModelRegistry::with_defaults();
+        let cursor = |id: &str| ModelInfo {
+            id: id.into(),
+            display_name: id.into(),
+            context_window: 1000,
+            max_output_tokens: 100,
+            kinds: Vec::new(),
+        };
+        registry.replace_models_of(
+            AccountKind::CURSOR,
+            vec![cursor("claude-sonnet-4.5"), cursor("gpt-5.4-medium")],
+        );
+        let shared = registry.resolve("claude-sonnet-4.5").unwrap();
+        assert_eq!(shared.kinds, [AccountKind::KIRO, AccountKind::CURSOR]);
+        assert_eq!(
+            registry.resolve("gpt-5.4-medium").unwrap().kinds,
+            [AccountKind::CURSOR]
+        );
+        assert_eq!(
+            registry.resolve("claude-haiku-4.5").unwrap().kinds,
+            [AccountKind::KIRO]
+        );
+        let listed = registry.list();
+        assert_eq!(
+            listed
+                .iter()
+                .filter(|m| m.id == "claude-sonnet-4.5")
+                .count(),
+            1
+        );
+        // Kiro's catalog refreshing later keeps Cursor's models.
+        registry.replace_models(fallback_models());
+        assert_eq!(
+            registry.resolve("gpt-5.4-medium").unwrap().kinds,
+            [AccountKind::CURSOR]
+        );
+    }
 
     #[test]
     fn normalises_the_known_spellings() {
@@ -354,6 +455,7 @@ mod tests {
             display_name: "Claude Sonnet 5".into(),
             context_window: 1_000_000,
             max_output_tokens: 64_000,
+            kinds: vec![crate::traits::AccountKind::KIRO],
         }]);
         assert!(registry.resolve("claude-sonnet-5").is_some());
         assert!(registry.resolve("deepseek-3.2").is_none());

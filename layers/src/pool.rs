@@ -27,7 +27,10 @@ use crate::chat::ChatRequest;
 use crate::error::GatewayError;
 use crate::resolve::resolved_model;
 use crate::store::BreakerState;
-use crate::traits::{AccountHandle, AttemptOutcome, Credential, Lease, LeaseSlot, TokenSource};
+use crate::traits::{
+    AccountHandle, AccountKind, AttemptOutcome, Credential, Lease, LeaseSlot, ResolvedModel,
+    TokenSource,
+};
 
 pub mod breaker;
 pub mod queue;
@@ -93,14 +96,14 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let model_id = resolved_model(&request)?.kiro_id.clone();
+            let model = resolved_model(&request)?.clone();
             let clock = request.extensions().get::<queue::LeaseClock>().cloned();
             if let Some(clock) = &clock {
                 clock.asking();
             }
             // A lease may wait on a token refresh: that is time spent waiting on Kiro.
             let waiting = std::time::Instant::now();
-            let lease = match source.acquire(&model_id).await {
+            let lease = match source.acquire_for(&model).await {
                 Ok(lease) => Ok(lease),
                 Err(error) => {
                     // A combo model falls back to its next member with capacity.
@@ -110,7 +113,7 @@ where
                         .unwrap_or_default();
                     let mut found = None;
                     for member in fallbacks.0 {
-                        if let Ok(lease) = source.acquire(&member.kiro_id).await {
+                        if let Ok(lease) = source.acquire_for(&member).await {
                             request.extensions_mut().insert(member);
                             found = Some(lease);
                             break;
@@ -140,6 +143,10 @@ pub trait CredentialProvider: Send + Sync + 'static {
     fn current(&self) -> BoxFuture<'_, Result<Credential, GatewayError>>;
     /// Refreshes now (after an upstream 403).
     fn force_refresh(&self) -> BoxFuture<'_, Result<Credential, GatewayError>>;
+    /// The upstream this account belongs to.
+    fn kind(&self) -> AccountKind {
+        AccountKind::KIRO
+    }
 }
 
 impl CredentialProvider for crate::kiro::auth::RefreshingCredential {
@@ -452,8 +459,10 @@ impl RoundRobinPool {
 
     /// Picks the usable account at turn `start` or the first after it, skipping resting,
     /// disabled and full ones and those whose breaker probe is out. `true` marks the probe.
-    fn pick(&self, start: usize) -> Result<(Arc<Account>, bool), Miss> {
-        if self.accounts.is_empty() {
+    fn pick(&self, start: usize, kinds: &[AccountKind]) -> Result<(Arc<Account>, bool), Miss> {
+        let of_kind =
+            |account: &Account| kinds.is_empty() || kinds.contains(&account.provider.kind());
+        if !self.accounts.iter().any(|a| of_kind(a)) {
             return Err(Miss::Failed(GatewayError::no_account(NO_ACCOUNT_HELP)));
         }
         let now = Instant::now();
@@ -466,6 +475,9 @@ impl RoundRobinPool {
         };
         for offset in 0..count {
             let account = &self.accounts[start.wrapping_add(offset) % count];
+            if !of_kind(account) {
+                continue;
+            }
             if account.is_disabled() {
                 all_throttled = false;
                 continue;
@@ -540,11 +552,29 @@ impl TokenSource for RoundRobinPool {
         &'a self,
         _kiro_model_id: &'a str,
     ) -> BoxFuture<'a, Result<Lease, GatewayError>> {
+        self.acquire_of(&[])
+    }
+
+    fn acquire_for<'a>(
+        &'a self,
+        model: &'a ResolvedModel,
+    ) -> BoxFuture<'a, Result<Lease, GatewayError>> {
+        self.acquire_of(&model.kinds)
+    }
+}
+
+impl RoundRobinPool {
+    /// Leases an account of one of `kinds` (any kind when empty). Round robin runs over all
+    /// accounts, so where two kinds serve a model the turns alternate across both.
+    fn acquire_of<'a>(
+        &'a self,
+        kinds: &'a [AccountKind],
+    ) -> BoxFuture<'a, Result<Lease, GatewayError>> {
         Box::pin(async move {
             let deadline = queue::deadline(self.policy.queue_timeout);
             // Nobody waits: look at once, as cheaply as without a line.
             if self.line.len() == 0 {
-                match self.try_lease().await {
+                match self.try_lease(kinds).await {
                     Ok(lease) => return Ok(lease),
                     Err(Miss::Failed(error)) => return Err(error),
                     Err(Miss::Blocked(blocked)) => {
@@ -555,20 +585,20 @@ impl TokenSource for RoundRobinPool {
                     }
                 }
             }
-            self.line.wait_for(deadline, || self.try_lease()).await
+            self.line.wait_for(deadline, || self.try_lease(kinds)).await
         })
     }
 }
 
 impl RoundRobinPool {
-    /// One scan of the accounts for a lease, without waiting.
-    async fn try_lease(&self) -> Result<Lease, Miss> {
+    /// One scan of the accounts of `kinds` (any when empty) for a lease, without waiting.
+    async fn try_lease(&self, kinds: &[AccountKind]) -> Result<Lease, Miss> {
         {
             let mut last_error = None;
             // Each account gets one chance per request: a refresh failure moves on to the next.
             for _ in 0..self.accounts.len().max(1) {
                 let turn = self.next_turn().await;
-                let (account, probe) = self.pick(turn)?;
+                let (account, probe) = self.pick(turn, kinds)?;
                 account.in_flight.fetch_add(1, Ordering::Relaxed);
                 let handle = Arc::new(PoolHandle {
                     account: Arc::clone(&account),
@@ -731,6 +761,8 @@ mod tests {
                 api_base: "http://127.0.0.1:1".into(),
                 fingerprint: "f".into(),
                 external_idp: false,
+                kind: crate::traits::AccountKind::KIRO,
+                client_key: None,
             };
             Box::pin(async move { Ok(credential) })
         }
@@ -899,6 +931,7 @@ mod tests {
             kiro_id: id.into(),
             context_window: 1,
             max_output_tokens: 1,
+            kinds: Vec::new(),
         };
         let inner = service_fn(|req: Request<ChatRequest>| async move {
             let served = resolved_model(&req)?.kiro_id.clone();

@@ -29,6 +29,7 @@ use crate::rescue::RescueLayer;
 use crate::resolve::ResolveModelLayer;
 use crate::thinking::{ThinkingConfig, ThinkingLayer};
 use crate::traits::{KeyStore, ModelCatalog, TokenSource, UsageSink};
+use crate::upstream::{Upstream, UpstreamService};
 use crate::usage::UsageLayer;
 
 /// What the stack needs from its host.
@@ -36,7 +37,7 @@ use crate::usage::UsageLayer;
 pub struct StackDeps {
     /// API keys.
     pub keys: Arc<dyn KeyStore>,
-    /// Kiro credentials.
+    /// Upstream accounts of every kind.
     pub tokens: Arc<dyn TokenSource>,
     /// Models.
     pub models: Arc<dyn ModelCatalog>,
@@ -59,11 +60,14 @@ pub struct StackDeps {
     pub compress: CompressConfig,
     /// Retries and truncation recovery.
     pub recover: RecoverConfig,
+    /// Upstreams beside Kiro (a Cursor upstream, ...), each serving the accounts of its kind.
+    /// Empty for a Kiro-only gateway.
+    pub upstreams: Vec<Arc<dyn Upstream>>,
 }
 
 /// The chat pipeline (`/v1/chat/completions`, `/v1/messages`), outermost first: rescue, metrics,
 /// debug capture, auth, convert, quota, output limits, thinking, model resolution, compression,
-/// recovery, token pool, usage, Kiro.
+/// recovery, token pool, usage, and the upstream of the leased account's kind.
 pub fn chat_stack(deps: StackDeps) -> ChatStack {
     ServiceBuilder::new()
         .layer(RescueLayer)
@@ -79,7 +83,18 @@ pub fn chat_stack(deps: StackDeps) -> ChatStack {
         .layer(RecoverLayer::new(deps.recover))
         .layer(TokenPoolLayer::new(deps.tokens))
         .layer(UsageLayer::new(deps.usage))
-        .service(KiroService::new(deps.http, deps.kiro))
+        .service(bottom(deps.http, deps.kiro, deps.upstreams))
+}
+
+/// The service at the bottom: Kiro plus the other upstreams, dispatched by the lease's kind.
+fn bottom(
+    http: crate::kiro::http::UpstreamClient,
+    kiro: KiroConfig,
+    others: Vec<Arc<dyn Upstream>>,
+) -> UpstreamService {
+    let mut upstreams: Vec<Arc<dyn Upstream>> = vec![Arc::new(KiroService::new(http, kiro))];
+    upstreams.extend(others);
+    UpstreamService::new(upstreams)
 }
 
 /// The type of the composed chat pipeline.
@@ -95,7 +110,7 @@ pub type ChatStack = crate::rescue::Rescue<
                                     crate::compress::Compress<
                                         crate::recover::Recover<
                                             crate::pool::TokenPool<
-                                                crate::usage::Usage<KiroService>,
+                                                crate::usage::Usage<UpstreamService>,
                                             >,
                                         >,
                                     >,

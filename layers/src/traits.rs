@@ -29,11 +29,65 @@ pub trait KeyStore: Send + Sync + 'static {
     fn authenticate(&self, presented_key: &str) -> Result<Principal, GatewayError>;
 }
 
-/// Everything needed to call Kiro as one account. Holds a secret: never log it.
+/// Which upstream an account belongs to: `kiro`, `cursor`, or any later one. A name rather than
+/// an enum so that a new upstream needs no change here or in any layer: the pool compares kinds,
+/// the bottom service dispatches on them, and nothing else looks inside.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountKind(std::borrow::Cow<'static, str>);
+
+impl AccountKind {
+    /// Amazon's Kiro API (the default kind: accounts stored before kinds existed are Kiro's).
+    pub const KIRO: AccountKind = AccountKind(std::borrow::Cow::Borrowed("kiro"));
+    /// Cursor's IDE chat API (a Cursor Pro account).
+    pub const CURSOR: AccountKind = AccountKind(std::borrow::Cow::Borrowed("cursor"));
+
+    /// A kind by name (lower-cased).
+    pub fn new(name: &str) -> Self {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "kiro" => AccountKind::KIRO,
+            "cursor" => AccountKind::CURSOR,
+            other => AccountKind(std::borrow::Cow::Owned(other.to_owned())),
+        }
+    }
+
+    /// The kind's name, as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for AccountKind {
+    fn default() -> Self {
+        AccountKind::KIRO
+    }
+}
+
+impl serde::Serialize for AccountKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AccountKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Ok(AccountKind::new(&name))
+    }
+}
+
+impl std::fmt::Display for AccountKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Everything needed to call an upstream as one account. Holds a secret: never log it.
 #[derive(Clone)]
 pub struct Credential {
     /// Stable account id (for usage records and logs).
     pub account_id: String,
+    /// The upstream this account belongs to; the bottom service dispatches on it.
+    pub kind: AccountKind,
     /// Bearer token for the Kiro API.
     pub access_token: String,
     /// `profileArn` sent with every request, when known.
@@ -44,12 +98,15 @@ pub struct Credential {
     pub fingerprint: String,
     /// External IdP tokens need the `TokenType: EXTERNAL_IDP` header.
     pub external_idp: bool,
+    /// A stable per-account client key, for upstreams that send one (Cursor's `x-client-key`).
+    pub client_key: Option<String>,
 }
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credential")
             .field("account_id", &self.account_id)
+            .field("kind", &self.kind)
             .field("access_token", &"<redacted>")
             .field("profile_arn", &self.profile_arn)
             .field("api_base", &self.api_base)
@@ -166,6 +223,15 @@ pub trait TokenSource: Send + Sync + 'static {
     /// Leases a credential able to serve `kiro_model_id`. Fails with `no_account` (503) when none
     /// is configured or all are resting.
     fn acquire<'a>(&'a self, kiro_model_id: &'a str) -> BoxFuture<'a, Result<Lease, GatewayError>>;
+
+    /// Leases a credential of one of the kinds that serve `model` (any kind when it names
+    /// none). Sources that hold a single kind need not override this.
+    fn acquire_for<'a>(
+        &'a self,
+        model: &'a ResolvedModel,
+    ) -> BoxFuture<'a, Result<Lease, GatewayError>> {
+        self.acquire(&model.kiro_id)
+    }
 }
 
 /// A model the gateway can serve.
@@ -179,6 +245,8 @@ pub struct ModelInfo {
     pub context_window: u64,
     /// Output limit in tokens.
     pub max_output_tokens: u64,
+    /// The kinds of account whose catalog lists this model (empty: any kind).
+    pub kinds: Vec<AccountKind>,
 }
 
 /// The outcome of resolving a client's model name; put in request extensions by the model layer.
@@ -186,12 +254,15 @@ pub struct ModelInfo {
 pub struct ResolvedModel {
     /// What the client asked for (echoed in answers).
     pub requested: String,
-    /// What is sent to Kiro as `modelId`.
+    /// The upstream's model id (sent to Kiro as `modelId`, to Cursor as `model_name`; the
+    /// field is older than the second upstream).
     pub kiro_id: String,
     /// Context window in tokens.
     pub context_window: u64,
     /// Output limit in tokens.
     pub max_output_tokens: u64,
+    /// The kinds of account that serve it; the pool leases only those (empty: any kind).
+    pub kinds: Vec<AccountKind>,
 }
 
 /// Knows the models and resolves client names.

@@ -50,6 +50,10 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         include_str!("../../schema/sqlite/0003_shared_turn.sql"),
     ),
     (
+        "0004_account_kinds",
+        include_str!("../../schema/sqlite/0004_account_kinds.sql"),
+    ),
+    (
         "0005_responses",
         include_str!("../../schema/sqlite/0005_responses.sql"),
     ),
@@ -58,8 +62,8 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         include_str!("../../schema/sqlite/0006_console_sessions.sql"),
     ),
     (
-        "0008_account_logins",
-        include_str!("../../schema/sqlite/0008_account_logins.sql"),
+        "0007_account_logins",
+        include_str!("../../schema/sqlite/0007_account_logins.sql"),
     ),
 ];
 
@@ -78,6 +82,10 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         include_str!("../../schema/postgres/0003_shared_turn.sql"),
     ),
     (
+        "0004_account_kinds",
+        include_str!("../../schema/postgres/0004_account_kinds.sql"),
+    ),
+    (
         "0005_responses",
         include_str!("../../schema/postgres/0005_responses.sql"),
     ),
@@ -86,8 +94,8 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         include_str!("../../schema/postgres/0006_console_sessions.sql"),
     ),
     (
-        "0008_account_logins",
-        include_str!("../../schema/postgres/0008_account_logins.sql"),
+        "0007_account_logins",
+        include_str!("../../schema/postgres/0007_account_logins.sql"),
     ),
 ];
 

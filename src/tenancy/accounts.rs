@@ -161,8 +161,12 @@ pub async fn new_account(source: AccountSource) -> Result<NewAccount, GatewayErr
         .unwrap_or_else(|| region.clone());
     Ok(NewAccount {
         name,
+        kind: kiro_layers::traits::AccountKind::KIRO,
         auth_kind,
         refresh_token: tokens.refresh_token,
+        access_token: None,
+        machine_id: None,
+        client_key: None,
         client_id: tokens.client_id,
         client_secret: tokens.client_secret,
         profile_arn: source.profile_arn.or(tokens.profile_arn),

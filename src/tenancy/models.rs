@@ -105,6 +105,7 @@ impl ModelCatalog for TenantCatalog {
                         display_name: name,
                         context_window: r.context_window,
                         max_output_tokens: r.max_output_tokens,
+                        kinds: r.kinds.clone(),
                     });
                 }
             }

@@ -223,6 +223,10 @@ impl DbPool {
             .map(|c| Arc::clone(c) as Arc<dyn CredentialProvider>)
             .collect();
         for row in rows.iter().filter(|r| r.status == AccountStatus::Active) {
+            if row.kind != kiro_layers::traits::AccountKind::KIRO {
+                tracing::warn!(account = row.id, kind = %row.kind, "this gateway has no upstream for the account's kind; skipped");
+                continue;
+            }
             let credential = match old.get(&row.id) {
                 Some((created, credential)) if *created == row.created_at.timestamp() => {
                     Arc::clone(credential)

@@ -82,6 +82,39 @@ pub async fn open_place(place: &Place, upto: usize) -> Arc<dyn Store> {
         .unwrap()
 }
 
+/// Inserts a Kiro account the way a store before migration 0004 did (no kind column
+/// mentioned), straight into the database; returns nothing (the id is 1 in a fresh database).
+pub async fn insert_legacy_account(place: &Place, name: &str, refresh_token: &str) {
+    let token = secret().encrypt("accounts.refresh_token", refresh_token);
+    if place.name == "sqlite" {
+        let path = place.url.trim_start_matches("sqlite://").to_owned();
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.execute(
+                "INSERT INTO accounts (name, auth_kind, refresh_token_enc, sso_region, \
+                 api_region, created_at, updated_at) \
+                 VALUES (?1, 'desktop', ?2, 'us-east-1', 'us-east-1', 0, 0)",
+                rusqlite::params![name, token],
+            )
+            .unwrap();
+        })
+        .await
+        .unwrap();
+    } else {
+        let (client, connection) = tokio_postgres::connect(&place.url, NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+            .execute(
+                "INSERT INTO accounts (name, auth_kind, refresh_token_enc, sso_region, \
+                 api_region) VALUES ($1, 'desktop', $2, 'us-east-1', 'us-east-1')",
+                &[&name, &token],
+            )
+            .await
+            .unwrap();
+    }
+}
+
 /// The bytes of the first column of every row of `sql`, read straight from the database.
 pub async fn raw_bytes(b: &Backend, sql: &str) -> Vec<Vec<u8>> {
     if b.name == "sqlite" {
@@ -130,8 +163,12 @@ pub fn unusual_model(tag: &str) -> String {
 pub fn new_account(name: &str, token: &str) -> NewAccount {
     NewAccount {
         name: name.to_owned(),
+        kind: kiro_layers::traits::AccountKind::KIRO,
         auth_kind: AuthKind::Desktop,
         refresh_token: token.to_owned(),
+        access_token: None,
+        machine_id: None,
+        client_key: None,
         client_id: None,
         client_secret: None,
         profile_arn: Some("arn:aws:codewhisperer:us-east-1:123456789012:profile/P".into()),

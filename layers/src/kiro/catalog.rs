@@ -125,6 +125,7 @@ pub fn parse_list_models(body: &[u8]) -> Result<Vec<ModelInfo>, String> {
                     .max_output_tokens
                     .filter(|&n| n > 0)
                     .unwrap_or(DEFAULT_MAX_OUTPUT),
+                kinds: vec![crate::traits::AccountKind::KIRO],
                 id: m.model_id,
             }
         })
@@ -405,6 +406,7 @@ mod tests {
             display_name: "GLM-5".into(),
             context_window: 200_000,
             max_output_tokens: 32_000,
+            kinds: vec![crate::traits::AccountKind::KIRO],
         });
         let merged = merge_model_lists([a, b]);
         assert_eq!(merged.len(), 5);
@@ -421,6 +423,8 @@ mod tests {
             api_base: "http://127.0.0.1:9/".into(),
             fingerprint: String::new(),
             external_idp: false,
+            kind: crate::traits::AccountKind::KIRO,
+            client_key: None,
         };
         assert_eq!(
             list_models_url(&credential),

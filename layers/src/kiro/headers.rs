@@ -114,6 +114,8 @@ mod tests {
             api_base: "https://runtime.us-east-1.kiro.dev".to_owned(),
             fingerprint: fingerprint.to_owned(),
             external_idp,
+            kind: crate::traits::AccountKind::KIRO,
+            client_key: None,
         }
     }
 

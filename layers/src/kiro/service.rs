@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use bytestring::ByteString;
+use futures_util::future::BoxFuture;
 use futures_util::{Stream, StreamExt};
 use http::{Request, Response, StatusCode};
 use tower::Service;
@@ -26,7 +27,8 @@ use crate::kiro::http::{BodyStream, ChatUrl, UpstreamClient};
 use crate::kiro::request::{build_request, BuildOptions, ToolNameMap};
 use crate::metrics::{record_upstream_error, record_upstream_transport_error, Timings};
 use crate::resolve::resolved_model;
-use crate::traits::{AttemptOutcome, Lease, LeaseSlot};
+use crate::traits::{AccountKind, AttemptOutcome, Lease, LeaseSlot};
+use crate::upstream::Upstream;
 use crate::usage::AttemptRecords;
 
 /// Largest upstream error body read (the rest is dropped).
@@ -124,10 +126,35 @@ impl Service<Request<ChatRequest>> for KiroService {
     }
 
     fn call(&mut self, request: Request<ChatRequest>) -> Self::Future {
+        let lease = request
+            .extensions()
+            .get::<LeaseSlot>()
+            .and_then(LeaseSlot::take);
+        match lease {
+            Some(lease) => self.send(request, lease),
+            None => Box::pin(async {
+                Err(GatewayError::internal(
+                    "no Kiro credential was leased for this request (stack wiring bug)",
+                ))
+            }),
+        }
+    }
+}
+
+impl Upstream for KiroService {
+    fn kind(&self) -> AccountKind {
+        AccountKind::KIRO
+    }
+
+    fn send(
+        &self,
+        request: Request<ChatRequest>,
+        lease: Lease,
+    ) -> BoxFuture<'static, Result<Response<EventStream>, GatewayError>> {
         let http = self.http.clone();
         let config = Arc::clone(&self.config);
         let urls = Arc::clone(&self.urls);
-        Box::pin(async move { call_kiro(http, &config, &urls, request).await })
+        Box::pin(async move { call_kiro(http, &config, &urls, request, lease).await })
     }
 }
 
@@ -136,16 +163,8 @@ async fn call_kiro(
     config: &KiroConfig,
     urls: &ChatUrls,
     request: Request<ChatRequest>,
+    mut lease: Lease,
 ) -> Result<Response<EventStream>, GatewayError> {
-    let mut lease = request
-        .extensions()
-        .get::<LeaseSlot>()
-        .and_then(LeaseSlot::take)
-        .ok_or_else(|| {
-            GatewayError::internal(
-                "no Kiro credential was leased for this request (stack wiring bug)",
-            )
-        })?;
     let model_id = resolved_model(&request)?.kiro_id.clone();
     let options = match request.extensions().get::<BuildOverrides>() {
         Some(overrides) => {

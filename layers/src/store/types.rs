@@ -22,11 +22,21 @@ pub struct AccountRow {
     pub id: i64,
     /// Unique display name.
     pub name: String,
-    /// Login kind.
+    /// The upstream the account belongs to (`kiro`, `cursor`).
+    pub kind: crate::traits::AccountKind,
+    /// Login kind (Kiro's refresh flow; `desktop` for a Cursor account).
     pub auth_kind: AuthKind,
     /// Refresh token, decrypted (encrypted at rest). Never serialised.
     #[serde(skip_serializing)]
     pub refresh_token: String,
+    /// The current session token of a Cursor account, decrypted (encrypted at rest). Never
+    /// serialised.
+    #[serde(skip_serializing)]
+    pub access_token: Option<String>,
+    /// The stable machine id a Cursor account's checksum carries (64 hex).
+    pub machine_id: Option<String>,
+    /// The stable `x-client-key` of a Cursor account (64 hex).
+    pub client_key: Option<String>,
     /// OIDC client id.
     pub client_id: Option<String>,
     /// OIDC client secret, decrypted (encrypted at rest). Never serialised.
@@ -57,6 +67,7 @@ impl std::fmt::Debug for AccountRow {
         f.debug_struct("AccountRow")
             .field("id", &self.id)
             .field("name", &self.name)
+            .field("kind", &self.kind)
             .field("auth_kind", &self.auth_kind)
             .field("refresh_token", &"<redacted>")
             .field("client_id", &self.client_id)
@@ -71,10 +82,18 @@ impl std::fmt::Debug for AccountRow {
 pub struct NewAccount {
     /// Unique display name.
     pub name: String,
+    /// The upstream the account belongs to.
+    pub kind: crate::traits::AccountKind,
     /// Login kind.
     pub auth_kind: AuthKind,
     /// Refresh token (plaintext; encrypted by the backend).
     pub refresh_token: String,
+    /// Cursor session token (plaintext; encrypted by the backend).
+    pub access_token: Option<String>,
+    /// Cursor machine id (64 hex).
+    pub machine_id: Option<String>,
+    /// Cursor client key (64 hex).
+    pub client_key: Option<String>,
     /// OIDC client id.
     pub client_id: Option<String>,
     /// OIDC client secret (plaintext; encrypted by the backend).
@@ -93,6 +112,7 @@ impl std::fmt::Debug for NewAccount {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NewAccount")
             .field("name", &self.name)
+            .field("kind", &self.kind)
             .field("auth_kind", &self.auth_kind)
             .finish_non_exhaustive()
     }

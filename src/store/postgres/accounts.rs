@@ -1,6 +1,7 @@
 //! PostgreSQL: Kiro accounts and their shared runtime state.
 
 use kiro_layers::store::*;
+use kiro_layers::traits::AccountKind;
 use tokio_postgres::Row;
 
 use super::tenancy::{all, not_found, one, u32_param};
@@ -9,17 +10,21 @@ use crate::store::{crypto_error, to_u32, validate, Secret};
 
 const TOKEN_COLUMN: &str = "accounts.refresh_token";
 const CLIENT_SECRET_COLUMN: &str = "accounts.client_secret";
+const ACCESS_TOKEN_COLUMN: &str = "accounts.access_token";
 
 const ACCOUNT_COLS: &str = "id, name, auth_kind, refresh_token_enc, client_id, \
     client_secret_enc, profile_arn, sso_region, api_region, status, disabled_reason, \
-    max_concurrency, version, created_at, updated_at";
+    max_concurrency, version, created_at, updated_at, kind, access_token_enc, machine_id, \
+    client_key";
 
 fn account_row(r: &Row, s: &Secret) -> R<AccountRow> {
     let token: Vec<u8> = r.try_get(3)?;
     let client_secret: Option<Vec<u8>> = r.try_get(5)?;
+    let access_token: Option<Vec<u8>> = r.try_get(16)?;
     Ok(AccountRow {
         id: r.try_get(0)?,
         name: r.try_get(1)?,
+        kind: AccountKind::new(r.try_get(15)?),
         auth_kind: AuthKind::parse(r.try_get(2)?)?,
         refresh_token: s.decrypt(TOKEN_COLUMN, &token).map_err(crypto_error)?,
         client_id: r.try_get(4)?,
@@ -27,6 +32,12 @@ fn account_row(r: &Row, s: &Secret) -> R<AccountRow> {
             .map(|v| s.decrypt(CLIENT_SECRET_COLUMN, &v))
             .transpose()
             .map_err(crypto_error)?,
+        access_token: access_token
+            .map(|v| s.decrypt(ACCESS_TOKEN_COLUMN, &v))
+            .transpose()
+            .map_err(crypto_error)?,
+        machine_id: r.try_get(17)?,
+        client_key: r.try_get(18)?,
         profile_arn: r.try_get(6)?,
         sso_region: r.try_get(7)?,
         api_region: r.try_get(8)?,
@@ -58,8 +69,10 @@ impl PgStore {
         let tx = conn.transaction().await?;
         let sql = format!(
             "INSERT INTO accounts (name, auth_kind, refresh_token_enc, client_id, \
-             client_secret_enc, profile_arn, sso_region, api_region, max_concurrency) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {ACCOUNT_COLS}"
+             client_secret_enc, profile_arn, sso_region, api_region, max_concurrency, kind, \
+             access_token_enc, machine_id, client_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             RETURNING {ACCOUNT_COLS}"
         );
         let row = unique(
             tx.query_one(
@@ -76,6 +89,12 @@ impl PgStore {
                     &a.sso_region,
                     &a.api_region,
                     &u32_param(a.max_concurrency),
+                    &a.kind.as_str(),
+                    &a.access_token
+                        .as_deref()
+                        .map(|v| s.encrypt(ACCESS_TOKEN_COLUMN, v)),
+                    &a.machine_id,
+                    &a.client_key,
                 ],
             )
             .await,

@@ -1,4 +1,4 @@
-//! PostgreSQL: how accounts were signed in (`account_logins`, migration 0008).
+//! PostgreSQL: how accounts were signed in (`account_logins`, migration 0007).
 
 use kiro_layers::store::{AccountLogin, Timestamp};
 

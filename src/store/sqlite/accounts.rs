@@ -1,6 +1,7 @@
 //! SQLite: Kiro accounts and their shared runtime state.
 
 use kiro_layers::store::*;
+use kiro_layers::traits::AccountKind;
 use rusqlite::{params, Connection, Row};
 
 use super::tenancy::{all, exists, immediate, not_found, one};
@@ -9,17 +10,21 @@ use crate::store::{crypto_error, to_u32, validate, Secret};
 
 const TOKEN_COLUMN: &str = "accounts.refresh_token";
 const CLIENT_SECRET_COLUMN: &str = "accounts.client_secret";
+const ACCESS_TOKEN_COLUMN: &str = "accounts.access_token";
 
 const ACCOUNT_COLS: &str = "id, name, auth_kind, refresh_token_enc, client_id, \
     client_secret_enc, profile_arn, sso_region, api_region, status, disabled_reason, \
-    max_concurrency, version, created_at, updated_at";
+    max_concurrency, version, created_at, updated_at, kind, access_token_enc, machine_id, \
+    client_key";
 
 fn account_row(r: &Row<'_>, s: &Secret) -> R<AccountRow> {
     let token: Vec<u8> = r.get(3)?;
     let client_secret: Option<Vec<u8>> = r.get(5)?;
+    let access_token: Option<Vec<u8>> = r.get(16)?;
     Ok(AccountRow {
         id: r.get(0)?,
         name: r.get(1)?,
+        kind: AccountKind::new(&r.get::<_, String>(15)?),
         auth_kind: AuthKind::parse(&r.get::<_, String>(2)?)?,
         refresh_token: s.decrypt(TOKEN_COLUMN, &token).map_err(crypto_error)?,
         client_id: r.get(4)?,
@@ -27,6 +32,12 @@ fn account_row(r: &Row<'_>, s: &Secret) -> R<AccountRow> {
             .map(|v| s.decrypt(CLIENT_SECRET_COLUMN, &v))
             .transpose()
             .map_err(crypto_error)?,
+        access_token: access_token
+            .map(|v| s.decrypt(ACCESS_TOKEN_COLUMN, &v))
+            .transpose()
+            .map_err(crypto_error)?,
+        machine_id: r.get(17)?,
+        client_key: r.get(18)?,
         profile_arn: r.get(6)?,
         sso_region: r.get(7)?,
         api_region: r.get(8)?,
@@ -52,7 +63,8 @@ pub(crate) fn create_account(
         tx.execute(
             "INSERT INTO accounts (name, auth_kind, refresh_token_enc, client_id, \
              client_secret_enc, profile_arn, sso_region, api_region, max_concurrency, \
-             created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+             created_at, updated_at, kind, access_token_enc, machine_id, client_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14)",
             params![
                 a.name,
                 a.auth_kind.as_str(),
@@ -65,7 +77,13 @@ pub(crate) fn create_account(
                 a.sso_region,
                 a.api_region,
                 a.max_concurrency,
-                now
+                now,
+                a.kind.as_str(),
+                a.access_token
+                    .as_deref()
+                    .map(|v| s.encrypt(ACCESS_TOKEN_COLUMN, v)),
+                a.machine_id,
+                a.client_key
             ],
         ),
         || format!("an account named `{}` already exists", a.name),

@@ -1,4 +1,4 @@
-//! SQLite: how accounts were signed in (`account_logins`, migration 0008).
+//! SQLite: how accounts were signed in (`account_logins`, migration 0007).
 
 use kiro_layers::store::{AccountLogin, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};

@@ -271,6 +271,8 @@ impl RefreshingCredential {
             profile_arn,
             fingerprint: self.job.fingerprint.clone(),
             external_idp: false,
+            kind: crate::traits::AccountKind::KIRO,
+            client_key: None,
         })
     }
 
