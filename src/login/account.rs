@@ -149,6 +149,10 @@ pub async fn store(
     let api_region = api_region_for(&signed);
     let account = NewAccount {
         name,
+        kind: kiro_layers::traits::AccountKind::KIRO,
+        access_token: None,
+        machine_id: None,
+        client_key: None,
         auth_kind: if signed.client.is_some() {
             AuthKind::Oidc
         } else {
