@@ -255,3 +255,66 @@ async fn the_start_form_needs_csrf_and_an_admin_session() {
     assert_eq!(status_of(&b.get(&path).await), "pending");
     env.h.shutdown().await;
 }
+
+/// The `href` of the link carrying `data-testid="id"`, unescaped.
+fn href_of(page: &Page, id: &str) -> String {
+    let marker = format!(r#"data-testid="{id}""#);
+    let at = page.body.find(&marker).expect("link on the page");
+    let start = page.body[..at].rfind(r#"href=""#).unwrap() + r#"href=""#.len();
+    let end = page.body[start..].find('"').unwrap();
+    page.body[start..start + end]
+        .replace("&amp;", "&")
+        .replace("&#39;", "'")
+        .replace("&quot;", "\"")
+}
+
+#[tokio::test]
+async fn the_paste_fallback_goes_through_the_redirect_form() {
+    let env = start().await;
+    let mut b = admin(&env).await;
+    let path = start_from_form(&mut b, &[("method", "social-redirect")]).await;
+    let page = b.get(&path).await;
+    assert_eq!(status_of(&page), "waiting_for_redirect");
+    assert!(page.has(r#"data-testid="signin-redirect-form""#));
+    // No refresh while the operator types.
+    assert!(!page.has("http-equiv=\"refresh\""));
+    let sign_in = href_of(&page, "signin-link");
+    assert!(sign_in.starts_with(&format!("{}/signin?", env.h.fake().base_url())));
+
+    // A wrong address: back to the flow page with the API's message, still waiting.
+    let refused = b
+        .post(
+            &path,
+            &[
+                ("_csrf", &page.csrf()),
+                ("act", "redirect"),
+                ("url", "not a url"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.location.as_deref(), Some(path.as_str()));
+    let again = b.get(&path).await;
+    assert!(again.has(r#"data-testid="flash""#));
+    assert_eq!(status_of(&again), "waiting_for_redirect");
+
+    let callback = env
+        .h
+        .fake()
+        .complete_portal_sign_in(&sign_in, "github")
+        .unwrap();
+    let posted = b
+        .post(
+            &path,
+            &[
+                ("_csrf", &again.csrf()),
+                ("act", "redirect"),
+                ("url", &callback),
+            ],
+        )
+        .await;
+    assert_eq!(posted.location.as_deref(), Some(path.as_str()));
+    let done = reload_until(&mut b, &path, &["succeeded", "failed"]).await;
+    assert_eq!(status_of(&done), "succeeded", "{}", done.body);
+    assert_eq!(accounts(&env.h).await.len(), 1);
+    env.h.shutdown().await;
+}
