@@ -222,6 +222,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
                 base_path: crate::console::normalise_base_path(&args.public_base_path),
                 models: t.models.clone(),
                 debug_dir: args.debug_dir.clone(),
+                logins: logins.clone(),
             },
         );
         routes = Some(crate::tenancy::router(Arc::clone(&t.tenancy)).merge(console));

@@ -39,6 +39,8 @@ pub struct ConsoleConfig {
     pub models: Arc<dyn ModelCatalog>,
     /// Where debug captures are written (admin page).
     pub debug_dir: PathBuf,
+    /// The sign-in flows (the add-account wizard); `None` hides the wizard.
+    pub logins: Option<Arc<crate::login::Logins>>,
 }
 
 /// Shared state of the console's handlers.
@@ -79,7 +81,7 @@ pub fn router(tenancy: Arc<Tenancy>, config: ConsoleConfig) -> Router {
         config,
         limiter: session::LoginLimiter::default(),
     });
-    use pages::{admin, agent, login, user};
+    use pages::{admin, agent, login, user, wizard};
     Router::new()
         .route("/console", get(login::home))
         .route("/console/", get(login::home))
@@ -94,6 +96,11 @@ pub fn router(tenancy: Arc<Tenancy>, config: ConsoleConfig) -> Router {
             get(admin::accounts).post(admin::accounts_post),
         )
         .route("/console/admin/accounts/add", post(admin::account_add))
+        .route("/console/admin/accounts/login", post(wizard::start))
+        .route(
+            "/console/admin/accounts/login/{id}",
+            get(wizard::flow).post(wizard::flow_post),
+        )
         .route(
             "/console/admin/users",
             get(admin::users).post(admin::user_create),

@@ -23,9 +23,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::batch::{import, ImportRequest, Outcome};
-use super::{LoginRequest, Logins};
+use super::{FlowView, LoginRequest, Logins};
 use crate::tenancy::api::{parse_body, parse_id, parse_query, ApiError, ApiResult, Authed, ADMIN};
 use crate::tenancy::keys::Caller;
+use kiro_layers::GatewayError;
 
 type LoginState = Arc<Logins>;
 
@@ -63,19 +64,67 @@ pub fn router(logins: Arc<Logins>) -> Router {
 
 async fn start(State(logins): State<LoginState>, Admin(caller): Admin, body: Bytes) -> ApiResult {
     let request: LoginRequest = parse_body(&body)?;
-    let flow = logins.start(&caller, request).await?;
+    let flow = start_audited(&logins, &caller, request).await?;
+    Ok(Json(json!({ "login": flow })))
+}
+
+/// Starts a flow and audits it: what `POST /admin/accounts/login/start` and the console's
+/// wizard both call.
+pub async fn start_audited(
+    logins: &Arc<Logins>,
+    caller: &Caller,
+    request: LoginRequest,
+) -> Result<FlowView, GatewayError> {
+    let flow = logins.start(caller, request).await?;
     logins
         .context()
         .tenancy
         .audit(
-            &caller,
+            caller,
             "login-start",
             "login",
             &flow.id,
             json!({ "method": flow.method }),
         )
         .await;
-    Ok(Json(json!({ "login": flow })))
+    Ok(flow)
+}
+
+/// Answers `needs_profile_choice` and audits it (JSON endpoint and console).
+pub async fn choose_profile_audited(
+    logins: &Logins,
+    caller: &Caller,
+    id: &str,
+    profile_arn: &str,
+) -> Result<FlowView, GatewayError> {
+    let flow = logins.choose_profile(id, profile_arn).await?;
+    logins
+        .context()
+        .tenancy
+        .audit(
+            caller,
+            "login-profile",
+            "login",
+            id,
+            json!({ "profile_arn": profile_arn }),
+        )
+        .await;
+    Ok(flow)
+}
+
+/// Cancels a flow and audits it (JSON endpoint and console).
+pub async fn cancel_audited(
+    logins: &Logins,
+    caller: &Caller,
+    id: &str,
+) -> Result<FlowView, GatewayError> {
+    let flow = logins.cancel(id)?;
+    logins
+        .context()
+        .tenancy
+        .audit(caller, "login-cancel", "login", id, json!({}))
+        .await;
+    Ok(flow)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,18 +175,7 @@ async fn choose_profile(
     body: Bytes,
 ) -> ApiResult {
     let choice: ProfileChoice = parse_body(&body)?;
-    let flow = logins.choose_profile(&id, &choice.profile_arn).await?;
-    logins
-        .context()
-        .tenancy
-        .audit(
-            &caller,
-            "login-profile",
-            "login",
-            &id,
-            json!({ "profile_arn": choice.profile_arn }),
-        )
-        .await;
+    let flow = choose_profile_audited(&logins, &caller, &id, &choice.profile_arn).await?;
     Ok(Json(json!({ "login": flow })))
 }
 
@@ -164,12 +202,7 @@ async fn cancel(
     Admin(caller): Admin,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let flow = logins.cancel(&id)?;
-    logins
-        .context()
-        .tenancy
-        .audit(&caller, "login-cancel", "login", &id, json!({}))
-        .await;
+    let flow = cancel_audited(&logins, &caller, &id).await?;
     Ok(Json(json!({ "login": flow })))
 }
 

@@ -17,6 +17,7 @@ import time
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
@@ -294,3 +295,35 @@ def test_operator_reseller_and_user_in_a_real_browser(console, browser):
     d.get(console + "/console/user")
     assert "概览" in d.find_element(By.TAG_NAME, "h1").text
     shot(d, "33-user-overview-zh")
+
+
+def test_operator_signs_in_an_account_through_builder_id(console, browser):
+    """The add-account wizard: Builder ID against the demo's fake, Allow on its page."""
+    d = browser
+    sign_in(d, console, ADMIN_KEY)
+    d.get(console + "/console/admin/accounts")
+    form = by_testid(d, "signin-form")
+    fill(d, form, {"method": "builder-id", "name": "wizard-browser"})
+    shot(d, "20-admin-signin-form")
+    submit(d, by_testid(d, "signin-start"))
+    flow = d.current_url
+    assert "/console/admin/accounts/login/" in flow
+    assert by_testid(d, "signin-status").get_attribute("data-status") == "pending"
+    code = by_testid(d, "signin-user-code").text
+    assert code
+    shot(d, "21-admin-signin-pending")
+    # The operator opens the verification page (the fake's) and presses Allow.
+    d.get(by_testid(d, "signin-verify").get_attribute("href"))
+    assert code in d.page_source
+    submit(d, d.find_element(By.CSS_SELECTOR, 'button[value="allow"]'))
+    # Back on the flow page, the meta refresh brings the result without any click.
+    d.get(flow)
+    WebDriverWait(d, 40, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)).until(
+        lambda drv: drv.find_element(By.CSS_SELECTOR, '[data-testid="signin-status"]').get_attribute("data-status")
+        in ("succeeded", "failed", "denied", "expired")
+    )
+    assert by_testid(d, "signin-status").get_attribute("data-status") == "succeeded", d.page_source
+    assert "wizard-browser" in by_testid(d, "signin-account").text
+    shot(d, "22-admin-signin-succeeded")
+    submit(d, by_testid(d, "signin-account"))
+    assert "wizard-browser" in by_testid(d, "accounts").text

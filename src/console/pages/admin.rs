@@ -312,6 +312,7 @@ pub async fn accounts(State(st): State<Console>, ctx: Ctx) -> PageResult {
             &add
         )
     );
+    body.push_str(&super::wizard::start_form(&st, &ctx));
     Ok(show(
         &ctx,
         page(&ctx, "admin/accounts", t(Msg::Accounts), &body),

@@ -11,6 +11,7 @@ pub mod agent;
 pub mod login;
 pub mod shared;
 pub mod user;
+pub mod wizard;
 
 use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
