@@ -531,7 +531,14 @@ fn required_string(
     path: &str,
 ) -> Result<String, GatewayError> {
     let field = format!("{path}.{key}");
-    take_string(item, key, &field)?.ok_or_else(|| invalid(format!("`{field}` is required."), field))
+    match take_string(item, key, &field)? {
+        // An empty tool name or call id would reach Kiro as a malformed request.
+        Some(value) if value.is_empty() => {
+            Err(invalid(format!("`{field}` must not be empty."), field))
+        }
+        Some(value) => Ok(value),
+        None => Err(invalid(format!("`{field}` is required."), field)),
+    }
 }
 
 /// A tool call from history. Its id is the `call_id`, kept identical to Kiro's `toolUseId` both

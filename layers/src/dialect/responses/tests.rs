@@ -422,6 +422,19 @@ fn bad_requests_name_the_field() {
             json!({"model": "m", "input": [{"type": "function_call", "name": "f", "call_id": "c", "arguments": "[1]"}]}),
             "input[0].arguments",
         ),
+        // Found by the `convert` fuzz target: an empty name reached Kiro as a malformed request.
+        (
+            json!({"model": "m", "input": [{"type": "function_call", "name": "", "call_id": "c", "arguments": "{}"}]}),
+            "input[0].name",
+        ),
+        (
+            json!({"model": "m", "input": [{"type": "custom_tool_call", "name": "", "call_id": "c", "input": "x"}]}),
+            "input[0].name",
+        ),
+        (
+            json!({"model": "m", "input": [{"type": "function_call_output", "call_id": "", "output": "x"}]}),
+            "input[0].call_id",
+        ),
         (
             json!({"model": "m", "input": [{"role": "robot", "content": "x"}]}),
             "input[0].role",
