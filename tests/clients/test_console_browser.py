@@ -17,7 +17,11 @@ import time
 import httpx
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
@@ -119,8 +123,21 @@ def shot(driver, name):
     driver.set_window_size(1366, 900)
 
 
+# A find that lands while Chromium swaps documents can hit a node already gone ("stale", or
+# "Node with given id does not belong to the document"): look again until the page settles.
+SETTLING = (NoSuchElementException, StaleElementReferenceException, WebDriverException)
+
+
 def by_testid(driver, name):
-    return driver.find_element(By.CSS_SELECTOR, f'[data-testid="{name}"]')
+    return WebDriverWait(driver, 30, ignored_exceptions=SETTLING).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, f'[data-testid="{name}"]')
+    )
+
+
+def text_of(driver, name):
+    return WebDriverWait(driver, 30, ignored_exceptions=SETTLING).until(
+        lambda d: by_testid(d, name).text
+    )
 
 
 def submit(driver, element):
@@ -168,7 +185,7 @@ def test_operator_reseller_and_user_in_a_real_browser(console, browser):
     shot(d, "00-login")
     by_testid(d, "login-key").send_keys("sk-not-a-key")
     submit(d, by_testid(d, "login-submit"))
-    assert "not valid" in by_testid(d, "login-error").text
+    assert "not valid" in text_of(d, "login-error")
     sign_in(d, console, ADMIN_KEY)
     assert d.current_url.endswith("/console/admin")
     assert by_testid(d, "chart-24h").tag_name == "svg"
@@ -180,12 +197,12 @@ def test_operator_reseller_and_user_in_a_real_browser(console, browser):
     fill(d, form, {"name": "alice", "quota": "25"})
     submit(d, by_testid(d, "new-user-submit"))
     assert "/console/admin/users/" in d.current_url
-    assert "Saved." in by_testid(d, "flash").text
+    assert "Saved." in text_of(d, "flash")
     shot(d, "02-admin-user")
     form = by_testid(d, "user-new-key")
     fill(d, form, {"name": "alice laptop"})
     submit(d, by_testid(d, "create-key"))
-    alice_key = by_testid(d, "new-key").text
+    alice_key = text_of(d, "new-key")
     assert alice_key.startswith("sk-")
     shot(d, "03-admin-key-created")
 
@@ -204,7 +221,7 @@ def test_operator_reseller_and_user_in_a_real_browser(console, browser):
     d.get(console + "/console/admin/keys")
     fill(d, by_testid(d, "new-key"), {"kind": "agent", "agent_id": agent_id, "name": "reseller key"})
     submit(d, by_testid(d, "create-admin-key"))
-    agent_key = by_testid(d, "new-key").text
+    agent_key = text_of(d, "new-key")
     assert agent_key.startswith("sk-")
 
     for name, path in [
@@ -221,23 +238,23 @@ def test_operator_reseller_and_user_in_a_real_browser(console, browser):
         shot(d, name)
     # The overview counts the chats.
     d.get(console + "/console/admin")
-    assert by_testid(d, "card-requests").text == "3"
+    assert text_of(d, "card-requests") == "3"
     # An account added by pasting a refresh token (the fake Kiro's), then bulk actions:
     # select every account, disable, enable again.
     d.get(console + "/console/admin/accounts")
     fill(d, by_testid(d, "account-add-form"), {"name": "pasted", "refresh_token": "aorFAKE-refresh-token-0001"})
     submit(d, by_testid(d, "account-add"))
-    assert "Saved." in by_testid(d, "flash").text
-    assert "pasted" in by_testid(d, "accounts").text
+    assert "Saved." in text_of(d, "flash")
+    assert "pasted" in text_of(d, "accounts")
     shot(d, "05-admin-accounts")
     d.find_element(By.CSS_SELECTOR, 'input[data-select-all="id"]').click()
     submit(d, by_testid(d, "bulk-disable"))
-    assert "disabled" in by_testid(d, "accounts").text
+    assert "disabled" in text_of(d, "accounts")
     d.find_element(By.CSS_SELECTOR, 'input[data-select-all="id"]').click()
     submit(d, by_testid(d, "bulk-enable"))
-    assert "healthy" in by_testid(d, "accounts").text
+    assert "healthy" in text_of(d, "accounts")
     d.get(console + "/console/admin")
-    assert by_testid(d, "card-accounts").text == "1 / 1"
+    assert text_of(d, "card-accounts") == "1 / 1"
     shot(d, "01-admin-overview")
     submit(d, by_testid(d, "logout"))
     assert d.current_url.endswith("/console/login")
@@ -245,7 +262,7 @@ def test_operator_reseller_and_user_in_a_real_browser(console, browser):
     # --- the reseller ---
     sign_in(d, console, agent_key)
     assert d.current_url.endswith("/console/agent"), d.page_source
-    assert by_testid(d, "agent-balance").text == "100"
+    assert text_of(d, "agent-balance") == "100"
     # Not the operator's pages.
     d.get(console + "/console/admin")
     assert "Not allowed" in d.find_element(By.TAG_NAME, "h1").text
@@ -255,17 +272,17 @@ def test_operator_reseller_and_user_in_a_real_browser(console, browser):
     assert "/console/agent/users/" in d.current_url
     by_testid(d, "transfer-amount").send_keys("20")
     submit(d, by_testid(d, "transfer-submit"))
-    assert by_testid(d, "agent-balance").text == "80"
-    assert by_testid(d, "agent-user-quota").text.startswith("0 / 20")
+    assert text_of(d, "agent-balance") == "80"
+    assert text_of(d, "agent-user-quota").startswith("0 / 20")
     shot(d, "20-agent-user")
     fill(d, by_testid(d, "agent-new-key"), {"name": "bob key"})
     submit(d, by_testid(d, "create-key"))
-    bob_key = by_testid(d, "new-key").text
+    bob_key = text_of(d, "new-key")
     assert bob_key.startswith("sk-")
     d.get(console + "/console/agent")
     shot(d, "21-agent-overview")
     d.get(console + "/console/agent/transfers")
-    assert "20" in by_testid(d, "agent-transfers").text
+    assert "20" in text_of(d, "agent-transfers")
     shot(d, "22-agent-transfers")
 
     # --- the user ---
@@ -284,7 +301,7 @@ def test_operator_reseller_and_user_in_a_real_browser(console, browser):
         time.sleep(0.3)
         d.refresh()
     assert "hello" not in d.page_source, "the page shows usage, not content"
-    assert "/v1" in by_testid(d, "base-url").text
+    assert "/v1" in text_of(d, "base-url")
     shot(d, "30-user-overview")
     d.get(console + "/console/user/keys")
     shot(d, "31-user-keys")
@@ -309,7 +326,7 @@ def test_operator_signs_in_an_account_through_builder_id(console, browser):
     flow = d.current_url
     assert "/console/admin/accounts/login/" in flow
     assert by_testid(d, "signin-status").get_attribute("data-status") == "pending"
-    code = by_testid(d, "signin-user-code").text
+    code = text_of(d, "signin-user-code")
     assert code
     shot(d, "21-admin-signin-pending")
     # The operator opens the verification page (the fake's) and presses Allow.
@@ -323,7 +340,7 @@ def test_operator_signs_in_an_account_through_builder_id(console, browser):
         in ("succeeded", "failed", "denied", "expired")
     )
     assert by_testid(d, "signin-status").get_attribute("data-status") == "succeeded", d.page_source
-    assert "wizard-browser" in by_testid(d, "signin-account").text
+    assert "wizard-browser" in text_of(d, "signin-account")
     shot(d, "22-admin-signin-succeeded")
     submit(d, by_testid(d, "signin-account"))
-    assert "wizard-browser" in by_testid(d, "accounts").text
+    assert "wizard-browser" in text_of(d, "accounts")
