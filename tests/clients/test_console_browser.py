@@ -140,10 +140,19 @@ def text_of(driver, name):
     )
 
 
-def submit(driver, element):
-    """Clicks a submit button and waits for the next page to have loaded."""
-    old = driver.find_element(By.TAG_NAME, "html")
-    element.click()
+def submit(driver, button):
+    """Clicks a submit button (an element, or its data-testid, which is looked up again if the
+    page was still settling) and waits for the next page to have loaded."""
+    for attempt in range(5):
+        try:
+            element = by_testid(driver, button) if isinstance(button, str) else button
+            old = driver.find_element(By.TAG_NAME, "html")
+            element.click()
+            break
+        except SETTLING:
+            if attempt == 4 or not isinstance(button, str):
+                raise
+            time.sleep(0.3)
     WebDriverWait(driver, 30).until(expected_conditions.staleness_of(old))
     WebDriverWait(driver, 30).until(
         lambda d: d.execute_script("return document.readyState") == "complete"
@@ -164,7 +173,7 @@ def sign_in(driver, url, key):
     driver.delete_all_cookies()
     driver.get(url + "/console/login")
     by_testid(driver, "login-key").send_keys(key)
-    submit(driver, by_testid(driver, "login-submit"))
+    submit(driver, "login-submit")
 
 
 def chat(url, key, text):
@@ -184,7 +193,7 @@ def test_operator_reseller_and_user_in_a_real_browser(console, browser):
     d.get(console + "/console/login")
     shot(d, "00-login")
     by_testid(d, "login-key").send_keys("sk-not-a-key")
-    submit(d, by_testid(d, "login-submit"))
+    submit(d, "login-submit")
     assert "not valid" in text_of(d, "login-error")
     sign_in(d, console, ADMIN_KEY)
     assert d.current_url.endswith("/console/admin")
@@ -195,13 +204,13 @@ def test_operator_reseller_and_user_in_a_real_browser(console, browser):
     d.get(console + "/console/admin/users")
     form = by_testid(d, "new-user")
     fill(d, form, {"name": "alice", "quota": "25"})
-    submit(d, by_testid(d, "new-user-submit"))
+    submit(d, "new-user-submit")
     assert "/console/admin/users/" in d.current_url
     assert "Saved." in text_of(d, "flash")
     shot(d, "02-admin-user")
     form = by_testid(d, "user-new-key")
     fill(d, form, {"name": "alice laptop"})
-    submit(d, by_testid(d, "create-key"))
+    submit(d, "create-key")
     alice_key = text_of(d, "new-key")
     assert alice_key.startswith("sk-")
     shot(d, "03-admin-key-created")
@@ -212,15 +221,15 @@ def test_operator_reseller_and_user_in_a_real_browser(console, browser):
 
     d.get(console + "/console/admin/agents")
     fill(d, by_testid(d, "new-agent"), {"name": "reseller-one"})
-    submit(d, by_testid(d, "new-agent-submit"))
+    submit(d, "new-agent-submit")
     agent_id = d.find_element(By.CSS_SELECTOR, '[data-testid^="agent-balance-"]').get_attribute("data-testid").rsplit("-", 1)[1]
     by_testid(d, f"topup-amount-{agent_id}").send_keys("100")
-    submit(d, by_testid(d, f"topup-submit-{agent_id}"))
+    submit(d, f"topup-submit-{agent_id}")
     assert by_testid(d, f"agent-balance-{agent_id}").text == "100"
     shot(d, "04-admin-agents")
     d.get(console + "/console/admin/keys")
     fill(d, by_testid(d, "new-key"), {"kind": "agent", "agent_id": agent_id, "name": "reseller key"})
-    submit(d, by_testid(d, "create-admin-key"))
+    submit(d, "create-admin-key")
     agent_key = text_of(d, "new-key")
     assert agent_key.startswith("sk-")
 
@@ -243,20 +252,20 @@ def test_operator_reseller_and_user_in_a_real_browser(console, browser):
     # select every account, disable, enable again.
     d.get(console + "/console/admin/accounts")
     fill(d, by_testid(d, "account-add-form"), {"name": "pasted", "refresh_token": "aorFAKE-refresh-token-0001"})
-    submit(d, by_testid(d, "account-add"))
+    submit(d, "account-add")
     assert "Saved." in text_of(d, "flash")
     assert "pasted" in text_of(d, "accounts")
     shot(d, "05-admin-accounts")
     d.find_element(By.CSS_SELECTOR, 'input[data-select-all="id"]').click()
-    submit(d, by_testid(d, "bulk-disable"))
+    submit(d, "bulk-disable")
     assert "disabled" in text_of(d, "accounts")
     d.find_element(By.CSS_SELECTOR, 'input[data-select-all="id"]').click()
-    submit(d, by_testid(d, "bulk-enable"))
+    submit(d, "bulk-enable")
     assert "healthy" in text_of(d, "accounts")
     d.get(console + "/console/admin")
     assert text_of(d, "card-accounts") == "1 / 1"
     shot(d, "01-admin-overview")
-    submit(d, by_testid(d, "logout"))
+    submit(d, "logout")
     assert d.current_url.endswith("/console/login")
 
     # --- the reseller ---
@@ -268,15 +277,15 @@ def test_operator_reseller_and_user_in_a_real_browser(console, browser):
     assert "Not allowed" in d.find_element(By.TAG_NAME, "h1").text
     d.get(console + "/console/agent")
     fill(d, by_testid(d, "agent-new-user-form"), {"name": "bob"})
-    submit(d, by_testid(d, "agent-new-user-submit"))
+    submit(d, "agent-new-user-submit")
     assert "/console/agent/users/" in d.current_url
     by_testid(d, "transfer-amount").send_keys("20")
-    submit(d, by_testid(d, "transfer-submit"))
+    submit(d, "transfer-submit")
     assert text_of(d, "agent-balance") == "80"
     assert text_of(d, "agent-user-quota").startswith("0 / 20")
     shot(d, "20-agent-user")
     fill(d, by_testid(d, "agent-new-key"), {"name": "bob key"})
-    submit(d, by_testid(d, "create-key"))
+    submit(d, "create-key")
     bob_key = text_of(d, "new-key")
     assert bob_key.startswith("sk-")
     d.get(console + "/console/agent")
@@ -308,7 +317,7 @@ def test_operator_reseller_and_user_in_a_real_browser(console, browser):
     d.get(console + "/console/user/models")
     shot(d, "32-user-models")
     # Chinese.
-    submit(d, by_testid(d, "lang"))
+    submit(d, "lang")
     d.get(console + "/console/user")
     assert "概览" in d.find_element(By.TAG_NAME, "h1").text
     shot(d, "33-user-overview-zh")
@@ -322,7 +331,7 @@ def test_operator_signs_in_an_account_through_builder_id(console, browser):
     form = by_testid(d, "signin-form")
     fill(d, form, {"method": "builder-id", "name": "wizard-browser"})
     shot(d, "20-admin-signin-form")
-    submit(d, by_testid(d, "signin-start"))
+    submit(d, "signin-start")
     flow = d.current_url
     assert "/console/admin/accounts/login/" in flow
     assert by_testid(d, "signin-status").get_attribute("data-status") == "pending"
@@ -342,5 +351,5 @@ def test_operator_signs_in_an_account_through_builder_id(console, browser):
     assert by_testid(d, "signin-status").get_attribute("data-status") == "succeeded", d.page_source
     assert "wizard-browser" in text_of(d, "signin-account")
     shot(d, "22-admin-signin-succeeded")
-    submit(d, by_testid(d, "signin-account"))
+    submit(d, "signin-account")
     assert "wizard-browser" in text_of(d, "accounts")
