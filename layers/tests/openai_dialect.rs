@@ -420,6 +420,13 @@ fn wrong_types_name_the_field_path() {
             ),
             "messages[0].tool_calls[0].function.name",
         ),
+        // Found by the convert fuzz target: an empty name reached Kiro as a malformed request.
+        (
+            with_messages(
+                json!([{"role": "assistant", "tool_calls": [{"id": "x", "function": {"name": "", "arguments": "{}"}}]}]),
+            ),
+            "messages[0].tool_calls[0].function.name",
+        ),
         (
             json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}),
             "stream",

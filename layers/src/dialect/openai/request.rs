@@ -302,13 +302,22 @@ fn parse_assistant(
             }
             Some(other) => return Err(wrong_type(&function_path, "an object", &other)),
         };
-        let name = take_string(&mut function, "name", &format!("{function_path}.name"))?
-            .ok_or_else(|| {
-                invalid(
+        let name = match take_string(&mut function, "name", &format!("{function_path}.name"))? {
+            Some(name) if !name.is_empty() => name,
+            // An empty name reached Kiro as a malformed request (found by the convert fuzz target).
+            Some(_) => {
+                return Err(invalid(
+                    format!("`{function_path}.name` must not be empty."),
+                    format!("{function_path}.name"),
+                ))
+            }
+            None => {
+                return Err(invalid(
                     format!("`{function_path}.name` is required."),
                     format!("{function_path}.name"),
-                )
-            })?;
+                ))
+            }
+        };
         let input = parse_arguments(
             function.remove("arguments"),
             &format!("{function_path}.arguments"),
