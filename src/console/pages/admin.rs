@@ -14,7 +14,7 @@ use kiro_layers::store::{
 
 use super::shared::{
     card, charged_chart, every_day, every_hour, key_cells, key_created_page, key_fields, key_head,
-    key_options, post_form, requests_chart, totals, usage_table,
+    key_options, post_form, requests_chart, totals, usage_table, user_keys_section,
 };
 use super::{
     api_error_page, done, failed, page_number, posted, query_of, require, show, PageResult,
@@ -639,39 +639,13 @@ pub async fn user_detail(
         t(Msg::Quota),
         post_form(&ctx, &action, "row", "user-quota-form", &quota)
     );
-    let key_rows: Vec<Vec<String>> = keys
-        .iter()
-        .map(|k| {
-            let mut cells = key_cells(&ctx, k);
-            cells.push(button_form(
-                &ctx,
-                &action,
-                &[("op", "revoke"), ("key_id", &k.id.to_string())],
-                t(Msg::Revoke),
-                "small danger",
-            ));
-            cells
-        })
-        .collect();
-    let mut head = key_head(&ctx);
-    head.push(t(Msg::Actions));
-    let _ = write!(
-        body,
-        r#"<h2>{}</h2>{}<div class="panel">{}</div>"#,
-        t(Msg::Keys),
-        table("user-keys", &head, &key_rows, t(Msg::NoKeys)),
-        post_form(
-            &ctx,
-            &action,
-            "row",
-            "user-new-key",
-            &format!(
-                r#"<input type="hidden" name="op" value="create_key">{}<button type="submit" data-testid="create-key">{}</button>"#,
-                key_fields(&ctx),
-                t(Msg::CreateKey)
-            )
-        )
-    );
+    body.push_str(&user_keys_section(
+        &ctx,
+        &action,
+        &keys,
+        "user-keys",
+        "user-new-key",
+    ));
     let _ = write!(
         body,
         "<h2>{}</h2>{}{}",

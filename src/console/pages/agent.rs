@@ -10,14 +10,14 @@ use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 
 use super::shared::{
-    card, every_day, key_cells, key_created_page, key_fields, key_head, key_options, post_form,
-    requests_chart, usage_table,
+    card, every_day, key_created_page, key_options, post_form, requests_chart, usage_table,
+    user_keys_section,
 };
 use super::{
     api_error_page, done, failed, page_number, posted, query_of, require, show, PageResult,
 };
 use crate::console::form::show_credits;
-use crate::console::html::{button_form, count, esc, page, paginate, respond, table, when};
+use crate::console::html::{count, esc, page, paginate, respond, table, when};
 use crate::console::i18n::Msg;
 use crate::console::session::{Ctx, Role};
 use crate::console::Console;
@@ -225,39 +225,13 @@ pub async fn user_detail(
         t(Msg::Settings),
         post_form(&ctx, &action, "row", "agent-user-edit", &edit)
     );
-    let key_rows: Vec<Vec<String>> = keys
-        .iter()
-        .map(|k| {
-            let mut cells = key_cells(&ctx, k);
-            cells.push(button_form(
-                &ctx,
-                &action,
-                &[("op", "revoke"), ("key_id", &k.id.to_string())],
-                t(Msg::Revoke),
-                "small danger",
-            ));
-            cells
-        })
-        .collect();
-    let mut head = key_head(&ctx);
-    head.push(t(Msg::Actions));
-    let _ = write!(
-        body,
-        r#"<h2>{}</h2>{}<div class="panel">{}</div>"#,
-        t(Msg::Keys),
-        table("agent-user-keys", &head, &key_rows, t(Msg::NoKeys)),
-        post_form(
-            &ctx,
-            &action,
-            "row",
-            "agent-new-key",
-            &format!(
-                r#"<input type="hidden" name="op" value="create_key">{}<button type="submit" data-testid="create-key">{}</button>"#,
-                key_fields(&ctx),
-                t(Msg::CreateKey)
-            )
-        )
-    );
+    body.push_str(&user_keys_section(
+        &ctx,
+        &action,
+        &keys,
+        "agent-user-keys",
+        "agent-new-key",
+    ));
     let _ = write!(
         body,
         "<h2>{}</h2>{}{}",

@@ -7,7 +7,7 @@ use kiro_layers::store::{ApiKeyRow, KeyStatus, UsageAggregate};
 
 use crate::console::chart::{bar_chart, Bar};
 use crate::console::form::{show_credits, FieldError, Form};
-use crate::console::html::{count, csrf_field, esc, page, table, when};
+use crate::console::html::{button_form, count, csrf_field, esc, page, table, when};
 use crate::console::i18n::Msg;
 use crate::console::session::Ctx;
 use crate::tenancy::api::{CreatedKey, KeyOptions};
@@ -251,5 +251,49 @@ pub fn post_form(ctx: &Ctx, action: &str, class: &str, testid: &str, inner: &str
         r#"<form method="post" action="{}" class="{class}" data-testid="{testid}">{}{inner}</form>"#,
         esc(action),
         csrf_field(ctx)
+    )
+}
+
+/// A user's keys with a revoke button each, and the form that creates one: the same section on
+/// the operator's and the reseller's user pages, posting to `action`.
+pub fn user_keys_section(
+    ctx: &Ctx,
+    action: &str,
+    keys: &[ApiKeyRow],
+    table_id: &str,
+    form_id: &str,
+) -> String {
+    let t = |m: Msg| ctx.lang.text(m);
+    let rows: Vec<Vec<String>> = keys
+        .iter()
+        .map(|k| {
+            let mut cells = key_cells(ctx, k);
+            cells.push(button_form(
+                ctx,
+                action,
+                &[("op", "revoke"), ("key_id", &k.id.to_string())],
+                t(Msg::Revoke),
+                "small danger",
+            ));
+            cells
+        })
+        .collect();
+    let mut head = key_head(ctx);
+    head.push(t(Msg::Actions));
+    format!(
+        r#"<h2>{}</h2>{}<div class="panel">{}</div>"#,
+        t(Msg::Keys),
+        table(table_id, &head, &rows, t(Msg::NoKeys)),
+        post_form(
+            ctx,
+            action,
+            "row",
+            form_id,
+            &format!(
+                r#"<input type="hidden" name="op" value="create_key">{}<button type="submit" data-testid="create-key">{}</button>"#,
+                key_fields(ctx),
+                t(Msg::CreateKey)
+            )
+        )
     )
 }
