@@ -204,6 +204,18 @@ fn rejects_what_the_messages_api_rejects() {
     body["messages"] = json!([{"role": "assistant", "content": [{"type": "tool_use", "id": "a", "name": "t", "input": "x"}]}]);
     assert_eq!(rejected(body).1, "messages.0.content.0.input");
 
+    for (field, param) in [
+        ("name", "messages.0.content.0.name"),
+        ("id", "messages.0.content.0.id"),
+    ] {
+        let mut body = minimal();
+        body["messages"] = json!([{"role": "assistant", "content": [{"type": "tool_use", "id": "a", "name": "t", "input": {}}]}]);
+        body["messages"][0]["content"][0][field] = json!("");
+        let (message, got) = rejected(body);
+        assert_eq!(got, param);
+        assert!(message.contains("must not be empty"), "{message}");
+    }
+
     let mut body = minimal();
     body["thinking"] = json!({"type": "enabled"});
     assert_eq!(rejected(body).1, "thinking.budget_tokens");

@@ -248,6 +248,13 @@ fn parse_block(value: Value, path: &str) -> Result<ContentBlock, GatewayError> {
         "tool_use" => {
             let id = take_string(&mut block, "id", path)?;
             let name = take_string(&mut block, "name", path)?;
+            // An empty id or name reaches Kiro as a malformed request, as it did for the other
+            // dialects (found by the convert fuzz target there).
+            for (field, value) in [("id", &id), ("name", &name)] {
+                if value.is_empty() {
+                    return Err(invalid(&format!("{path}.{field}"), "must not be empty"));
+                }
+            }
             let input = match block.remove("input") {
                 Some(input @ Value::Object(_)) => input,
                 _ => return Err(invalid(&format!("{path}.input"), "must be an object")),
