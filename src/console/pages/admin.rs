@@ -1420,6 +1420,7 @@ fn group_label(group: UsageGroup) -> Msg {
         UsageGroup::Agent => Msg::Agent,
         UsageGroup::Key => Msg::Key,
         UsageGroup::Account => Msg::Account,
+        UsageGroup::Kind => Msg::Kind,
     }
 }
 

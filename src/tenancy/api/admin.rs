@@ -23,6 +23,7 @@ use super::{
     valid_name, ApiError, ApiResult, AppState, Authed, CreatedKey, KeyOptions, UsageQuery, ADMIN,
 };
 use crate::tenancy::accounts::{new_account, AccountSource};
+use crate::tenancy::cursor_accounts::{is_cursor, new_cursor_account};
 use crate::tenancy::keys::Caller;
 use crate::tenancy::state::{quota_subject, Tenancy};
 
@@ -116,13 +117,18 @@ async fn list_accounts_h(State(s): State<AppState>, _: Admin) -> ApiResult {
     Ok(Json(json!({ "data": list_accounts(&s).await? })))
 }
 
-/// Adds an account from a refresh token, credentials JSON or kiro-cli database.
+/// Adds a Kiro account (refresh token, credentials JSON or kiro-cli database) or a Cursor
+/// account (session token, state.vscdb, browser cookie).
 pub async fn create_account(
     s: &Tenancy,
     caller: &Caller,
     source: AccountSource,
 ) -> Result<AccountRow, ApiError> {
-    let account = new_account(source).await?;
+    let account = if is_cursor(&source) {
+        new_cursor_account(source, &s.cursor).await?
+    } else {
+        new_account(source).await?
+    };
     let row = s.store.create_account(account).await?;
     s.pool_changed().await;
     s.audit(
@@ -130,7 +136,7 @@ pub async fn create_account(
         "create",
         "account",
         row.id,
-        json!({ "name": row.name }),
+        json!({ "name": row.name, "kind": row.kind }),
     )
     .await;
     Ok(row)
@@ -795,6 +801,7 @@ pub const USAGE_GROUPS: &[UsageGroup] = &[
     UsageGroup::Day,
     UsageGroup::Agent,
     UsageGroup::Hour,
+    UsageGroup::Kind,
 ];
 
 /// Usage totals over everything `filter` selects, grouped as asked (aggregated by the store).
