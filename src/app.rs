@@ -149,7 +149,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
     if let Some(account) = &cursor {
         pool_providers.push(Arc::clone(&account.credential) as Arc<dyn CredentialProvider>);
     }
-    let pool = RoundRobinPool::new(pool_providers, args.pool_policy());
+    let pool = RoundRobinPool::new(pool_providers.clone(), args.pool_policy());
 
     let aliases: HashMap<String, String> = args.aliases()?.into_iter().collect();
     let models = ModelRegistry::new(fallback_models(), aliases)
@@ -175,7 +175,8 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
     let debug = crate::debug::DebugWriter::start(args.debug_settings()?)?;
     let tenancy = crate::tenancy::wire::start(
         &args,
-        &credentials,
+        // The environment's accounts (Kiro's, and a configured Cursor account) join the pool.
+        pool_providers,
         http.clone(),
         endpoints,
         fingerprint_value,

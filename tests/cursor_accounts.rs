@@ -378,3 +378,62 @@ async fn a_stored_cursor_account_serves_refreshes_once_writes_back_and_is_disabl
         "{reason}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_cursor_account_joins_the_database_pool() {
+    let cursor = fake_cursor::start(FakeCursorConfig::default())
+        .await
+        .unwrap();
+    let dir = temp_dir();
+    let url = database_url(&dir);
+    let key_file = dir.0.join("secret.key");
+    let session = cursor.issue_session_token(3600);
+    let refresh = cursor.issue_refresh_token();
+    let base = cursor.base_url();
+    let h = common::start_with(
+        kiro_gateway::fake_kiro::FakeKiroConfig::default(),
+        &[
+            "--database-url",
+            &url,
+            "--admin-api-key",
+            ROOT,
+            "--secret-key-file",
+            key_file.to_str().unwrap(),
+            "--cursor-api-url",
+            &base,
+            "--cursor-session-token",
+            &session,
+            "--cursor-refresh-token",
+            &refresh,
+        ],
+    )
+    .await;
+    let mut answer = Value::Null;
+    for _ in 0..100 {
+        answer = h
+            .post(
+                "/v1/chat/completions",
+                common::chat("gpt-5.4-medium", "from the environment", false),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        if answer["choices"].is_array() {
+            break;
+        }
+        // Cursor's catalog is still loading.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        answer["choices"][0]["message"]["content"], "echo: from the environment",
+        "{answer}"
+    );
+    h.settle(1).await;
+    let record = h.usage.records().into_iter().last().unwrap();
+    assert_eq!(record.account_id.as_deref(), Some("cursor"));
+    assert_eq!(
+        record.account_kind,
+        Some(kiro_layers::traits::AccountKind::CURSOR)
+    );
+}

@@ -196,7 +196,7 @@ type CredentialMap = HashMap<i64, (i64, Arc<dyn CredentialProvider>)>;
 pub struct DbPool {
     store: Arc<dyn Store>,
     settings: PoolSettings,
-    env: Vec<Arc<RefreshingCredential>>,
+    env: Vec<Arc<dyn CredentialProvider>>,
     pool: Arc<RwLock<RoundRobinPool>>,
     credentials: Arc<RwLock<CredentialMap>>,
     turn: Arc<StoreTurn>,
@@ -207,7 +207,7 @@ impl DbPool {
     pub async fn start(
         store: Arc<dyn Store>,
         settings: PoolSettings,
-        env: Vec<Arc<RefreshingCredential>>,
+        env: Vec<Arc<dyn CredentialProvider>>,
     ) -> Result<Self, StoreError> {
         let writer = Arc::new(StateWriter {
             store: Arc::clone(&store),
@@ -249,11 +249,8 @@ impl DbPool {
             .map(|c| c.clone())
             .unwrap_or_default();
         let mut next = HashMap::new();
-        let mut providers: Vec<Arc<dyn CredentialProvider>> = self
-            .env
-            .iter()
-            .map(|c| Arc::clone(c) as Arc<dyn CredentialProvider>)
-            .collect();
+        let mut providers: Vec<Arc<dyn CredentialProvider>> =
+            self.env.iter().map(Arc::clone).collect();
         let mut new_cursor = None;
         for row in rows.iter().filter(|r| r.status == AccountStatus::Active) {
             let credential = match old.get(&row.id) {

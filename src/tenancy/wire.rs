@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kiro_layers::cursor::headers::CursorConfig;
-use kiro_layers::kiro::auth::{Endpoints, RefreshingCredential};
+use kiro_layers::kiro::auth::Endpoints;
 use kiro_layers::models::ModelRegistry;
+use kiro_layers::pool::CredentialProvider;
 use kiro_layers::store::Store;
 use kiro_layers::traits::{ModelCatalog, UsageRecord, UsageSink};
 
@@ -106,7 +107,7 @@ pub fn hasher(secret: Secret) -> KeyHasher {
 #[allow(clippy::too_many_arguments)]
 pub async fn start(
     args: &ServeArgs,
-    env_credentials: &[Arc<RefreshingCredential>],
+    env_credentials: Vec<Arc<dyn CredentialProvider>>,
     http: reqwest::Client,
     endpoints: Endpoints,
     fingerprint: String,
@@ -147,7 +148,7 @@ pub async fn start(
             cursor,
             models: Some(models.clone()),
         },
-        env_credentials.to_vec(),
+        env_credentials,
     )
     .await
     .map_err(|e| e.to_string())?;
