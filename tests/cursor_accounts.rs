@@ -115,7 +115,7 @@ async fn cursor_accounts_are_added_in_every_form_and_bad_input_is_a_clear_400() 
         "POST",
         "/admin/accounts",
         ROOT,
-        Some(json!({"state_vscdb_path": file})),
+        Some(json!({"name": "", "state_vscdb_path": file})),
     )
     .await;
     assert_eq!(by_path["account"]["name"], "pro@example.com", "{by_path}");
@@ -129,6 +129,14 @@ async fn cursor_accounts_are_added_in_every_form_and_bad_input_is_a_clear_400() 
         &cursor.issue_refresh_token(),
         "up@example.com",
     );
+    // A real state.vscdb carries the IDE's chat history: several MiB, past axum's 2 MiB default.
+    rusqlite::Connection::open(&upload)
+        .unwrap()
+        .execute(
+            "INSERT INTO ItemTable VALUES ('history', ?1)",
+            [vec![7u8; 4 << 20]],
+        )
+        .unwrap();
     let encoded = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&upload).unwrap());
     let uploaded = ok(
         &h,

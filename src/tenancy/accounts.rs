@@ -17,8 +17,8 @@ use crate::store::validate;
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AccountSource {
-    /// Label shown to the admin (a Cursor account read from state.vscdb defaults to its email).
-    #[serde(default)]
+    /// Label shown to the admin (required; for a Cursor account read from state.vscdb, an empty
+    /// name means its email).
     pub name: String,
     /// `kiro` (the default) or `cursor` (implied by any Cursor field below).
     #[serde(default)]

@@ -34,7 +34,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/admin/accounts",
-            get(list_accounts_h).post(create_account_h),
+            get(list_accounts_h)
+                .post(create_account_h)
+                // A Cursor state.vscdb upload (base64) is larger than axum's default limit.
+                .layer(axum::extract::DefaultBodyLimit::max(ACCOUNT_UPLOAD_LIMIT)),
         )
         .route(
             "/admin/accounts/{id}",
@@ -73,6 +76,10 @@ pub fn router() -> Router<AppState> {
 
 // ---------------------------------------------------------------------------------------------
 // Accounts
+
+/// The largest `POST /admin/accounts` body: room for a Cursor state.vscdb of about 48 MiB as
+/// base64 (the IDE keeps chat history in it; a larger one is given by path, see docs/cursor.md).
+pub const ACCOUNT_UPLOAD_LIMIT: usize = 64 * 1024 * 1024;
 
 /// One account as the admin sees it: the stored row, its shared state and its live load.
 #[derive(Debug, Clone, Serialize)]
