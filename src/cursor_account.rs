@@ -32,9 +32,16 @@ pub async fn configure(
 ) -> Result<Option<CursorAccount>, String> {
     let mut config = cursor_config(args);
     let (session, refresh, demo) = if args.demo {
-        let fake = crate::fake_cursor::start(crate::fake_cursor::FakeCursorConfig::default())
-            .await
-            .map_err(|e| format!("could not start the demo Cursor upstream: {e}"))?;
+        // The demo's Kiro answers scripted scenarios (`[fake:...]`) the fake Cursor does not
+        // know, so the demo Cursor lists only models Kiro does not serve: a name both served
+        // would send every other demo request to an upstream that merely echoes.
+        let models = ["claude-4.5-sonnet-thinking", "gpt-5.4-medium", "default"];
+        let fake = crate::fake_cursor::start(crate::fake_cursor::FakeCursorConfig {
+            models: models.iter().map(|m| (*m).to_owned()).collect(),
+            ..crate::fake_cursor::FakeCursorConfig::default()
+        })
+        .await
+        .map_err(|e| format!("could not start the demo Cursor upstream: {e}"))?;
         config.api_base = fake.base_url();
         tracing::info!(
             "demo mode: a Cursor account on the built-in fake Cursor at {}",
