@@ -157,6 +157,8 @@ async fn setup(rows: usize) -> Setup {
                     started_at: now
                         - chrono::Duration::seconds(((rows - i) * 5_184_000 / rows) as i64),
                     charged: 1_000,
+                    account_kind: None,
+                    estimated: false,
                 }
             })
             .collect();

@@ -84,6 +84,8 @@ async fn main() -> Result<(), String> {
             time_to_first_token: Some(Duration::from_millis(400)),
             duration: Duration::from_millis(2500),
             started_at: SystemTime::now(),
+            account_kind: None,
+            estimated: false,
         });
     }
     let stats = handle.shutdown().await;

@@ -138,11 +138,18 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         .map(|c| Arc::clone(c) as Arc<dyn CredentialProvider>)
         .collect();
     let cursor = crate::cursor_account::configure(&args, http.clone()).await?;
+    // Always there, so that Cursor accounts added to the database are served without a restart.
+    let cursor_service = match &cursor {
+        Some(account) => account.service.clone(),
+        None => kiro_layers::cursor::service::CursorService::new(
+            crate::cursor_account::cursor_config(&args),
+        ),
+    };
     let mut pool_providers = providers.clone();
     if let Some(account) = &cursor {
         pool_providers.push(Arc::clone(&account.credential) as Arc<dyn CredentialProvider>);
     }
-    let pool = RoundRobinPool::new(pool_providers, args.pool_policy());
+    let pool = RoundRobinPool::new(pool_providers.clone(), args.pool_policy());
 
     let aliases: HashMap<String, String> = args.aliases()?.into_iter().collect();
     let models = ModelRegistry::new(fallback_models(), aliases)
@@ -168,11 +175,13 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
     let debug = crate::debug::DebugWriter::start(args.debug_settings()?)?;
     let tenancy = crate::tenancy::wire::start(
         &args,
-        &credentials,
+        // The environment's accounts (Kiro's, and a configured Cursor account) join the pool.
+        pool_providers,
         http.clone(),
         endpoints,
         fingerprint_value,
-        Arc::new(models.clone()),
+        models.clone(),
+        Arc::new(cursor_service.config().clone()),
         Arc::clone(&usage),
     )
     .await?
@@ -192,12 +201,9 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         quota: Arc::new(kiro_layers::quota::Unlimited),
         compress: args.compress_config(),
         recover: args.recover_config(),
-        upstreams: cursor
-            .iter()
-            .map(|account| {
-                Arc::new(account.service.clone()) as Arc<dyn kiro_layers::upstream::Upstream>
-            })
-            .collect(),
+        upstreams: vec![
+            Arc::new(cursor_service.clone()) as Arc<dyn kiro_layers::upstream::Upstream>
+        ],
     };
     let mut routes = None;
     let mut pool = pool;
@@ -236,9 +242,9 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         }
         None => crate::ops::Readiness::new(pool.clone()),
     };
-    if let Some(account) = &cursor {
+    {
         // "Update Required" is the operator's to fix (CURSOR_CLIENT_VERSION): /ready says so.
-        let alerts = account.service.alerts();
+        let alerts = cursor_service.alerts();
         let check = move || -> futures_util::future::BoxFuture<'static, Result<(), String>> {
             let outdated = alerts.outdated_client();
             Box::pin(async move {

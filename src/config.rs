@@ -204,6 +204,11 @@ pub struct ServeArgs {
     #[arg(long = "cursor-client-version", env = "CURSOR_CLIENT_VERSION", default_value = kiro_layers::cursor::headers::DEFAULT_CLIENT_VERSION)]
     pub cursor_client_version: String,
 
+    /// cursor.com, where a browser cookie (`<userId>::<jwt>`) is upgraded to a session token when
+    /// a Cursor account is added (docs/cursor.md).
+    #[arg(long = "cursor-website-url", env = "CURSOR_WEBSITE_URL", default_value = kiro_layers::cursor::headers::DEFAULT_WEBSITE_URL)]
+    pub cursor_website_url: String,
+
     /// Database of accounts, users, keys, quotas and usage: `sqlite://<file>` (created if
     /// missing), `postgres://user:password@host:port/db`, or `none` for a single-key gateway.
     #[arg(

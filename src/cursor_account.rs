@@ -30,15 +30,18 @@ pub async fn configure(
     args: &ServeArgs,
     http: reqwest::Client,
 ) -> Result<Option<CursorAccount>, String> {
-    let mut config = CursorConfig {
-        api_base: args.cursor_api_url.clone(),
-        client_version: args.cursor_client_version.clone(),
-        ..CursorConfig::default()
-    };
+    let mut config = cursor_config(args);
     let (session, refresh, demo) = if args.demo {
-        let fake = crate::fake_cursor::start(crate::fake_cursor::FakeCursorConfig::default())
-            .await
-            .map_err(|e| format!("could not start the demo Cursor upstream: {e}"))?;
+        // The demo's Kiro answers scripted scenarios (`[fake:...]`) the fake Cursor does not
+        // know, so the demo Cursor lists only models Kiro does not serve: a name both served
+        // would send every other demo request to an upstream that merely echoes.
+        let models = ["claude-4.5-sonnet-thinking", "gpt-5.4-medium", "default"];
+        let fake = crate::fake_cursor::start(crate::fake_cursor::FakeCursorConfig {
+            models: models.iter().map(|m| (*m).to_owned()).collect(),
+            ..crate::fake_cursor::FakeCursorConfig::default()
+        })
+        .await
+        .map_err(|e| format!("could not start the demo Cursor upstream: {e}"))?;
         config.api_base = fake.base_url();
         tracing::info!(
             "demo mode: a Cursor account on the built-in fake Cursor at {}",
@@ -85,26 +88,49 @@ pub async fn configure(
     }))
 }
 
+/// The Cursor settings `args` give (URL, client version; the rest at their defaults).
+pub fn cursor_config(args: &ServeArgs) -> CursorConfig {
+    CursorConfig {
+        api_base: args.cursor_api_url.clone(),
+        client_version: args.cursor_client_version.clone(),
+        ..CursorConfig::default()
+    }
+}
+
 impl CursorAccount {
     /// Loads Cursor's `AvailableModels` into `models` in the background (start-up never waits).
     pub fn load_models(&self, models: ModelRegistry, http: reqwest::Client) {
-        let credential = Arc::clone(&self.credential);
-        let config = self.service.config().clone();
-        tokio::spawn(async move {
-            let current = match credential.current().await {
-                Ok(current) => current,
-                Err(error) => {
-                    tracing::warn!("Cursor's models are unknown: {}", error.message());
-                    return;
-                }
-            };
-            match kiro_layers::cursor::catalog::fetch_models(&http, &config, &current).await {
-                Ok(list) => {
-                    tracing::info!(count = list.len(), "Cursor models loaded");
-                    models.replace_models_of(AccountKind::CURSOR, list);
-                }
-                Err(error) => tracing::warn!("Cursor's models are unknown: {}", error.message()),
-            }
-        });
+        load_models(
+            Arc::clone(&self.credential) as Arc<dyn CredentialProvider>,
+            self.service.config().clone(),
+            models,
+            http,
+        );
     }
+}
+
+/// Loads Cursor's `AvailableModels`, as the account of `credential`, into `models` in the
+/// background (start-up and account creation never wait for it).
+pub fn load_models(
+    credential: Arc<dyn CredentialProvider>,
+    config: CursorConfig,
+    models: ModelRegistry,
+    http: reqwest::Client,
+) {
+    tokio::spawn(async move {
+        let current = match credential.current().await {
+            Ok(current) => current,
+            Err(error) => {
+                tracing::warn!("Cursor's models are unknown: {}", error.message());
+                return;
+            }
+        };
+        match kiro_layers::cursor::catalog::fetch_models(&http, &config, &current).await {
+            Ok(list) => {
+                tracing::info!(count = list.len(), "Cursor models loaded");
+                models.replace_models_of(AccountKind::CURSOR, list);
+            }
+            Err(error) => tracing::warn!("Cursor's models are unknown: {}", error.message()),
+        }
+    });
 }

@@ -382,6 +382,22 @@ async fn operator_runs_users_keys_quota_agents_and_models_from_the_console() {
         )
         .await;
     assert_eq!(added.status, 303);
+    // A Cursor session token goes through the same rules as POST /admin/accounts.
+    let cursor = b
+        .post(
+            "/console/admin/accounts/add",
+            &[
+                ("name", "cursor"),
+                ("session_token", "not-a-jwt"),
+                ("_csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(cursor.status, 303);
+    assert!(b
+        .get("/console/admin/accounts")
+        .await
+        .has("not a Cursor token"));
     let accounts = ok(&env.h, "GET", "/admin/accounts", ROOT, None).await;
     let ids: Vec<String> = accounts["data"]
         .as_array()

@@ -101,6 +101,7 @@ async fn setup_with(client_version: String) -> Setup {
         context_window: 200_000,
         max_output_tokens: 32_000,
         kinds: vec![AccountKind::CURSOR],
+        upstream_ids: Vec::new(),
     });
     let registry = ModelRegistry::with_defaults();
     registry.replace_models(models);

@@ -80,6 +80,7 @@ fn with_model(body: ChatRequest, model: &str) -> Request<ChatRequest> {
         context_window: 200_000,
         max_output_tokens: 8192,
         kinds: vec![AccountKind::CURSOR],
+        upstream_ids: Vec::new(),
     });
     request
 }

@@ -146,7 +146,9 @@ async fn secrets_encrypted(b: &Backend) {
 async fn cursor_accounts(b: &Backend) {
     let mut input = new_account("cursor-1", "PLAINTEXT-cursor-refresh");
     input.kind = kiro_layers::traits::AccountKind::CURSOR;
-    input.access_token = Some("PLAINTEXT-cursor-session".into());
+    input.access_token = Some("eyJhbGciOiJIUzI1NiJ9.PLAINTEXT-cursor-session.sig".into());
+    input.sso_region = String::new();
+    input.api_region = String::new();
     input.machine_id = Some("ab".repeat(32));
     input.client_key = Some("cd".repeat(32));
     let created = b.store.create_account(input).await.unwrap();
@@ -159,8 +161,47 @@ async fn cursor_accounts(b: &Backend) {
     assert_eq!(read.kind, kiro_layers::traits::AccountKind::CURSOR);
     assert_eq!(
         read.access_token.as_deref(),
-        Some("PLAINTEXT-cursor-session")
+        Some("eyJhbGciOiJIUzI1NiJ9.PLAINTEXT-cursor-session.sig")
     );
+    // A refreshed session token is written back over the old one, encrypted too; the version
+    // (the Kiro refresh-token rotation guard) does not move.
+    b.store
+        .update_session_token(created.id, "eyJ.PLAINTEXT-refreshed.sig".into())
+        .await
+        .unwrap();
+    let refreshed = b.store.get_account(created.id).await.unwrap();
+    assert_eq!(
+        refreshed.access_token.as_deref(),
+        Some("eyJ.PLAINTEXT-refreshed.sig")
+    );
+    assert_eq!(refreshed.version, read.version);
+    assert!(matches!(
+        b.store
+            .update_session_token(created.id, "not a jwt".into())
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        b.store.update_session_token(999_999, "a.b.c".into()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // A Cursor row needs its session token, machine id and client key.
+    for broken in [
+        |a: &mut NewAccount| a.access_token = None,
+        |a: &mut NewAccount| a.machine_id = Some("short".into()),
+        |a: &mut NewAccount| a.client_key = None,
+    ] {
+        let mut input = new_account("cursor-broken", "r");
+        input.kind = kiro_layers::traits::AccountKind::CURSOR;
+        input.access_token = Some("a.b.c".into());
+        input.machine_id = Some("ab".repeat(32));
+        input.client_key = Some("cd".repeat(32));
+        broken(&mut input);
+        assert!(matches!(
+            b.store.create_account(input).await,
+            Err(StoreError::Invalid(_))
+        ));
+    }
     assert_eq!(read.machine_id, Some("ab".repeat(32)));
     assert_eq!(read.client_key, Some("cd".repeat(32)));
     assert_eq!(

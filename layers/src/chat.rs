@@ -300,6 +300,15 @@ impl UsageTally {
         self.context_percent.is_some() || self.reported.is_some()
     }
 
+    /// True when [`UsageTally::usage`] can only give the gateway's own estimate: the upstream
+    /// reported no token counts and no context share to derive the input from.
+    pub fn estimated(&self, context_window: u64) -> bool {
+        self.reported.is_none()
+            && !self
+                .context_percent
+                .is_some_and(|percent| percent > 0.0 && context_window > 0)
+    }
+
     /// The best token counts available.
     pub fn usage(&self, input_tokens_estimate: u64, context_window: u64) -> TokenUsage {
         if let Some(reported) = self.reported {

@@ -44,6 +44,7 @@ pub fn fallback_models() -> Vec<ModelInfo> {
             context_window: window,
             max_output_tokens: output,
             kinds: vec![crate::traits::AccountKind::KIRO],
+            upstream_ids: Vec::new(),
         })
         .collect()
 }
@@ -248,6 +249,11 @@ impl ModelRegistry {
                                     known.kinds.push(k.clone());
                                 }
                             }
+                            for spelling in &model.upstream_ids {
+                                if !known.upstream_ids.contains(spelling) {
+                                    known.upstream_ids.push(spelling.clone());
+                                }
+                            }
                         }
                         None => merged.push(model.clone()),
                     }
@@ -259,11 +265,22 @@ impl ModelRegistry {
     }
 
     fn install(&self, models: Vec<ModelInfo>) {
-        let by_id = models
+        // An upstream's own spelling resolves too, unless it is some model's public id.
+        let mut by_id: HashMap<String, usize> = models
             .iter()
             .enumerate()
-            .map(|(i, m)| (m.id.to_ascii_lowercase(), i))
+            .flat_map(|(i, m)| {
+                m.upstream_ids
+                    .iter()
+                    .map(move |(_, id)| (id.to_ascii_lowercase(), i))
+            })
             .collect();
+        by_id.extend(
+            models
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (m.id.to_ascii_lowercase(), i)),
+        );
         let next = Arc::new(CatalogState { models, by_id });
         if let Ok(mut state) = self.state.write() {
             *state = next;
@@ -286,7 +303,14 @@ impl ModelCatalog for ModelRegistry {
             None => normalize_model_name(&lowered),
         };
         let state = self.snapshot();
-        let found = state.by_id.get(&target).map(|&i| &state.models[i]);
+        // The name as sent first (a public id, or an upstream's own spelling such as Cursor's
+        // `claude-4.5-sonnet-thinking`, which normalising would shorten), then normalised.
+        let found = state
+            .by_id
+            .get(&lowered)
+            .filter(|_| !self.aliases.contains_key(&lowered))
+            .or_else(|| state.by_id.get(&target))
+            .map(|&i| &state.models[i]);
         // Older Claude names (Claude Code's `claude-3-5-haiku-20241022` for background work)
         // go to the newest model of the same family, unless the operator wants names passed on.
         let found = found.or_else(|| {
@@ -301,6 +325,7 @@ impl ModelCatalog for ModelRegistry {
                 context_window: model.context_window,
                 max_output_tokens: model.max_output_tokens,
                 kinds: model.kinds.clone(),
+                upstream_ids: model.upstream_ids.clone(),
             }),
             None if self.pass_through && !target.is_empty() => Some(ResolvedModel {
                 requested: requested.to_owned(),
@@ -309,6 +334,7 @@ impl ModelCatalog for ModelRegistry {
                 max_output_tokens: DEFAULT_MAX_OUTPUT,
                 // A name no catalog lists goes to any kind: the upstream says if it knows it.
                 kinds: Vec::new(),
+                upstream_ids: Vec::new(),
             }),
             None => None,
         }
@@ -351,6 +377,7 @@ mod tests {
             context_window: 1000,
             max_output_tokens: 100,
             kinds: Vec::new(),
+            upstream_ids: Vec::new(),
         };
         registry.replace_models_of(
             AccountKind::CURSOR,
@@ -456,6 +483,7 @@ mod tests {
             context_window: 1_000_000,
             max_output_tokens: 64_000,
             kinds: vec![crate::traits::AccountKind::KIRO],
+            upstream_ids: Vec::new(),
         }]);
         assert!(registry.resolve("claude-sonnet-5").is_some());
         assert!(registry.resolve("deepseek-3.2").is_none());

@@ -932,6 +932,7 @@ mod tests {
             context_window: 1,
             max_output_tokens: 1,
             kinds: Vec::new(),
+            upstream_ids: Vec::new(),
         };
         let inner = service_fn(|req: Request<ChatRequest>| async move {
             let served = resolved_model(&req)?.kiro_id.clone();

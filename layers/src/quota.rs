@@ -134,6 +134,8 @@ fn rejected_record(request: &Request<ChatRequest>, principal: Principal) -> Usag
         time_to_first_token: None,
         duration: Duration::ZERO,
         started_at: SystemTime::now(),
+        account_kind: None,
+        estimated: false,
     }
 }
 

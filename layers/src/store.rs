@@ -143,6 +143,17 @@ pub trait Store: Send + Sync + 'static {
         expected_version: i64,
         new_refresh_token: String,
     ) -> StoreFuture<'_, bool>;
+    /// Writes the refreshed session token of a Cursor account (encrypted like every secret), so
+    /// that a restart starts from it. Bumps no topic: every process refreshes its own copy before
+    /// expiry, and a pool rebuild per refresh would be churn for nothing.
+    fn update_session_token(&self, id: i64, access_token: String) -> StoreFuture<'_, ()> {
+        let _ = (id, access_token);
+        Box::pin(async {
+            Err(StoreError::Invalid(
+                "this store keeps no session tokens".into(),
+            ))
+        })
+    }
     /// Shared runtime state of an account ([`AccountState::fresh`] if never written).
     fn get_account_state(&self, account_id: i64) -> StoreFuture<'_, AccountState>;
     /// Runtime state of every account that has any.

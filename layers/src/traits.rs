@@ -195,6 +195,14 @@ impl LeaseSlot {
         self.0.lock().ok().and_then(|mut slot| slot.take())
     }
 
+    /// The account kind of the lease, if still in the slot.
+    pub fn account_kind(&self) -> Option<AccountKind> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|slot| slot.as_ref().map(|l| l.credential.kind.clone()))
+    }
+
     /// The account id of the lease, if still in the slot.
     pub fn account_id(&self) -> Option<String> {
         self.0
@@ -247,6 +255,9 @@ pub struct ModelInfo {
     pub max_output_tokens: u64,
     /// The kinds of account whose catalog lists this model (empty: any kind).
     pub kinds: Vec<AccountKind>,
+    /// The id a kind knows this model by, where it differs from `id` (Cursor's
+    /// `claude-4.5-sonnet` for the public `claude-sonnet-4.5`). Those ids resolve too.
+    pub upstream_ids: Vec<(AccountKind, String)>,
 }
 
 /// The outcome of resolving a client's model name; put in request extensions by the model layer.
@@ -263,6 +274,20 @@ pub struct ResolvedModel {
     pub max_output_tokens: u64,
     /// The kinds of account that serve it; the pool leases only those (empty: any kind).
     pub kinds: Vec<AccountKind>,
+    /// The id a kind knows the model by, where it differs from `kiro_id`.
+    pub upstream_ids: Vec<(AccountKind, String)>,
+}
+
+impl ResolvedModel {
+    /// The model id to send to an upstream of `kind`: its own spelling, else `kiro_id` (the
+    /// public id). Each upstream asks for its kind, so one public name can be served by kinds
+    /// that spell it differently.
+    pub fn upstream_id(&self, kind: &AccountKind) -> &str {
+        self.upstream_ids
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map_or(self.kiro_id.as_str(), |(_, id)| id.as_str())
+    }
 }
 
 /// Knows the models and resolves client names.
@@ -324,6 +349,11 @@ pub struct UsageRecord {
     pub resolved_model: String,
     /// Account that served the attempt.
     pub account_id: Option<String>,
+    /// The kind of that account (`kiro`, `cursor`).
+    pub account_kind: Option<AccountKind>,
+    /// The token counts are the gateway's own estimate (the upstream reported neither counts
+    /// nor a context share to derive them from: always so for Cursor).
+    pub estimated: bool,
     /// Input tokens (real when Kiro reported them, else derived or estimated).
     pub input_tokens: u64,
     /// Output tokens.

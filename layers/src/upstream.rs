@@ -266,6 +266,7 @@ mod tests {
             context_window: 1,
             max_output_tokens: 1,
             kinds,
+            upstream_ids: Vec::new(),
         }
     }
 

@@ -115,6 +115,8 @@ where
             requested_model: request.body().model.clone(),
             resolved_model: resolved.map(|r| r.kiro_id.clone()).unwrap_or_default(),
             account_id: ext.get::<LeaseSlot>().and_then(LeaseSlot::account_id),
+            account_kind: ext.get::<LeaseSlot>().and_then(LeaseSlot::account_kind),
+            estimated: false,
             input_tokens: 0,
             output_tokens: 0,
             cache_read_tokens: 0,
@@ -196,6 +198,7 @@ impl RecordGuard {
             record.output_tokens = usage.output_tokens;
             record.cache_read_tokens = usage.cache_read_input_tokens;
             record.cache_write_tokens = usage.cache_write_input_tokens;
+            record.estimated = self.tally.estimated(self.context_window);
         }
         self.sink.record(record);
     }

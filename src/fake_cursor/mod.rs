@@ -2,8 +2,9 @@
 //! (docs/cursor.md, cursor-protocol.md §11.2), for tests and `serve --demo`.
 //!
 //! One port serves `POST /aiserver.v1.ChatService/StreamUnifiedChatWithTools` (HTTP/2 only:
-//! HTTP/1.1 gets a 464 like AWS's load balancer), `POST /aiserver.v1.AiService/AvailableModels`
-//! and `POST /oauth/token`. Every chat request is checked ([`checks`]) and a violation is answered
+//! HTTP/1.1 gets a 464 like AWS's load balancer), `POST /aiserver.v1.AiService/AvailableModels`,
+//! `POST /oauth/token`, and the browser-cookie upgrade of cursor-protocol.md §5.3 (the website's
+//! `POST /api/auth/loginDeepCallbackControl`, then `GET /auth/poll`). Every chat request is checked ([`checks`]) and a violation is answered
 //! the way the real service does: a plain HTTP status for transport-level faults, else HTTP 200
 //! with an error end-of-stream frame.
 //!
@@ -102,6 +103,8 @@ pub(crate) struct State {
     pub tokens: Mutex<HashMap<String, u64>>,
     /// Refresh tokens and the account they belong to.
     pub refresh_tokens: Mutex<HashMap<String, u64>>,
+    /// Cookie upgrades under way: login uuid to PKCE challenge.
+    pub pending_logins: Mutex<HashMap<String, String>>,
     pub scenarios: Mutex<Vec<Scenario>>,
     pub chat_calls: AtomicU64,
     pub refused: AtomicU64,
@@ -111,6 +114,11 @@ pub(crate) struct State {
 
 impl State {
     pub fn issue(&self, ttl_seconds: i64) -> String {
+        self.issue_of_type(ttl_seconds, "session")
+    }
+
+    /// A token of `type` (`session` for the IDE, `web` for a cursor.com browser cookie).
+    pub fn issue_of_type(&self, ttl_seconds: i64, token_type: &str) -> String {
         let serial = self.serial.fetch_add(1, Ordering::Relaxed);
         let exp = (now_seconds() as i64 + ttl_seconds).max(0) as u64;
         let payload = serde_json::json!({
@@ -121,7 +129,7 @@ impl State {
             "iss": "https://authentication.cursor.sh",
             "scope": "openid profile email offline_access",
             "aud": "https://cursor.com",
-            "type": "session",
+            "type": token_type,
         });
         let body = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload.to_string());
         let signature = Sha256::digest(format!("{JWT_HEADER}.{body}.fake-cursor-secret"));
@@ -131,6 +139,14 @@ impl State {
         );
         if let Ok(mut tokens) = self.tokens.lock() {
             tokens.insert(token.clone(), exp);
+        }
+        token
+    }
+
+    pub fn issue_refresh_token(&self) -> String {
+        let token = format!("fake-cursor-refresh-{}", uuid::Uuid::new_v4().simple());
+        if let Ok(mut tokens) = self.refresh_tokens.lock() {
+            tokens.insert(token.clone(), 0);
         }
         token
     }
@@ -164,6 +180,7 @@ pub async fn start_on(
         config,
         tokens: Mutex::default(),
         refresh_tokens: Mutex::default(),
+        pending_logins: Mutex::default(),
         scenarios: Mutex::default(),
         chat_calls: AtomicU64::new(0),
         refused: AtomicU64::new(0),
@@ -228,11 +245,13 @@ impl FakeCursorHandle {
 
     /// A refresh token that the refresh endpoint exchanges for fresh session tokens.
     pub fn issue_refresh_token(&self) -> String {
-        let token = format!("fake-cursor-refresh-{}", uuid::Uuid::new_v4().simple());
-        if let Ok(mut tokens) = self.state.refresh_tokens.lock() {
-            tokens.insert(token.clone(), 0);
-        }
-        token
+        self.state.issue_refresh_token()
+    }
+
+    /// A cursor.com browser cookie token (`type: web`) valid for `ttl_seconds`: refused for
+    /// chat, upgraded by `/api/auth/loginDeepCallbackControl` + `/auth/poll`.
+    pub fn issue_web_token(&self, ttl_seconds: i64) -> String {
+        self.state.issue_of_type(ttl_seconds, "web")
     }
 
     /// Revokes every refresh token (a logged-out account).

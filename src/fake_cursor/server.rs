@@ -4,16 +4,18 @@ use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use kiro_layers::cursor::headers::{MODELS_PATH, REFRESH_PATH};
+use kiro_layers::cursor::headers::{MODELS_PATH, POLL_PATH, REFRESH_PATH, UPGRADE_PATH};
 use kiro_layers::cursor::proto::{
     available_models_response::AvailableModel, AvailableModelsResponse,
 };
 use prost::Message as _;
+use sha2::Digest as _;
 
 use super::checks::{check_chat, Refusal};
 use super::scenarios::{error_end, frames, Scenario};
@@ -50,6 +52,12 @@ pub(crate) async fn handle(
     let path = parts.uri.path().to_owned();
     if parts.method == http::Method::POST && path == REFRESH_PATH {
         return Ok(refresh(&state, &body));
+    }
+    if parts.method == http::Method::POST && path == UPGRADE_PATH {
+        return Ok(upgrade(&state, &parts.headers, &body));
+    }
+    if parts.method == http::Method::GET && path == POLL_PATH {
+        return Ok(poll(&state, parts.uri.query().unwrap_or("")));
     }
     if parts.method == http::Method::POST && path == MODELS_PATH {
         let models = AvailableModelsResponse {
@@ -148,5 +156,96 @@ fn refresh(state: &State, body: &[u8]) -> Response<Body> {
         "application/json",
         serde_json::json!({"access_token": token, "id_token": "", "shouldLogout": false})
             .to_string(),
+    )
+}
+
+/// §5.3, the website's half: a live browser cookie token (`type: web`, issued here) in
+/// `WorkosCursorSessionToken=<userId>%3A%3A<jwt>` and a JSON `{uuid, challenge}` register a
+/// login that `/auth/poll` completes.
+fn upgrade(state: &State, headers: &http::HeaderMap, body: &[u8]) -> Response<Body> {
+    let cookie = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix("WorkosCursorSessionToken="))
+        .unwrap_or("");
+    let jwt = cookie.split_once("%3A%3A").map_or("", |(_, jwt)| jwt);
+    let live = state
+        .tokens
+        .lock()
+        .ok()
+        .and_then(|t| t.get(jwt).copied())
+        .is_some_and(|exp| exp > super::now_seconds());
+    let is_web = jwt
+        .split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|claims| claims["type"] == "web");
+    if !live || !is_web {
+        return full(
+            StatusCode::UNAUTHORIZED,
+            "application/json",
+            r#"{"error":"not logged in"}"#,
+        );
+    }
+    let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let (Some(uuid), Some(challenge)) = (request["uuid"].as_str(), request["challenge"].as_str())
+    else {
+        return full(
+            StatusCode::BAD_REQUEST,
+            "application/json",
+            r#"{"error":"uuid and challenge are required"}"#,
+        );
+    };
+    if let Ok(mut pending) = state.pending_logins.lock() {
+        pending.insert(uuid.to_owned(), challenge.to_owned());
+    }
+    full(StatusCode::OK, "application/json", "{}")
+}
+
+/// §5.2's poll: 404 while no login is pending for the uuid, 200 with fresh tokens once the
+/// verifier hashes to the registered challenge (each login is handed out once).
+fn poll(state: &State, query: &str) -> Response<Body> {
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (uuid, verifier) = (param("uuid"), param("verifier"));
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let matched =
+        state
+            .pending_logins
+            .lock()
+            .ok()
+            .and_then(|mut pending| match pending.get(&uuid) {
+                Some(expected) if *expected == challenge => pending.remove(&uuid),
+                _ => None,
+            });
+    if matched.is_none() {
+        return full(StatusCode::NOT_FOUND, "text/plain", "pending");
+    }
+    let access = state.issue(3600);
+    let refresh = state.issue_refresh_token();
+    full(
+        StatusCode::OK,
+        "application/json",
+        serde_json::json!({
+            "accessToken": access,
+            "refreshToken": refresh,
+            "challenge": challenge,
+            "authId": "auth0|user_01FAKECURSORUPGRADE",
+            "uuid": uuid,
+        })
+        .to_string(),
     )
 }

@@ -65,6 +65,10 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         "0007_account_logins",
         include_str!("../../schema/sqlite/0007_account_logins.sql"),
     ),
+    (
+        "0008_usage_account_kind",
+        include_str!("../../schema/sqlite/0008_usage_account_kind.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations, in order.
@@ -96,6 +100,10 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
     (
         "0007_account_logins",
         include_str!("../../schema/postgres/0007_account_logins.sql"),
+    ),
+    (
+        "0008_usage_account_kind",
+        include_str!("../../schema/postgres/0008_usage_account_kind.sql"),
     ),
 ];
 

@@ -170,6 +170,8 @@ mod tests {
                 time_to_first_token: Some(std::time::Duration::from_millis(120)),
                 duration: std::time::Duration::from_millis(900),
                 started_at: std::time::SystemTime::now(),
+                account_kind: None,
+                estimated: false,
             },
             250_000,
         )

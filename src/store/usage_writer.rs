@@ -101,6 +101,11 @@ pub fn usage_row(record: UsageRecord, charged: i64) -> UsageRow {
         requested_model: stored_text(&record.requested_model),
         resolved_model: stored_text(&record.resolved_model),
         account_id: record.account_id.as_deref().map(stored_text),
+        account_kind: record
+            .account_kind
+            .as_ref()
+            .map(|k| stored_text(k.as_str())),
+        estimated: record.estimated,
         input_tokens: record.input_tokens,
         output_tokens: record.output_tokens,
         cache_read_tokens: record.cache_read_tokens,
@@ -550,6 +555,8 @@ mod tests {
             time_to_first_token: None,
             duration: Duration::ZERO,
             started_at: std::time::SystemTime::now(),
+            account_kind: None,
+            estimated: false,
         }
     }
 

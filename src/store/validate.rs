@@ -160,6 +160,9 @@ pub fn non_negative(what: &str, value: i64) -> StoreResult<()> {
 /// A new account.
 pub fn account(account: &NewAccount) -> StoreResult<()> {
     name("account name", &account.name)?;
+    if account.kind == kiro_layers::traits::AccountKind::CURSOR {
+        return cursor_account(account);
+    }
     if account.refresh_token.trim().is_empty() {
         return Err(StoreError::Invalid(
             "refresh token must not be empty".into(),
@@ -182,6 +185,44 @@ pub fn account(account: &NewAccount) -> StoreResult<()> {
     }
     region("sso_region", &account.sso_region)?;
     region("api_region", &account.api_region)
+}
+
+/// A Cursor account: a session token (a JWT), an optional refresh token, and the stable machine
+/// id and client key its headers carry (64 lower-case hex each); no regions.
+fn cursor_account(account: &NewAccount) -> StoreResult<()> {
+    session_token(account.access_token.as_deref().unwrap_or(""))?;
+    if account.refresh_token.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(
+            "refresh token must not contain control characters".into(),
+        ));
+    }
+    for (what, value) in [
+        ("machine_id", &account.machine_id),
+        ("client_key", &account.client_key),
+    ] {
+        let ok = value.as_deref().is_some_and(|v| {
+            v.len() == 64 && v.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        });
+        if !ok {
+            return Err(StoreError::Invalid(format!(
+                "{what} of a Cursor account must be 64 lower-case hex characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A Cursor session token: a JWT (three dot-separated parts) of printable ASCII, at most 8 KiB.
+pub fn session_token(token: &str) -> StoreResult<()> {
+    let ok = token.len() <= 8192
+        && token.split('.').count() == 3
+        && token.bytes().all(|b| b.is_ascii_graphic());
+    if !ok {
+        return Err(StoreError::Invalid(
+            "a Cursor session token must be a JWT (three dot-separated parts)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A new key.
@@ -319,6 +360,7 @@ pub fn usage_row(row: &kiro_layers::store::UsageRow) -> StoreResult<()> {
         ("requested_model", Some(&row.requested_model)),
         ("resolved_model", Some(&row.resolved_model)),
         ("account_id", row.account_id.as_ref()),
+        ("account_kind", row.account_kind.as_ref()),
     ];
     for (what, value) in texts {
         if value.is_some_and(|v| v.contains('\0')) {

@@ -17,11 +17,26 @@ use crate::store::validate;
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AccountSource {
-    /// Label shown to the admin.
+    /// Label shown to the admin (required; for a Cursor account read from state.vscdb, an empty
+    /// name means its email).
     pub name: String,
-    /// A Kiro desktop refresh token.
+    /// `kiro` (the default) or `cursor` (implied by any Cursor field below).
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// A Kiro desktop refresh token, or a Cursor account's refresh token (with
+    /// `session_token`).
     #[serde(default)]
     pub refresh_token: Option<String>,
+    /// Cursor: the IDE's session token (`cursorAuth/accessToken`), bare or as `<userId>::<jwt>`
+    /// / `<userId>%3A%3A<jwt>`; a cursor.com browser cookie token is upgraded to a session token.
+    #[serde(default, alias = "web_cookie")]
+    pub session_token: Option<String>,
+    /// Cursor: the IDE's state.vscdb on the gateway's machine.
+    #[serde(default)]
+    pub state_vscdb_path: Option<PathBuf>,
+    /// Cursor: the IDE's state.vscdb, uploaded as base64.
+    #[serde(default)]
+    pub state_vscdb_base64: Option<String>,
     /// The content of a Kiro IDE / AWS SSO JSON credentials file.
     #[serde(default)]
     pub creds: Option<serde_json::Value>,

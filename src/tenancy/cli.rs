@@ -8,8 +8,9 @@ use clap::{Args, Subcommand};
 use kiro_layers::store::{KeyKind, NewUser};
 use serde_json::json;
 
-use super::accounts::{new_account, AccountSource};
+use super::accounts::AccountSource;
 use super::api::{create_key, KeyOptions};
+use super::cursor_accounts::CursorAccountSettings;
 use super::keys::{Caller, KeyCache};
 use super::state::Tenancy;
 use super::wire::hasher;
@@ -52,27 +53,10 @@ pub enum AdminKeyCommand {
 /// `account ...`
 #[derive(Debug, Subcommand)]
 pub enum AccountCommand {
-    /// Adds a Kiro account from a refresh token, a JSON credentials file or a kiro-cli database.
-    Add {
-        /// Database.
-        #[command(flatten)]
-        db: DbArgs,
-        /// Label.
-        #[arg(long)]
-        name: String,
-        /// Kiro desktop refresh token.
-        #[arg(long, hide_env_values = true)]
-        refresh_token: Option<String>,
-        /// JSON credentials file.
-        #[arg(long)]
-        creds_file: Option<PathBuf>,
-        /// kiro-cli SQLite database.
-        #[arg(long)]
-        cli_db_file: Option<PathBuf>,
-        /// profileArn.
-        #[arg(long)]
-        profile_arn: Option<String>,
-    },
+    /// Adds a Kiro account (a refresh token, a JSON credentials file or a kiro-cli database) or
+    /// a Cursor account (a session token with its refresh token, Cursor's state.vscdb, or a
+    /// `<userId>::<jwt>` browser cookie).
+    Add(Box<AddAccountArgs>),
     /// Signs in (Builder ID, Identity Center, Google / GitHub) and adds the account.
     Login(Box<crate::login::cli::LoginArgs>),
     /// Imports many refresh tokens or credential files at once.
@@ -83,6 +67,47 @@ pub enum AccountCommand {
         #[command(flatten)]
         db: DbArgs,
     },
+}
+
+/// `account add`: a Kiro account (a refresh token, a JSON credentials file or a kiro-cli
+/// database) or a Cursor account (a session token with its refresh token, Cursor's
+/// state.vscdb, or a `<userId>::<jwt>` browser cookie).
+#[derive(Debug, Args)]
+pub struct AddAccountArgs {
+    /// Database.
+    #[command(flatten)]
+    db: DbArgs,
+    /// Label (a Cursor account read from state.vscdb defaults to its email).
+    #[arg(long, default_value = "")]
+    name: String,
+    /// `kiro` or `cursor` (implied by --session-token and --state-vscdb).
+    #[arg(long)]
+    kind: Option<String>,
+    /// Kiro desktop refresh token, or a Cursor account's refresh token.
+    #[arg(long, hide_env_values = true)]
+    refresh_token: Option<String>,
+    /// Cursor: the IDE's session token (`cursorAuth/accessToken`), or a `<userId>::<jwt>`
+    /// browser cookie (upgraded to a session token).
+    #[arg(long)]
+    session_token: Option<String>,
+    /// Cursor: the IDE's state.vscdb file.
+    #[arg(long)]
+    state_vscdb: Option<PathBuf>,
+    /// Cursor API base URL (refresh, and the cookie upgrade's poll).
+    #[arg(long = "cursor-api-url", env = "CURSOR_API_URL", default_value = kiro_layers::cursor::headers::DEFAULT_API_BASE)]
+    cursor_api_url: String,
+    /// cursor.com (the cookie upgrade).
+    #[arg(long = "cursor-website-url", env = "CURSOR_WEBSITE_URL", default_value = kiro_layers::cursor::headers::DEFAULT_WEBSITE_URL)]
+    cursor_website_url: String,
+    /// JSON credentials file.
+    #[arg(long)]
+    creds_file: Option<PathBuf>,
+    /// kiro-cli SQLite database.
+    #[arg(long)]
+    cli_db_file: Option<PathBuf>,
+    /// profileArn.
+    #[arg(long)]
+    profile_arn: Option<String>,
 }
 
 /// `user ...`
@@ -141,15 +166,26 @@ pub async fn admin_key(command: AdminKeyCommand) -> Result<(), String> {
 /// Runs `account add` / `account list`.
 pub async fn account(command: AccountCommand) -> Result<(), String> {
     match command {
-        AccountCommand::Add {
-            db,
-            name,
-            refresh_token,
-            creds_file,
-            cli_db_file,
-            profile_arn,
-        } => {
-            let tenancy = open(&db).await?;
+        AccountCommand::Add(add) => {
+            let AddAccountArgs {
+                db,
+                name,
+                kind,
+                refresh_token,
+                session_token,
+                state_vscdb,
+                cursor_api_url,
+                cursor_website_url,
+                creds_file,
+                cli_db_file,
+                profile_arn,
+            } = *add;
+            let mut tenancy = open(&db).await?;
+            tenancy.cursor = CursorAccountSettings {
+                api_base: cursor_api_url,
+                website_url: cursor_website_url,
+                ..CursorAccountSettings::default()
+            };
             let creds = match creds_file {
                 Some(path) => {
                     let text = std::fs::read_to_string(&path)
@@ -162,29 +198,19 @@ pub async fn account(command: AccountCommand) -> Result<(), String> {
             };
             let source = AccountSource {
                 name,
+                kind,
                 refresh_token,
+                session_token,
+                state_vscdb_path: state_vscdb,
                 creds,
                 cli_db_path: cli_db_file,
                 profile_arn,
                 ..AccountSource::default()
             };
-            let account = new_account(source)
+            // The same rules as POST /admin/accounts.
+            let row = super::api::admin::create_account(&tenancy, &CLI, source)
                 .await
-                .map_err(|e| e.message().to_owned())?;
-            let row = tenancy
-                .store
-                .create_account(account)
-                .await
-                .map_err(|e| e.to_string())?;
-            tenancy
-                .audit(
-                    &CLI,
-                    "create",
-                    "account",
-                    row.id,
-                    json!({ "name": row.name }),
-                )
-                .await;
+                .map_err(|e| e.0.message().to_owned())?;
             print(json!({ "account": row }));
         }
         AccountCommand::Login(args) => crate::login::cli::login(*args).await?,

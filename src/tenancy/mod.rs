@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod api;
 pub mod cli;
+pub mod cursor_accounts;
 pub mod keys;
 pub mod limits;
 pub mod models;

@@ -106,6 +106,7 @@ impl ModelCatalog for TenantCatalog {
                         context_window: r.context_window,
                         max_output_tokens: r.max_output_tokens,
                         kinds: r.kinds.clone(),
+                        upstream_ids: Vec::new(),
                     });
                 }
             }

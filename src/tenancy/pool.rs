@@ -4,8 +4,11 @@
 //! over consecutive failures, `invalid_grant` disables); this module adds what needs the
 //! database:
 //!
-//! - each account is a [`RefreshingCredential`] whose [`CredentialStore`] reads the account row
-//!   and writes a rotated refresh token back with optimistic concurrency;
+//! - each Kiro account is a [`RefreshingCredential`] whose [`CredentialStore`] reads the account
+//!   row and writes a rotated refresh token back with optimistic concurrency; each Cursor account
+//!   is a [`CursorCredential`] (refreshed before its session token expires, one refresh at a
+//!   time) whose [`CursorTokenStore`] writes the refreshed session token back, encrypted, with
+//!   the machine id and client key stored when the account was added;
 //! - outcomes are written to the shared [`AccountState`] (rest, failures, breaker) and
 //!   `invalid_grant` disables the account in the store with the reason, so other processes
 //!   skip it too; rests and open breakers written by other processes are applied here on
@@ -18,12 +21,15 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::Utc;
 use futures_util::future::BoxFuture;
+use kiro_layers::cursor::auth::{CursorCredential, CursorSecrets, CursorTokenStore};
+use kiro_layers::cursor::headers::CursorConfig;
 use kiro_layers::kiro::auth::{CredentialStore, Endpoints, RefreshingCredential, TokenSet};
+use kiro_layers::models::ModelRegistry;
 use kiro_layers::pool::{
     AccountStatus as LiveStatus, CredentialProvider, PoolObserver, PoolPolicy, RoundRobinPool,
 };
 use kiro_layers::store::{AccountState, AccountStatus, BreakerState, Store, StoreError};
-use kiro_layers::traits::{AttemptOutcome, Lease, TokenSource};
+use kiro_layers::traits::{AccountKind, AttemptOutcome, Lease, ResolvedModel, TokenSource};
 use kiro_layers::GatewayError;
 
 use super::state::PoolControl;
@@ -76,6 +82,27 @@ impl CredentialStore for DbCredentialStore {
                 tracing::info!(account = self.id, "refresh token was rotated elsewhere");
             }
             Ok(())
+        })
+    }
+}
+
+/// Writes a Cursor account's refreshed session token to its row.
+struct DbCursorTokens {
+    store: Arc<dyn Store>,
+    id: i64,
+}
+
+impl CursorTokenStore for DbCursorTokens {
+    fn save<'a>(
+        &'a self,
+        _account_id: &'a str,
+        access_token: &'a str,
+    ) -> BoxFuture<'a, Result<(), GatewayError>> {
+        Box::pin(async move {
+            self.store
+                .update_session_token(self.id, access_token.to_owned())
+                .await
+                .map_err(GatewayError::from)
         })
     }
 }
@@ -154,17 +181,22 @@ pub struct PoolSettings {
     pub fingerprint: String,
     /// Rest periods and the per-account concurrency cap.
     pub policy: PoolPolicy,
+    /// Where Cursor accounts are served (URL, client version, OAuth client id).
+    pub cursor: Arc<CursorConfig>,
+    /// The catalog Cursor's models join when a Cursor account is added (none in tests that
+    /// do not look at models).
+    pub models: Option<ModelRegistry>,
 }
 
 /// Credentials by account id, with the creation time that tells a re-created account apart.
-type CredentialMap = HashMap<i64, (i64, Arc<RefreshingCredential>)>;
+type CredentialMap = HashMap<i64, (i64, Arc<dyn CredentialProvider>)>;
 
 /// See the module docs. Cheap to clone.
 #[derive(Clone)]
 pub struct DbPool {
     store: Arc<dyn Store>,
     settings: PoolSettings,
-    env: Vec<Arc<RefreshingCredential>>,
+    env: Vec<Arc<dyn CredentialProvider>>,
     pool: Arc<RwLock<RoundRobinPool>>,
     credentials: Arc<RwLock<CredentialMap>>,
     turn: Arc<StoreTurn>,
@@ -175,7 +207,7 @@ impl DbPool {
     pub async fn start(
         store: Arc<dyn Store>,
         settings: PoolSettings,
-        env: Vec<Arc<RefreshingCredential>>,
+        env: Vec<Arc<dyn CredentialProvider>>,
     ) -> Result<Self, StoreError> {
         let writer = Arc::new(StateWriter {
             store: Arc::clone(&store),
@@ -217,37 +249,37 @@ impl DbPool {
             .map(|c| c.clone())
             .unwrap_or_default();
         let mut next = HashMap::new();
-        let mut providers: Vec<Arc<dyn CredentialProvider>> = self
-            .env
-            .iter()
-            .map(|c| Arc::clone(c) as Arc<dyn CredentialProvider>)
-            .collect();
+        let mut providers: Vec<Arc<dyn CredentialProvider>> =
+            self.env.iter().map(Arc::clone).collect();
+        let mut new_cursor = None;
         for row in rows.iter().filter(|r| r.status == AccountStatus::Active) {
-            if row.kind != kiro_layers::traits::AccountKind::KIRO {
-                tracing::warn!(account = row.id, kind = %row.kind, "this gateway has no upstream for the account's kind; skipped");
-                continue;
-            }
             let credential = match old.get(&row.id) {
                 Some((created, credential)) if *created == row.created_at.timestamp() => {
                     Arc::clone(credential)
                 }
-                _ => Arc::new(RefreshingCredential::new(
-                    row.id.to_string(),
-                    Arc::new(DbCredentialStore {
-                        store: Arc::clone(&self.store),
-                        id: row.id,
-                        version: Mutex::new(row.version),
-                    }),
-                    self.settings.endpoints.clone(),
-                    row.sso_region.clone(),
-                    None,
-                    row.profile_arn.clone(),
-                    self.settings.http.clone(),
-                    self.settings.fingerprint.clone(),
-                )),
+                _ if row.kind == AccountKind::KIRO => self.kiro_credential(row),
+                _ if row.kind == AccountKind::CURSOR => {
+                    let credential = self.cursor_credential(row);
+                    new_cursor = Some(Arc::clone(&credential));
+                    credential
+                }
+                _ => {
+                    tracing::warn!(account = row.id, kind = %row.kind, "this gateway has no upstream for the account's kind; skipped");
+                    continue;
+                }
             };
-            providers.push(Arc::clone(&credential) as Arc<dyn CredentialProvider>);
+            providers.push(Arc::clone(&credential));
             next.insert(row.id, (row.created_at.timestamp(), credential));
+        }
+        // A Cursor account that joins (at start or when added) loads Cursor's catalog, so its
+        // models resolve without a restart.
+        if let (Some(credential), Some(models)) = (new_cursor, &self.settings.models) {
+            crate::cursor_account::load_models(
+                credential,
+                (*self.settings.cursor).clone(),
+                models.clone(),
+                self.settings.http.clone(),
+            );
         }
         let mut policy = self.settings.policy.clone();
         // One cap for the whole pool: the smallest any account asks for.
@@ -263,6 +295,44 @@ impl DbPool {
             *creds = next;
         }
         self.apply_shared_state().await
+    }
+
+    fn kiro_credential(&self, row: &kiro_layers::store::AccountRow) -> Arc<dyn CredentialProvider> {
+        Arc::new(RefreshingCredential::new(
+            row.id.to_string(),
+            Arc::new(DbCredentialStore {
+                store: Arc::clone(&self.store),
+                id: row.id,
+                version: Mutex::new(row.version),
+            }),
+            self.settings.endpoints.clone(),
+            row.sso_region.clone(),
+            None,
+            row.profile_arn.clone(),
+            self.settings.http.clone(),
+            self.settings.fingerprint.clone(),
+        ))
+    }
+
+    fn cursor_credential(
+        &self,
+        row: &kiro_layers::store::AccountRow,
+    ) -> Arc<dyn CredentialProvider> {
+        Arc::new(CursorCredential::new(
+            row.id.to_string(),
+            CursorSecrets {
+                access_token: row.access_token.clone().unwrap_or_default(),
+                refresh_token: Some(row.refresh_token.clone()).filter(|t| !t.is_empty()),
+                machine_id: row.machine_id.clone(),
+                client_key: row.client_key.clone(),
+            },
+            Arc::clone(&self.settings.cursor),
+            self.settings.http.clone(),
+            Arc::new(DbCursorTokens {
+                store: Arc::clone(&self.store),
+                id: row.id,
+            }),
+        ))
     }
 
     /// Applies rests and open breakers other processes wrote.
@@ -353,6 +423,14 @@ impl TokenSource for DbPool {
         let pool = self.current();
         let model = kiro_model_id.to_owned();
         Box::pin(async move { pool.acquire(&model).await })
+    }
+
+    fn acquire_for<'a>(
+        &'a self,
+        model: &'a ResolvedModel,
+    ) -> BoxFuture<'a, Result<Lease, GatewayError>> {
+        let pool = self.current();
+        Box::pin(async move { pool.acquire_for(model).await })
     }
 }
 

@@ -187,6 +187,8 @@ mod tests {
             time_to_first_token: None,
             duration: Duration::ZERO,
             started_at: SystemTime::now(),
+            account_kind: None,
+            estimated: false,
         }
     }
 

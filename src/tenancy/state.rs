@@ -51,6 +51,8 @@ pub struct Tenancy {
     pub combos: Arc<RwLock<HashMap<String, Vec<String>>>>,
     /// Model aliases from the store.
     pub aliases: Arc<RwLock<HashMap<String, String>>>,
+    /// Where to reach Cursor when a Cursor account is added.
+    pub cursor: super::cursor_accounts::CursorAccountSettings,
     hasher: KeyHasher,
     pool: RwLock<Option<Arc<dyn PoolControl>>>,
     /// One key-and-quota reload at a time: two overlapping reloads could otherwise finish in
@@ -75,6 +77,7 @@ impl Tenancy {
             prices: PriceTable::default(),
             combos: Arc::new(RwLock::new(HashMap::new())),
             aliases: Arc::new(RwLock::new(HashMap::new())),
+            cursor: super::cursor_accounts::CursorAccountSettings::default(),
             hasher,
             pool: RwLock::new(None),
             reloading: tokio::sync::Mutex::new(()),

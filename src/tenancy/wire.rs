@@ -5,10 +5,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kiro_layers::kiro::auth::{Endpoints, RefreshingCredential};
+use kiro_layers::cursor::headers::CursorConfig;
+use kiro_layers::kiro::auth::Endpoints;
+use kiro_layers::models::ModelRegistry;
+use kiro_layers::pool::CredentialProvider;
 use kiro_layers::store::Store;
 use kiro_layers::traits::{ModelCatalog, UsageRecord, UsageSink};
 
+use super::cursor_accounts::CursorAccountSettings;
 use super::keys::{KeyCache, KeyHasher};
 use super::models::TenantCatalog;
 use super::pool::{DbPool, PoolSettings};
@@ -103,11 +107,12 @@ pub fn hasher(secret: Secret) -> KeyHasher {
 #[allow(clippy::too_many_arguments)]
 pub async fn start(
     args: &ServeArgs,
-    env_credentials: &[Arc<RefreshingCredential>],
+    env_credentials: Vec<Arc<dyn CredentialProvider>>,
     http: reqwest::Client,
     endpoints: Endpoints,
     fingerprint: String,
-    models: Arc<dyn ModelCatalog>,
+    models: ModelRegistry,
+    cursor: Arc<CursorConfig>,
     log_sink: Arc<dyn UsageSink>,
 ) -> Result<Option<TenancyRuntime>, String> {
     let Some((store, secret)) = open_store(args).await? else {
@@ -124,7 +129,14 @@ pub async fn start(
         args.admin_api_key.as_deref(),
         hasher(secret.clone()),
     );
-    let tenancy = Arc::new(Tenancy::new(Arc::clone(&store), keys, hasher(secret)));
+    let mut tenancy = Tenancy::new(Arc::clone(&store), keys, hasher(secret));
+    tenancy.cursor = CursorAccountSettings {
+        api_base: cursor.api_base.clone(),
+        website_url: args.cursor_website_url.clone(),
+        http: http.clone(),
+        ..CursorAccountSettings::default()
+    };
+    let tenancy = Arc::new(tenancy);
     tenancy.reload().await.map_err(|e| e.to_string())?;
     let pool = DbPool::start(
         Arc::clone(&store),
@@ -133,8 +145,10 @@ pub async fn start(
             http,
             fingerprint,
             policy: args.pool_policy(),
+            cursor,
+            models: Some(models.clone()),
         },
-        env_credentials.to_vec(),
+        env_credentials,
     )
     .await
     .map_err(|e| e.to_string())?;
@@ -154,7 +168,7 @@ pub async fn start(
         Arc::new(writer),
     );
     let models = Arc::new(TenantCatalog::new(
-        models,
+        Arc::new(models) as Arc<dyn ModelCatalog>,
         Arc::clone(&tenancy.aliases),
         Arc::clone(&tenancy.combos),
     ));

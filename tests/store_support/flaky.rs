@@ -116,6 +116,9 @@ impl Store for FlakyStore {
     fn update_refresh_token(&self, id: i64, v: i64, token: String) -> StoreFuture<'_, bool> {
         self.inner.update_refresh_token(id, v, token)
     }
+    fn update_session_token(&self, id: i64, token: String) -> StoreFuture<'_, ()> {
+        self.inner.update_session_token(id, token)
+    }
     fn get_account_state(&self, id: i64) -> StoreFuture<'_, AccountState> {
         self.inner.get_account_state(id)
     }

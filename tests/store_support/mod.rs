@@ -223,5 +223,7 @@ pub fn usage(request_id: &str, attempt: u32, key: Option<&ApiKeyRow>, charged: i
         duration: Duration::from_millis(900),
         started_at: chrono::DateTime::<chrono::Utc>::from(SystemTime::now()),
         charged,
+        account_kind: None,
+        estimated: false,
     }
 }

@@ -252,7 +252,31 @@ pub async fn usage_queries(b: &Backend) {
     rows[1].resolved_model = "claude-haiku-4.5".into();
     rows[2].started_at = day(2);
     rows[2].account_id = None;
+    rows[0].account_kind = Some("kiro".into());
+    rows[1].account_kind = Some("cursor".into());
+    rows[1].estimated = true;
     s.insert_usage(&rows).await.unwrap();
+
+    // The kind of account and the estimated marker are stored and grouped on (issue 11).
+    let by_kind = s
+        .query_usage(UsageFilter::default(), UsageGroup::Kind)
+        .await
+        .unwrap();
+    let summary: Vec<_> = by_kind
+        .iter()
+        .map(|a| {
+            (
+                a.group.as_str(),
+                a.requests,
+                a.estimated_requests,
+                a.charged,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![("", 1, 0, 40), ("cursor", 1, 1, 20), ("kiro", 1, 0, 10)]
+    );
 
     let by_day = s
         .query_usage(UsageFilter::default(), UsageGroup::Day)

@@ -35,6 +35,8 @@ pub fn record(request_id: String) -> UsageRecord {
         time_to_first_token: None,
         duration: Duration::from_millis(1),
         started_at: SystemTime::now(),
+        account_kind: None,
+        estimated: false,
     }
 }
 

@@ -64,7 +64,12 @@ pub fn to_models(answer: AvailableModelsResponse) -> Vec<ModelInfo> {
         display_name: display
             .filter(|d| !d.is_empty())
             .unwrap_or_else(|| name.clone()),
-        id: name,
+        id: public_name(&name),
+        upstream_ids: if public_name(&name) == name {
+            Vec::new()
+        } else {
+            vec![(AccountKind::CURSOR, name.clone())]
+        },
         context_window: context
             .filter(|&c| c > 0)
             .map_or(DEFAULT_CONTEXT, |c| c as u64),
@@ -83,4 +88,118 @@ pub fn to_models(answer: AvailableModelsResponse) -> Vec<ModelInfo> {
         .into_iter()
         .map(|m| entry(m.name, m.client_display_name, m.context_token_limit))
         .collect()
+}
+
+/// The gateway's public name for a Cursor model id. Cursor spells Claude 4 and later
+/// version-first (`claude-4.5-sonnet`, `claude-4.6-opus-high-thinking`); the gateway's names put
+/// the family first (`claude-sonnet-4.5`, `claude-opus-4.6-high-thinking`), as Kiro's do, so a
+/// model both kinds serve is listed once and round-robins across both. The Cursor spelling still
+/// resolves (the catalog keeps it as the Cursor id), and the request to Cursor carries it. Other
+/// names (`gpt-5.4-medium`, `default`, older Claudes) are Cursor's own and kept.
+pub fn public_name(cursor_name: &str) -> String {
+    let lowered = cursor_name.trim().to_ascii_lowercase();
+    let parts: Vec<&str> = lowered.split('-').collect();
+    let major = |v: &str| -> Option<u32> {
+        let (major, minor) = v.split_once('.').unwrap_or((v, "0"));
+        let digits =
+            |s: &str| !s.is_empty() && s.len() <= 2 && s.bytes().all(|b| b.is_ascii_digit());
+        (digits(major) && digits(minor)).then(|| major.parse().ok())?
+    };
+    match parts.as_slice() {
+        ["claude", version, family, rest @ ..]
+            if matches!(*family, "sonnet" | "opus" | "haiku")
+                && major(version).is_some_and(|m| m >= 4) =>
+        {
+            let mut name = format!("claude-{family}-{version}");
+            for part in rest {
+                name.push('-');
+                name.push_str(part);
+            }
+            name
+        }
+        _ => lowered,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::ModelRegistry;
+    use crate::traits::ModelCatalog;
+
+    #[test]
+    fn claude_names_put_the_family_first_and_others_are_kept() {
+        for (cursor, public) in [
+            ("claude-4.5-sonnet", "claude-sonnet-4.5"),
+            ("claude-4-sonnet-thinking", "claude-sonnet-4-thinking"),
+            (
+                "claude-4.6-opus-high-thinking",
+                "claude-opus-4.6-high-thinking",
+            ),
+            ("Claude-4.5-Haiku", "claude-haiku-4.5"),
+            ("claude-3.5-sonnet", "claude-3.5-sonnet"),
+            ("claude-sonnet-4.5", "claude-sonnet-4.5"),
+            ("gpt-5.4-medium", "gpt-5.4-medium"),
+            ("default", "default"),
+            ("claude-x.5-sonnet", "claude-x.5-sonnet"),
+        ] {
+            assert_eq!(public_name(cursor), public, "{cursor}");
+        }
+    }
+
+    #[test]
+    fn a_name_both_kinds_serve_gives_each_kind_its_own_id_and_both_spellings_resolve() {
+        let registry = ModelRegistry::with_defaults();
+        let answer = AvailableModelsResponse {
+            model_names: vec![
+                "claude-4.5-sonnet".into(),
+                "claude-4.5-sonnet-thinking".into(),
+                "gpt-5.4-medium".into(),
+            ],
+            models: Vec::new(),
+        };
+        registry.replace_models_of(AccountKind::CURSOR, to_models(answer));
+        for asked in [
+            "claude-sonnet-4.5",
+            "claude-4.5-sonnet",
+            "claude-sonnet-4-5-20250929",
+        ] {
+            let resolved = registry.resolve(asked).unwrap();
+            assert_eq!(resolved.kiro_id, "claude-sonnet-4.5", "{asked}");
+            assert_eq!(
+                resolved.kinds,
+                [AccountKind::KIRO, AccountKind::CURSOR],
+                "{asked}"
+            );
+            assert_eq!(
+                resolved.upstream_id(&AccountKind::KIRO),
+                "claude-sonnet-4.5"
+            );
+            assert_eq!(
+                resolved.upstream_id(&AccountKind::CURSOR),
+                "claude-4.5-sonnet"
+            );
+        }
+        // Cursor's thinking variant: its own public name, and its Cursor spelling is not
+        // shortened to the plain model by normalisation.
+        let thinking = registry.resolve("claude-4.5-sonnet-thinking").unwrap();
+        assert_eq!(thinking.kiro_id, "claude-sonnet-4.5-thinking");
+        assert_eq!(thinking.kinds, [AccountKind::CURSOR]);
+        assert_eq!(
+            thinking.upstream_id(&AccountKind::CURSOR),
+            "claude-4.5-sonnet-thinking"
+        );
+        let listed: Vec<String> = registry.list().into_iter().map(|m| m.id).collect();
+        assert_eq!(
+            listed
+                .iter()
+                .filter(|id| *id == "claude-sonnet-4.5")
+                .count(),
+            1
+        );
+        assert!(
+            !listed.contains(&"claude-4.5-sonnet".to_owned()),
+            "{listed:?}"
+        );
+    }
 }

@@ -21,6 +21,12 @@ pub const CHAT_PATH: &str = "/aiserver.v1.ChatService/StreamUnifiedChatWithTools
 pub const MODELS_PATH: &str = "/aiserver.v1.AiService/AvailableModels";
 /// The refresh endpoint path.
 pub const REFRESH_PATH: &str = "/oauth/token";
+/// The website that upgrades a browser cookie to a session token (§5.3).
+pub const DEFAULT_WEBSITE_URL: &str = "https://cursor.com";
+/// The website path of the upgrade (called with the browser cookie).
+pub const UPGRADE_PATH: &str = "/api/auth/loginDeepCallbackControl";
+/// The API path polled for the upgraded tokens (§5.2: 404 while pending, 200 with the tokens).
+pub const POLL_PATH: &str = "/auth/poll";
 /// `x-cursor-client-version` default: the newest version a public proxy reported working
 /// (3.8.24, 2026-06; cursor-protocol.md §0.3). UNCONFIRMED to still be accepted: a setting.
 pub const DEFAULT_CLIENT_VERSION: &str = "3.8.24";

@@ -148,7 +148,9 @@ impl CursorService {
         request: Request<ChatRequest>,
         mut lease: Lease,
     ) -> Result<Response<EventStream>, GatewayError> {
-        let model = resolved_model(&request)?.kiro_id.clone();
+        let model = resolved_model(&request)?
+            .upstream_id(&AccountKind::CURSOR)
+            .to_owned();
         let body = build_request(
             request.body(),
             &BuildContext {

@@ -126,6 +126,7 @@ pub fn parse_list_models(body: &[u8]) -> Result<Vec<ModelInfo>, String> {
                     .filter(|&n| n > 0)
                     .unwrap_or(DEFAULT_MAX_OUTPUT),
                 kinds: vec![crate::traits::AccountKind::KIRO],
+                upstream_ids: Vec::new(),
                 id: m.model_id,
             }
         })
@@ -407,6 +408,7 @@ mod tests {
             context_window: 200_000,
             max_output_tokens: 32_000,
             kinds: vec![crate::traits::AccountKind::KIRO],
+            upstream_ids: Vec::new(),
         });
         let merged = merge_model_lists([a, b]);
         assert_eq!(merged.len(), 5);

@@ -165,7 +165,9 @@ async fn call_kiro(
     request: Request<ChatRequest>,
     mut lease: Lease,
 ) -> Result<Response<EventStream>, GatewayError> {
-    let model_id = resolved_model(&request)?.kiro_id.clone();
+    let model_id = resolved_model(&request)?
+        .upstream_id(&crate::traits::AccountKind::KIRO)
+        .to_owned();
     let options = match request.extensions().get::<BuildOverrides>() {
         Some(overrides) => {
             let mut options = config.build.clone();

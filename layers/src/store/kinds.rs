@@ -122,6 +122,8 @@ string_enum!(
         Agent = "agent",
         /// By UTC hour (`YYYY-MM-DDTHH`).
         Hour = "hour",
+        /// By the kind of account that served (`kiro`, `cursor`).
+        Kind = "kind",
     }
 );
 

@@ -372,6 +372,12 @@ pub struct UsageRow {
     pub resolved_model: String,
     /// Account that served it.
     pub account_id: Option<String>,
+    /// Kind of that account (`kiro`, `cursor`); absent in rows spilled by older versions.
+    #[serde(default)]
+    pub account_kind: Option<String>,
+    /// The token counts are estimated (see [`crate::traits::UsageRecord::estimated`]).
+    #[serde(default)]
+    pub estimated: bool,
     /// Input tokens.
     pub input_tokens: u64,
     /// Output tokens.
@@ -430,6 +436,8 @@ pub struct UsageAggregate {
     pub credits: f64,
     /// Micro-credits charged.
     pub charged: i64,
+    /// Attempts whose token counts were estimated (no upstream counts).
+    pub estimated_requests: u64,
 }
 
 /// A model alias.

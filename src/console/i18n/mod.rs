@@ -222,6 +222,7 @@ pub enum Msg {
     Reason,
     Refresh,
     RefreshToken,
+    CursorSessionToken,
     Region,
     Request,
     Requests,

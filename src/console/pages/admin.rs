@@ -288,12 +288,14 @@ pub async fn accounts(State(st): State<Console>, ctx: Ctx) -> PageResult {
     let add = format!(
         r#"<label>{name}<input name="name" required maxlength="64" data-testid="account-name"></label>
 <label>{token}<textarea name="refresh_token" data-testid="account-token"></textarea></label>
+<label>{cursor}<textarea name="session_token" data-testid="account-cursor-session"></textarea></label>
 <label>{creds}<textarea name="creds" placeholder='{{"refreshToken": "…", "clientId": "…", …}}'></textarea></label>
 <label>{region}<input name="region" placeholder="us-east-1"></label>
 <label>{arn}<input name="profile_arn"></label>
 <p><button type="submit" data-testid="account-add">{add}</button></p>"#,
         name = t(Msg::Name),
         token = t(Msg::RefreshToken),
+        cursor = t(Msg::CursorSessionToken),
         creds = t(Msg::CredentialsJson),
         region = t(Msg::Region),
         arn = t(Msg::ProfileArn),
@@ -393,6 +395,12 @@ pub async fn account_add(
     let source = AccountSource {
         name: form.get("name").unwrap_or("").to_owned(),
         refresh_token: form.raw("refresh_token").map(|t| t.trim().to_owned()),
+        // A Cursor session token makes it a Cursor account (the same rule as the JSON API).
+        session_token: form
+            .raw("session_token")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned),
         creds,
         profile_arn: form.get("profile_arn").map(str::to_owned),
         region: form.get("region").map(str::to_owned),
@@ -1420,6 +1428,7 @@ fn group_label(group: UsageGroup) -> Msg {
         UsageGroup::Agent => Msg::Agent,
         UsageGroup::Key => Msg::Key,
         UsageGroup::Account => Msg::Account,
+        UsageGroup::Kind => Msg::Kind,
     }
 }
 

@@ -189,6 +189,22 @@ impl PgStore {
         Ok(true)
     }
 
+    pub(crate) async fn update_session_token_(&self, id: i64, token: String) -> R<()> {
+        validate::session_token(&token)?;
+        let sealed = self.secret().encrypt(ACCESS_TOKEN_COLUMN, &token);
+        let conn = self.conn().await?;
+        let n = conn
+            .execute(
+                "UPDATE accounts SET access_token_enc = $1, updated_at = now() WHERE id = $2",
+                &[&sealed, &id],
+            )
+            .await?;
+        if n == 0 {
+            return Err(not_found(format!("account {id}")));
+        }
+        Ok(())
+    }
+
     pub(crate) async fn get_account_state_(&self, id: i64) -> R<AccountState> {
         let conn = self.conn().await?;
         let sql = format!("SELECT {STATE_COLS} FROM account_state WHERE account_id = $1");

@@ -317,6 +317,9 @@ impl Store for PgStore {
     ) -> StoreFuture<'_, bool> {
         call!(self.update_refresh_token_(id, expected_version, new_refresh_token))
     }
+    fn update_session_token(&self, id: i64, access_token: String) -> StoreFuture<'_, ()> {
+        call!(self.update_session_token_(id, access_token))
+    }
     fn get_account_state(&self, account_id: i64) -> StoreFuture<'_, AccountState> {
         call!(self.get_account_state_(account_id))
     }

@@ -57,6 +57,8 @@ impl PgStore {
         let durations = col(&|r| millis(r.duration));
         let started: Vec<Timestamp> = rows.iter().map(|r| r.started_at).collect();
         let charged_col = col(&|r| r.charged);
+        let kinds: Vec<Option<String>> = rows.iter().map(|r| r.account_kind.clone()).collect();
+        let estimated: Vec<bool> = rows.iter().map(|r| r.estimated).collect();
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
         let new_rows = tx
@@ -64,10 +66,11 @@ impl PgStore {
                 "INSERT INTO usage_records (request_id, attempt, user_id, agent_id, key_id, \
                  requested_model, resolved_model, account_id, input_tokens, output_tokens, \
                  cache_read_tokens, cache_write_tokens, credits, status, ttft_ms, duration_ms, \
-                 started_at, charged) SELECT * FROM unnest($1::text[], $2::bigint[], \
-                 $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::text[], \
-                 $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::float8[], \
-                 $14::text[], $15::bigint[], $16::bigint[], $17::timestamptz[], $18::bigint[]) \
+                 started_at, charged, account_kind, estimated) SELECT * FROM unnest($1::text[], \
+                 $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], \
+                 $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], \
+                 $13::float8[], $14::text[], $15::bigint[], $16::bigint[], $17::timestamptz[], \
+                 $18::bigint[], $19::text[], $20::bool[]) \
                  ON CONFLICT (request_id, attempt) DO NOTHING RETURNING request_id, attempt",
                 &[
                     &request_ids,
@@ -88,6 +91,8 @@ impl PgStore {
                     &durations,
                     &started,
                     &charged_col,
+                    &kinds,
+                    &estimated,
                 ],
             )
             .await?;
@@ -131,12 +136,13 @@ impl PgStore {
             UsageGroup::Day => "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
             UsageGroup::Agent => "COALESCE(agent_id::text, '')",
             UsageGroup::Hour => "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24')",
+            UsageGroup::Kind => "COALESCE(account_kind, '')",
         };
         let sql = format!(
             "SELECT ({expr}) COLLATE \"C\" AS grp, COUNT(*)::bigint, COUNT(*) FILTER (WHERE status = 'ok')::bigint, \
              SUM(input_tokens)::bigint, SUM(output_tokens)::bigint, SUM(cache_read_tokens)::bigint, \
-             SUM(cache_write_tokens)::bigint, SUM(credits)::float8, SUM(charged)::bigint \
-             FROM usage_records WHERE ($1::bigint IS NULL OR user_id = $1) \
+             SUM(cache_write_tokens)::bigint, SUM(credits)::float8, SUM(charged)::bigint, \
+             COUNT(*) FILTER (WHERE estimated)::bigint FROM usage_records WHERE ($1::bigint IS NULL OR user_id = $1) \
              AND ($2::bigint IS NULL OR key_id = $2) AND ($3::bigint IS NULL OR agent_id = $3) \
              AND ($4::timestamptz IS NULL OR started_at >= $4) \
              AND ($5::timestamptz IS NULL OR started_at < $5) \
@@ -160,6 +166,7 @@ impl PgStore {
                     cache_write_tokens: count(r, 6)?,
                     credits: r.try_get(7)?,
                     charged: r.try_get(8)?,
+                    estimated_requests: count(r, 9)?,
                 })
             },
         )

@@ -179,6 +179,18 @@ pub(crate) fn update_refresh_token(
     Ok(true)
 }
 
+pub(crate) fn update_session_token(c: &Connection, s: &Secret, id: i64, token: &str) -> R<()> {
+    validate::session_token(token)?;
+    let n = c.execute(
+        "UPDATE accounts SET access_token_enc = ?1, updated_at = ?2 WHERE id = ?3",
+        params![s.encrypt(ACCESS_TOKEN_COLUMN, token), now_ms(), id],
+    )?;
+    if n == 0 {
+        return Err(not_found(format!("account {id}")));
+    }
+    Ok(())
+}
+
 fn state_row(r: &Row<'_>) -> R<AccountState> {
     Ok(AccountState {
         account_id: r.get(0)?,

@@ -275,6 +275,9 @@ impl Store for SqliteStore {
             accounts::update_refresh_token(c, s, t, id, expected_version, &new_refresh_token)
         })
     }
+    fn update_session_token(&self, id: i64, access_token: String) -> StoreFuture<'_, ()> {
+        self.run(move |c, s, _| accounts::update_session_token(c, s, id, &access_token))
+    }
     fn get_account_state(&self, account_id: i64) -> StoreFuture<'_, AccountState> {
         self.run(move |c, _, _| accounts::get_account_state(c, account_id))
     }

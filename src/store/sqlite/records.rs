@@ -34,8 +34,8 @@ pub(crate) fn insert_usage(
             "INSERT INTO usage_records (request_id, attempt, user_id, agent_id, key_id, \
              requested_model, resolved_model, account_id, input_tokens, output_tokens, \
              cache_read_tokens, cache_write_tokens, credits, status, ttft_ms, duration_ms, \
-             started_at, charged) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
-             ?13, ?14, ?15, ?16, ?17, ?18) ON CONFLICT (request_id, attempt) DO NOTHING",
+             started_at, charged, account_kind, estimated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
+             ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) ON CONFLICT (request_id, attempt) DO NOTHING",
         )?;
         for r in rows {
             let n = stmt.execute(params![
@@ -56,7 +56,9 @@ pub(crate) fn insert_usage(
                 r.time_to_first_token.map(millis),
                 millis(r.duration),
                 ms(r.started_at),
-                r.charged
+                r.charged,
+                r.account_kind,
+                r.estimated
             ])?;
             if n == 0 {
                 continue;
@@ -96,11 +98,12 @@ pub(crate) fn query_usage(
         UsageGroup::Day => "strftime('%Y-%m-%d', started_at / 1000, 'unixepoch')",
         UsageGroup::Agent => "COALESCE(CAST(agent_id AS TEXT), '')",
         UsageGroup::Hour => "strftime('%Y-%m-%dT%H', started_at / 1000, 'unixepoch')",
+        UsageGroup::Kind => "COALESCE(account_kind, '')",
     };
     let sql = format!(
         "SELECT {expr} AS grp, COUNT(*), SUM(status = 'ok'), SUM(input_tokens), \
          SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(credits), \
-         SUM(charged) FROM usage_records WHERE (?1 IS NULL OR user_id = ?1) \
+         SUM(charged), SUM(estimated) FROM usage_records WHERE (?1 IS NULL OR user_id = ?1) \
          AND (?2 IS NULL OR key_id = ?2) AND (?3 IS NULL OR agent_id = ?3) \
          AND (?4 IS NULL OR started_at >= ?4) AND (?5 IS NULL OR started_at < ?5) \
          GROUP BY grp ORDER BY grp"
@@ -128,6 +131,7 @@ pub(crate) fn query_usage(
                 cache_write_tokens: count(r, 6)?,
                 credits: r.get(7)?,
                 charged: r.get(8)?,
+                estimated_requests: count(r, 9)?,
             })
         },
     )

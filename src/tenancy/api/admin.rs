@@ -23,6 +23,7 @@ use super::{
     valid_name, ApiError, ApiResult, AppState, Authed, CreatedKey, KeyOptions, UsageQuery, ADMIN,
 };
 use crate::tenancy::accounts::{new_account, AccountSource};
+use crate::tenancy::cursor_accounts::{is_cursor, new_cursor_account};
 use crate::tenancy::keys::Caller;
 use crate::tenancy::state::{quota_subject, Tenancy};
 
@@ -33,7 +34,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/admin/accounts",
-            get(list_accounts_h).post(create_account_h),
+            get(list_accounts_h)
+                .post(create_account_h)
+                // A Cursor state.vscdb upload (base64) is larger than axum's default limit.
+                .layer(axum::extract::DefaultBodyLimit::max(ACCOUNT_UPLOAD_LIMIT)),
         )
         .route(
             "/admin/accounts/{id}",
@@ -72,6 +76,10 @@ pub fn router() -> Router<AppState> {
 
 // ---------------------------------------------------------------------------------------------
 // Accounts
+
+/// The largest `POST /admin/accounts` body: room for a Cursor state.vscdb of about 48 MiB as
+/// base64 (the IDE keeps chat history in it; a larger one is given by path, see docs/cursor.md).
+pub const ACCOUNT_UPLOAD_LIMIT: usize = 64 * 1024 * 1024;
 
 /// One account as the admin sees it: the stored row, its shared state and its live load.
 #[derive(Debug, Clone, Serialize)]
@@ -116,13 +124,18 @@ async fn list_accounts_h(State(s): State<AppState>, _: Admin) -> ApiResult {
     Ok(Json(json!({ "data": list_accounts(&s).await? })))
 }
 
-/// Adds an account from a refresh token, credentials JSON or kiro-cli database.
+/// Adds a Kiro account (refresh token, credentials JSON or kiro-cli database) or a Cursor
+/// account (session token, state.vscdb, browser cookie).
 pub async fn create_account(
     s: &Tenancy,
     caller: &Caller,
     source: AccountSource,
 ) -> Result<AccountRow, ApiError> {
-    let account = new_account(source).await?;
+    let account = if is_cursor(&source) {
+        new_cursor_account(source, &s.cursor).await?
+    } else {
+        new_account(source).await?
+    };
     let row = s.store.create_account(account).await?;
     s.pool_changed().await;
     s.audit(
@@ -130,7 +143,7 @@ pub async fn create_account(
         "create",
         "account",
         row.id,
-        json!({ "name": row.name }),
+        json!({ "name": row.name, "kind": row.kind }),
     )
     .await;
     Ok(row)
@@ -795,6 +808,7 @@ pub const USAGE_GROUPS: &[UsageGroup] = &[
     UsageGroup::Day,
     UsageGroup::Agent,
     UsageGroup::Hour,
+    UsageGroup::Kind,
 ];
 
 /// Usage totals over everything `filter` selects, grouped as asked (aggregated by the store).
