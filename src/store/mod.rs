@@ -65,6 +65,11 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         "0007_account_logins",
         include_str!("../../schema/sqlite/0007_account_logins.sql"),
     ),
+    // 0008 comes from branch wt-cursordb; the merge puts it before this entry.
+    (
+        "0009_shared_limits",
+        include_str!("../../schema/sqlite/0009_shared_limits.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations, in order.
@@ -96,6 +101,11 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
     (
         "0007_account_logins",
         include_str!("../../schema/postgres/0007_account_logins.sql"),
+    ),
+    // 0008 comes from branch wt-cursordb; the merge puts it before this entry.
+    (
+        "0009_shared_limits",
+        include_str!("../../schema/postgres/0009_shared_limits.sql"),
     ),
 ];
 
