@@ -8,9 +8,21 @@ use std::time::Duration;
 use kiro_gateway::store::Secret;
 use kiro_gateway::tenancy::shared_limits::{CounterEngine, PgCounters, RedisCounters};
 
-#[path = "../store_support/pg.rs"]
-mod pg;
-pub use pg::fresh_pg_database;
+/// An empty database on the server of `admin` (a `TEST_DATABASE_URL`), and its URL. (Not
+/// store_support's copy: process_support includes that one, and a test may use both.)
+pub async fn new_pg_database(admin: &str) -> String {
+    let (client, connection) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
+        .await
+        .expect("TEST_DATABASE_URL must point at a running PostgreSQL");
+    tokio::spawn(connection);
+    let name = format!("kg_limits_{}", uuid::Uuid::new_v4().simple());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
 
 /// The value of `name`, or `None`; under CI (`CI` set) a missing server fails the test.
 pub fn server_url(name: &str, what: &str) -> Option<String> {
@@ -29,7 +41,7 @@ pub fn server_url(name: &str, what: &str) -> Option<String> {
 /// A fresh, migrated PostgreSQL database, if a server is configured.
 pub async fn pg_database() -> Option<String> {
     let admin = server_url("TEST_DATABASE_URL", "PostgreSQL")?;
-    let url = fresh_pg_database(&admin).await;
+    let url = new_pg_database(&admin).await;
     kiro_gateway::store::open(&url, &Secret::from_bytes([7; 32]))
         .await
         .expect("the store migrates the fresh database");
