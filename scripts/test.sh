@@ -13,9 +13,11 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "cargo test (unit and end-to-end; store tests on SQLite and a throwaway PostgreSQL)"
+step "cargo test (unit and end-to-end; store tests on SQLite, a throwaway PostgreSQL and Redis)"
 # shellcheck source=scripts/pg.sh
 source scripts/pg.sh
+# shellcheck source=scripts/redis.sh
+source scripts/redis.sh
 cargo test --workspace
 
 step "real clients (Python SDKs against the gateway)"

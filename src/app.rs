@@ -238,6 +238,9 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
             let live = t.pool.clone();
             let readiness = crate::ops::Readiness::with_accounts(Arc::new(move || live.status()));
             readiness.add("database", database_check(Arc::clone(&t.tenancy.store)));
+            if let Some(shared) = t.shared_limits.clone() {
+                readiness.add_detail("shared_limits", Arc::new(move || shared.status()));
+            }
             readiness
         }
         None => crate::ops::Readiness::new(pool.clone()),

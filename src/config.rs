@@ -229,6 +229,18 @@ pub struct ServeArgs {
     )]
     pub secret_key_file: PathBuf,
 
+    /// Where `rpm_limit` and `max_concurrency` are counted when several processes serve:
+    /// `auto` (Redis when REDIS_URL is set, else PostgreSQL when the database is; consulted
+    /// only while other processes share the database), `postgres`, `redis` (always), or `off`
+    /// (each process counts alone). See docs/deploy.md.
+    #[arg(long = "shared-limits", env = "SHARED_LIMITS", default_value = "auto")]
+    pub shared_limits: crate::tenancy::shared_limits::Mode,
+
+    /// Redis or Valkey for shared rate and concurrency counters
+    /// (`redis://[:password@]host:6379[/db]`); optional.
+    #[arg(long = "redis-url", env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
     /// Largest accepted request body in bytes.
     #[arg(long = "max-body-bytes", env = "MAX_BODY_BYTES", default_value_t = kiro_layers::convert::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,

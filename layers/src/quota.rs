@@ -1,7 +1,8 @@
 //! `QuotaLayer`: refuses a request before it reaches Kiro when its key, the key's user or the
 //! user's agent is over quota, over its requests-per-minute limit or over its concurrency limit.
-//! The decision comes from a [`QuotaGuard`] the host fills from memory (no I/O on the request
-//! path). An admitted request holds a [`QuotaPermit`] inside its response stream until the last
+//! The decision comes from a [`QuotaGuard`]: from memory when the host can decide alone
+//! ([`Admission::Now`], no I/O on the request path), or after asking counters shared with other
+//! processes ([`Admission::Later`]) when the host limits a caller across processes. An admitted request holds a [`QuotaPermit`] inside its response stream until the last
 //! event or the client going away, so concurrency slots are released exactly once. A refused
 //! request still writes one usage record with status `rejected`.
 //!
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use futures_util::future::BoxFuture;
 use futures_util::Stream;
 use http::{Request, Response};
 use tower::{Layer, Service};
@@ -63,11 +65,26 @@ impl std::fmt::Debug for QuotaPermit {
     }
 }
 
-/// Decides whether a caller may start one more request. Must answer from memory.
+/// A guard's answer: decided already, or once a shared counter has answered.
+pub enum Admission {
+    /// Decided from memory.
+    Now(Result<QuotaPermit, GatewayError>),
+    /// Decided by a counter outside the process; the future must answer promptly (it bounds
+    /// its own I/O) and never fail for want of that counter.
+    Later(BoxFuture<'static, Result<QuotaPermit, GatewayError>>),
+}
+
+/// Decides whether a caller may start one more request.
 pub trait QuotaGuard: Send + Sync + 'static {
     /// Admits the request (the permit must be held until it ends) or refuses it, typically with
-    /// [`GatewayError::rate_limited`] and a message naming the limit.
+    /// [`GatewayError::rate_limited`] and a message naming the limit. Answers from memory.
     fn check(&self, principal: &Principal) -> Result<QuotaPermit, GatewayError>;
+
+    /// What the layer calls: [`QuotaGuard::check`] unless the guard shares some counters with
+    /// other processes.
+    fn admit(&self, principal: &Principal) -> Admission {
+        Admission::Now(self.check(principal))
+    }
 }
 
 /// A guard that admits everything (a gateway without users).
@@ -141,7 +158,10 @@ fn rejected_record(request: &Request<ChatRequest>, principal: Principal) -> Usag
 
 impl<S> Service<Request<ChatRequest>> for Quota<S>
 where
-    S: Service<Request<ChatRequest>, Response = Response<EventStream>, Error = GatewayError>,
+    S: Service<Request<ChatRequest>, Response = Response<EventStream>, Error = GatewayError>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
 {
     type Response = Response<EventStream>;
@@ -158,25 +178,46 @@ where
             .get::<Principal>()
             .cloned()
             .unwrap_or_default();
-        let permit = match self.guard.check(&principal) {
-            Ok(permit) => permit,
-            Err(error) => {
+        let permit = match self.guard.admit(&principal) {
+            Admission::Now(Ok(permit)) => permit,
+            Admission::Now(Err(error)) => {
                 self.sink.record(rejected_record(&request, principal));
                 return Box::pin(async move { Err(error) });
             }
+            Admission::Later(decision) => {
+                // The service polled ready goes into the future; a clone stays for the next call.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let sink = Arc::clone(&self.sink);
+                return Box::pin(async move {
+                    let permit = match decision.await {
+                        Ok(permit) => permit,
+                        Err(error) => {
+                            sink.record(rejected_record(&request, principal));
+                            return Err(error);
+                        }
+                    };
+                    with_permit(inner.call(request).await?, permit)
+                });
+            }
         };
         let future = self.inner.call(request);
-        Box::pin(async move {
-            // On an error the permit drops here, with the future.
-            let response = future.await?;
-            Ok(response.map(|events| {
-                Box::pin(PermitStream {
-                    inner: events,
-                    _permit: permit,
-                }) as EventStream
-            }))
-        })
+        // On an error the permit drops here, with the future.
+        Box::pin(async move { with_permit(future.await?, permit) })
     }
+}
+
+/// Moves `permit` into the response stream.
+fn with_permit(
+    response: Response<EventStream>,
+    permit: QuotaPermit,
+) -> Result<Response<EventStream>, GatewayError> {
+    Ok(response.map(|events| {
+        Box::pin(PermitStream {
+            inner: events,
+            _permit: permit,
+        }) as EventStream
+    }))
 }
 
 /// The response stream, holding the permit until it is dropped.
@@ -281,6 +322,57 @@ mod tests {
         assert_eq!(in_flight.load(Ordering::Relaxed), 0);
         let mut body = svc.oneshot(request()).await.unwrap().into_body();
         assert!(body.next().await.is_some());
+    }
+
+    /// Answers after a shared counter would have: admits the first request only.
+    struct Later {
+        admitted: Arc<AtomicUsize>,
+    }
+
+    impl QuotaGuard for Later {
+        fn check(&self, _principal: &Principal) -> Result<QuotaPermit, GatewayError> {
+            unreachable!("the layer calls admit")
+        }
+
+        fn admit(&self, _principal: &Principal) -> Admission {
+            let admitted = Arc::clone(&self.admitted);
+            Admission::Later(Box::pin(async move {
+                tokio::task::yield_now().await;
+                if admitted.fetch_add(1, Ordering::AcqRel) > 0 {
+                    return Err(GatewayError::rate_limited("shared window full"));
+                }
+                Ok(QuotaPermit::unlimited())
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_later_decision_admits_or_refuses_and_records_the_refusal() {
+        let sink = MemoryUsageSink::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&calls);
+        let inner = service_fn(move |_req: Request<ChatRequest>| {
+            seen.fetch_add(1, Ordering::Relaxed);
+            async move {
+                let events: EventStream =
+                    Box::pin(stream::iter(vec![Ok(ChatEvent::TextDelta("x".into()))]));
+                Ok::<_, GatewayError>(Response::new(events))
+            }
+        });
+        let guard = Later {
+            admitted: Arc::new(AtomicUsize::new(0)),
+        };
+        let svc = QuotaLayer::new(Arc::new(guard), Arc::new(sink.clone())).layer(inner);
+        let mut body = svc.clone().oneshot(request()).await.unwrap().into_body();
+        assert!(body.next().await.is_some());
+        let Err(err) = svc.oneshot(request()).await else {
+            panic!("the second request must be refused");
+        };
+        assert_eq!(err.message(), "shared window full");
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+        let records = sink.records();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].status, UsageStatus::Rejected);
     }
 
     #[tokio::test]

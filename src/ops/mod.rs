@@ -15,7 +15,7 @@ use axum::Router;
 use kiro_layers::kiro::auth::RefreshingCredential;
 use kiro_layers::pool::RoundRobinPool;
 
-pub use ready::{AccountsStatus, Readiness, ReadinessCheck};
+pub use ready::{AccountsStatus, Readiness, ReadinessCheck, ReadinessDetail};
 
 /// What the operator endpoints read.
 #[derive(Clone)]

@@ -29,6 +29,10 @@ where
 
 type Checks = Vec<(String, Arc<dyn ReadinessCheck>)>;
 
+/// A detail `/ready` shows without failing readiness (e.g. shared limits running degraded:
+/// the process still serves, with its own counters).
+pub type ReadinessDetail = Arc<dyn Fn() -> Value + Send + Sync>;
+
 /// The live status of every account, read on each check (a database-backed pool replaces its
 /// round-robin pool when accounts change, so a snapshot would go stale).
 pub type AccountsStatus = Arc<dyn Fn() -> Vec<AccountStatus> + Send + Sync>;
@@ -38,6 +42,7 @@ pub type AccountsStatus = Arc<dyn Fn() -> Vec<AccountStatus> + Send + Sync>;
 pub struct Readiness {
     accounts: AccountsStatus,
     checks: Arc<RwLock<Checks>>,
+    details: Arc<RwLock<Vec<(String, ReadinessDetail)>>>,
 }
 
 impl Readiness {
@@ -51,6 +56,7 @@ impl Readiness {
         Readiness {
             accounts,
             checks: Arc::default(),
+            details: Arc::default(),
         }
     }
 
@@ -58,6 +64,13 @@ impl Readiness {
     pub fn add(&self, name: impl Into<String>, check: Arc<dyn ReadinessCheck>) {
         if let Ok(mut checks) = self.checks.write() {
             checks.push((name.into(), check));
+        }
+    }
+
+    /// Adds a named detail, shown at the top level of the body.
+    pub fn add_detail(&self, name: impl Into<String>, detail: ReadinessDetail) {
+        if let Ok(mut details) = self.details.write() {
+            details.push((name.into(), detail));
         }
     }
 
@@ -107,6 +120,10 @@ impl Readiness {
         });
         if !ready {
             body["reason"] = json!(reasons.join("; "));
+        }
+        let details = self.details.read().map(|d| d.clone()).unwrap_or_default();
+        for (name, detail) in details {
+            body[name] = detail();
         }
         (ready, body)
     }

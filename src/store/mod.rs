@@ -69,6 +69,10 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         "0008_usage_account_kind",
         include_str!("../../schema/sqlite/0008_usage_account_kind.sql"),
     ),
+    (
+        "0009_shared_limits",
+        include_str!("../../schema/sqlite/0009_shared_limits.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations, in order.
@@ -104,6 +108,10 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
     (
         "0008_usage_account_kind",
         include_str!("../../schema/postgres/0008_usage_account_kind.sql"),
+    ),
+    (
+        "0009_shared_limits",
+        include_str!("../../schema/postgres/0009_shared_limits.sql"),
     ),
 ];
 

@@ -5,15 +5,22 @@
 //! Over-spend is bounded by design: a request is admitted while the spent amount is below the
 //! limit, and its cost is charged when it ends, so a quota can be overrun only by the requests
 //! already in flight when it was crossed.
+//!
+//! Rate and concurrency limits are counted here too, unless [`QuotaBook::share`] connected
+//! [`SharedLimits`]: then, while the shared engine is in use, a request of a subject with such
+//! a limit is counted there (one round trip per limited subject and kind) and only mirrored
+//! here; unlimited subjects never leave memory.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use kiro_layers::quota::{QuotaGuard, QuotaPermit};
+use kiro_layers::quota::{Admission, QuotaGuard, QuotaPermit};
 use kiro_layers::traits::Principal;
 use kiro_layers::GatewayError;
+
+use super::shared_limits::{Hit, Lease, SharedLimits};
 
 /// Whose limits: a key, a user or an agent.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -34,6 +41,30 @@ impl Subject {
             Subject::Agent(id) => format!("agent `{id}`"),
         }
     }
+
+    /// The subject's name in a shared counter engine.
+    pub fn shared_name(&self) -> String {
+        match self {
+            Subject::Key(id) => format!("key:{id}"),
+            Subject::User(id) => format!("user:{id}"),
+            Subject::Agent(id) => format!("agent:{id}"),
+        }
+    }
+}
+
+fn concurrency_refused(subject: &Subject, cap: u32) -> GatewayError {
+    GatewayError::rate_limited(format!(
+        "The concurrency limit of {} is reached ({cap} requests at once); wait for one to finish.",
+        subject.describe()
+    ))
+}
+
+fn rate_refused(subject: &Subject, limit: u32, after: Duration) -> GatewayError {
+    GatewayError::rate_limited(format!(
+        "The rate limit of {} is reached ({limit} requests per minute); retry later.",
+        subject.describe()
+    ))
+    .with_retry_after(after.max(Duration::from_secs(1)))
 }
 
 /// The limits of one subject as the store has them; `None` means unlimited.
@@ -112,6 +143,19 @@ impl Entry {
         Ok(())
     }
 
+    /// Counts a request in flight without a cap (the shared engine holds the cap).
+    fn enter_uncapped(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn rpm_limit(&self) -> u32 {
+        self.rpm_limit.load(Ordering::Acquire)
+    }
+
+    fn max_concurrency(&self) -> u32 {
+        self.max_concurrency.load(Ordering::Acquire)
+    }
+
     fn leave(&self) {
         // Saturating: a reload never makes the count wrap.
         let _ = self
@@ -141,6 +185,7 @@ impl Entry {
 #[derive(Clone, Default)]
 pub struct QuotaBook {
     entries: Arc<RwLock<HashMap<Subject, Arc<Entry>>>>,
+    shared: Arc<OnceLock<Arc<SharedLimits>>>,
 }
 
 impl std::fmt::Debug for QuotaBook {
@@ -166,6 +211,16 @@ impl QuotaBook {
     /// An empty book: everyone is unlimited until limits are set.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Counts rate and concurrency limits in `shared` while it is in use (once per book).
+    pub fn share(&self, shared: Arc<SharedLimits>) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// The shared limits connected with [`QuotaBook::share`].
+    pub fn shared(&self) -> Option<&Arc<SharedLimits>> {
+        self.shared.get()
     }
 
     /// Sets (or replaces) the limits and spent amount of `subject`, keeping its in-flight count.
@@ -228,45 +283,135 @@ impl QuotaBook {
     }
 }
 
-impl QuotaGuard for QuotaBook {
-    fn check(&self, principal: &Principal) -> Result<QuotaPermit, GatewayError> {
-        let entries: Vec<(Subject, Arc<Entry>)> = subjects(principal)
+type Entries = Vec<(Subject, Arc<Entry>)>;
+
+impl QuotaBook {
+    fn entries_of(&self, principal: &Principal) -> Entries {
+        subjects(principal)
             .into_iter()
             .filter_map(|s| self.get(&s).map(|e| (s, e)))
-            .collect();
-        for (subject, entry) in &entries {
-            if let Some((used, limit)) = entry.over_quota() {
-                return Err(GatewayError::rate_limited(format!(
-                    "The quota of {} is exhausted ({used} of {limit} micro-credits used); ask the administrator for more quota.",
-                    subject.describe()
-                ))
-                .with_code("insufficient_quota"));
+            .collect()
+    }
+}
+
+fn check_quota(entries: &Entries) -> Result<(), GatewayError> {
+    for (subject, entry) in entries {
+        if let Some((used, limit)) = entry.over_quota() {
+            return Err(GatewayError::rate_limited(format!(
+                "The quota of {} is exhausted ({used} of {limit} micro-credits used); ask the administrator for more quota.",
+                subject.describe()
+            ))
+            .with_code("insufficient_quota"));
+        }
+    }
+    Ok(())
+}
+
+fn release_local(entered: &[Arc<Entry>]) {
+    entered.iter().for_each(|e| e.leave());
+}
+
+/// Today's in-process decision: quota, then concurrency, then the rate window.
+fn admit_locally(entries: Entries) -> Result<QuotaPermit, GatewayError> {
+    check_quota(&entries)?;
+    let mut entered: Vec<Arc<Entry>> = Vec::with_capacity(entries.len());
+    for (subject, entry) in &entries {
+        if let Err(cap) = entry.enter() {
+            release_local(&entered);
+            return Err(concurrency_refused(subject, cap));
+        }
+        entered.push(Arc::clone(entry));
+    }
+    let now = Instant::now();
+    for (subject, entry) in &entries {
+        if let Err((limit, after)) = entry.tick(now) {
+            release_local(&entered);
+            return Err(rate_refused(subject, limit, after));
+        }
+    }
+    Ok(QuotaPermit::new(move || release_local(&entered)))
+}
+
+/// The same decision with concurrency and rate counted in `shared`; `Err(None)` when the
+/// engine failed (the caller decides locally instead).
+async fn admit_shared(
+    shared: &Arc<SharedLimits>,
+    entries: &Entries,
+) -> Result<QuotaPermit, Option<GatewayError>> {
+    let mut leases: Vec<Lease> = Vec::new();
+    let give_back = |leases: Vec<Lease>| leases.into_iter().for_each(|l| shared.release(l));
+    for (subject, entry) in entries {
+        let cap = entry.max_concurrency();
+        if cap == 0 {
+            continue;
+        }
+        match shared.acquire(&subject.shared_name(), cap).await {
+            Ok(Some(lease)) => leases.push(lease),
+            Ok(None) => {
+                give_back(leases);
+                return Err(Some(concurrency_refused(subject, cap)));
+            }
+            Err(_) => {
+                give_back(leases);
+                return Err(None);
             }
         }
-        let mut entered: Vec<Arc<Entry>> = Vec::with_capacity(entries.len());
-        let release = |entered: &[Arc<Entry>]| entered.iter().for_each(|e| e.leave());
-        for (subject, entry) in &entries {
-            if let Err(cap) = entry.enter() {
-                release(&entered);
-                return Err(GatewayError::rate_limited(format!(
-                    "The concurrency limit of {} is reached ({cap} requests at once); wait for one to finish.",
-                    subject.describe()
-                )));
-            }
-            entered.push(Arc::clone(entry));
+    }
+    for (subject, entry) in entries {
+        let limit = entry.rpm_limit();
+        if limit == 0 {
+            continue;
         }
-        let now = Instant::now();
-        for (subject, entry) in &entries {
-            if let Err((limit, after)) = entry.tick(now) {
-                release(&entered);
-                return Err(GatewayError::rate_limited(format!(
-                    "The rate limit of {} is reached ({limit} requests per minute); retry later.",
-                    subject.describe()
-                ))
-                .with_retry_after(after));
+        match shared.hit(&subject.shared_name(), limit).await {
+            Ok(Hit::Admitted) => {}
+            Ok(Hit::Refused(after)) => {
+                give_back(leases);
+                return Err(Some(rate_refused(subject, limit, after)));
+            }
+            Err(_) => {
+                give_back(leases);
+                return Err(None);
             }
         }
-        Ok(QuotaPermit::new(move || release(&entered)))
+    }
+    // Mirrored here so the in-flight counts the APIs show stay right.
+    let entered: Vec<Arc<Entry>> = entries.iter().map(|(_, e)| Arc::clone(e)).collect();
+    entered.iter().for_each(|e| e.enter_uncapped());
+    let shared = Arc::clone(shared);
+    Ok(QuotaPermit::new(move || {
+        release_local(&entered);
+        leases.into_iter().for_each(|l| shared.release(l));
+    }))
+}
+
+impl QuotaGuard for QuotaBook {
+    fn check(&self, principal: &Principal) -> Result<QuotaPermit, GatewayError> {
+        admit_locally(self.entries_of(principal))
+    }
+
+    fn admit(&self, principal: &Principal) -> Admission {
+        let entries = self.entries_of(principal);
+        let shared = match self.shared.get() {
+            Some(shared) if shared.in_use() => Arc::clone(shared),
+            _ => return Admission::Now(admit_locally(entries)),
+        };
+        let limited = entries
+            .iter()
+            .any(|(_, e)| e.rpm_limit() > 0 || e.max_concurrency() > 0);
+        if !limited {
+            return Admission::Now(admit_locally(entries));
+        }
+        if let Err(error) = check_quota(&entries) {
+            return Admission::Now(Err(error));
+        }
+        Admission::Later(Box::pin(async move {
+            match admit_shared(&shared, &entries).await {
+                Ok(permit) => Ok(permit),
+                Err(Some(refused)) => Err(refused),
+                // The engine failed (now marked degraded): this request is counted here.
+                Err(None) => admit_locally(entries),
+            }
+        }))
     }
 }
 

@@ -10,6 +10,7 @@ pub mod limits;
 pub mod models;
 pub mod pool;
 pub mod pricing;
+pub mod shared_limits;
 pub mod state;
 pub mod turn;
 pub mod wire;

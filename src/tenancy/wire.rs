@@ -17,6 +17,7 @@ use super::keys::{KeyCache, KeyHasher};
 use super::models::TenantCatalog;
 use super::pool::{DbPool, PoolSettings};
 use super::pricing::{ChargingSink, PricedSink};
+use super::shared_limits::SharedLimits;
 use super::state::{PoolControl, Tenancy};
 use crate::config::ServeArgs;
 use crate::store::crypto::{hash_api_key, Secret};
@@ -36,6 +37,8 @@ pub struct TenancyRuntime {
     pub models: Arc<TenantCatalog>,
     /// Prices, charges and queues usage records.
     pub usage: Arc<dyn UsageSink>,
+    /// Rate and concurrency counters shared with other processes, when configured.
+    pub shared_limits: Option<Arc<SharedLimits>>,
     writer: Mutex<Option<UsageWriterHandle>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -172,15 +175,52 @@ pub async fn start(
         Arc::clone(&tenancy.aliases),
         Arc::clone(&tenancy.combos),
     ));
-    let tasks = vec![tenancy.spawn_sync(FALLBACK_RELOAD), pool.spawn_sync()];
+    let mut tasks = vec![tenancy.spawn_sync(FALLBACK_RELOAD), pool.spawn_sync()];
+    let shared_limits = start_shared_limits(args, &pool)?;
+    if let Some(shared) = &shared_limits {
+        tenancy.book.share(Arc::clone(shared));
+        tasks.push(shared.spawn());
+    }
     Ok(Some(TenancyRuntime {
         tenancy,
         pool,
         models,
         usage: Arc::new(Tee(log_sink, Arc::new(charging))),
+        shared_limits,
         writer: Mutex::new(Some(handle)),
         tasks,
     }))
+}
+
+/// The shared rate and concurrency counters `SHARED_LIMITS` and `REDIS_URL` select; in `auto`
+/// mode consulted only while the pool's heartbeat sees other processes on the database.
+fn start_shared_limits(
+    args: &ServeArgs,
+    pool: &DbPool,
+) -> Result<Option<Arc<SharedLimits>>, String> {
+    use super::shared_limits::{select, PeersPresent, Selected};
+    let Some(Selected {
+        engine,
+        only_with_peers,
+    }) = select(
+        args.shared_limits,
+        &args.database_url,
+        args.redis_url.as_deref(),
+    )?
+    else {
+        tracing::info!("rate and concurrency limits are counted in this process only");
+        return Ok(None);
+    };
+    let peers = only_with_peers.then(|| {
+        let pool = pool.clone();
+        Arc::new(move || pool.shares_turn()) as PeersPresent
+    });
+    tracing::info!(
+        engine = engine.name(),
+        only_with_peers,
+        "rate and concurrency limits are shared with the other gateway processes"
+    );
+    Ok(Some(SharedLimits::new(engine, peers)))
 }
 
 /// Stores the usage rows an earlier shutdown saved while the database was down.

@@ -1,0 +1,2 @@
+-- Nothing to create: shared rate and concurrency counters live in PostgreSQL (0009 there) or
+-- in Redis. This file keeps the migration numbers of both backends in step.

@@ -1,0 +1,434 @@
+//! Rate and concurrency limits shared by every gateway process: `rpm_limit` and
+//! `max_concurrency` of keys, users and agents counted in one engine all processes reach
+//! (PostgreSQL, already the shared store, or Redis/Valkey through `REDIS_URL`) instead of in
+//! each process's memory.
+//!
+//! The contract:
+//!
+//! - Exact while the engine answers. A window hit and a slot take are each one atomic step in
+//!   the engine (PostgreSQL: one upsert, or an advisory-locked count and insert, in a function;
+//!   Redis: one Lua script), so N processes together admit at most `rpm_limit` requests per
+//!   window and at most `max_concurrency` at once: no process can go over, whatever the
+//!   interleaving. The window is fixed (one minute numbered by the engine's clock, so skewed
+//!   process clocks agree), as the in-process window is.
+//! - Only limited subjects pay. A request whose key, user and agent have no rpm or
+//!   concurrency limit never reaches the engine; one with limits pays one round trip per
+//!   limited subject and kind.
+//! - A process alone keeps today's cost: in `auto` mode the engine is consulted only while
+//!   other processes share the database (the heartbeat of [`super::turn`] counts them).
+//! - A slot is a lease that expires after [`LEASE_TTL`] unless its process renews it (every
+//!   [`RENEW_EVERY`]), so a crashed process's slots come back within a minute. Slots are given
+//!   back through a channel (a permit's drop never waits on I/O).
+//! - Never hangs a request: each engine call is bounded by [`COMMAND_TIMEOUT`]. A failure marks
+//!   the engine degraded (logged once per transition, the gauge
+//!   `kiro_gateway_shared_limits_degraded` set, `/ready` says so): the process then counts in
+//!   its own memory, as before, and probes the engine every [`PROBE_EVERY`]; the first answer
+//!   switches it back. While degraded (and for requests admitted locally that are still
+//!   running after the switch back) the limits hold per process only.
+
+mod postgres;
+mod redis;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+pub use self::postgres::PgCounters;
+pub use self::redis::RedisCounters;
+
+/// Longest one engine call may take before the process counts on its own.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// A slot not renewed for this long is free again (its process died).
+pub const LEASE_TTL: Duration = Duration::from_secs(60);
+
+/// How often a process renews the slots it holds (a third of the lease).
+pub const RENEW_EVERY: Duration = Duration::from_secs(20);
+
+/// How often a degraded process asks whether the engine is back.
+pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// The rate window (requests per minute).
+pub const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// An engine error (unreachable, timed out, refused the command); never holds secrets.
+pub type EngineError = String;
+
+/// The answer to a window hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hit {
+    /// Counted; the request may go.
+    Admitted,
+    /// The window is full; it ends after this long.
+    Refused(Duration),
+}
+
+/// One shared counter engine. Subjects are short strings (`key:12`, `user:3`); leases are
+/// random ids unique per request.
+pub trait CounterEngine: Send + Sync + 'static {
+    /// `postgres` or `redis`, for logs, `/ready` and the metric.
+    fn name(&self) -> &'static str;
+
+    /// Counts one request of `subject` in the current window unless `limit` are counted.
+    fn hit(
+        &self,
+        subject: &str,
+        limit: u32,
+        window: Duration,
+    ) -> BoxFuture<'_, Result<Hit, EngineError>>;
+
+    /// Takes one of `cap` slots of `subject` for `lease`, held for `ttl` unless renewed;
+    /// `false` when all are taken.
+    fn acquire(
+        &self,
+        subject: &str,
+        cap: u32,
+        lease: &str,
+        ttl: Duration,
+    ) -> BoxFuture<'_, Result<bool, EngineError>>;
+
+    /// Gives a slot back.
+    fn release(&self, subject: &str, lease: &str) -> BoxFuture<'_, Result<(), EngineError>>;
+
+    /// Extends the slots `(subject, lease)` to `ttl` from now.
+    fn renew(
+        &self,
+        held: &[(String, String)],
+        ttl: Duration,
+    ) -> BoxFuture<'_, Result<(), EngineError>>;
+
+    /// Answers when reachable; also deletes counters of past windows where the engine does
+    /// not expire them itself.
+    fn probe(&self) -> BoxFuture<'_, Result<(), EngineError>>;
+}
+
+/// Which engine `SHARED_LIMITS` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Counters in each process only.
+    Off,
+    /// Redis when `REDIS_URL` is set, else PostgreSQL when the database is; consulted only
+    /// while other processes share the database.
+    Auto,
+    /// Always PostgreSQL (the database must be PostgreSQL).
+    Postgres,
+    /// Always Redis (`REDIS_URL` must be set).
+    Redis,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, String> {
+        match value.to_ascii_lowercase().as_str() {
+            "off" => Ok(Mode::Off),
+            "auto" => Ok(Mode::Auto),
+            "postgres" | "postgresql" => Ok(Mode::Postgres),
+            "redis" | "valkey" => Ok(Mode::Redis),
+            _ => Err(format!(
+                "SHARED_LIMITS must be off, auto, postgres or redis, not `{}`",
+                value.chars().take(40).collect::<String>()
+            )),
+        }
+    }
+}
+
+/// The engine the settings selected.
+pub struct Selected {
+    /// The engine.
+    pub engine: Arc<dyn CounterEngine>,
+    /// Consulted only while other processes share the database (`auto`).
+    pub only_with_peers: bool,
+}
+
+/// The engine the settings select, if any.
+pub fn select(
+    mode: Mode,
+    database_url: &str,
+    redis_url: Option<&str>,
+) -> Result<Option<Selected>, String> {
+    let postgres =
+        database_url.starts_with("postgres://") || database_url.starts_with("postgresql://");
+    let redis_url = redis_url.filter(|url| !url.is_empty());
+    let engine: Arc<dyn CounterEngine> = match (mode, redis_url) {
+        (Mode::Off, _) => return Ok(None),
+        (Mode::Redis | Mode::Auto, Some(url)) => Arc::new(RedisCounters::connect(url)?),
+        (Mode::Redis, None) => {
+            return Err("SHARED_LIMITS=redis needs REDIS_URL (redis://host:6379)".into())
+        }
+        (Mode::Postgres | Mode::Auto, _) if postgres => {
+            Arc::new(PgCounters::connect(database_url)?)
+        }
+        (Mode::Postgres, _) => {
+            return Err("SHARED_LIMITS=postgres needs a postgres:// DATABASE_URL".into())
+        }
+        (Mode::Auto, None) => return Ok(None),
+    };
+    Ok(Some(Selected {
+        engine,
+        only_with_peers: mode == Mode::Auto,
+    }))
+}
+
+/// Whether the engine is consulted right now (other processes share the database).
+pub type PeersPresent = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// Health of the engine as this process sees it.
+struct Health {
+    degraded: AtomicBool,
+    since: Mutex<(Instant, Option<String>)>,
+}
+
+/// The engine, its health and the slots this process holds. See the module docs.
+pub struct SharedLimits {
+    engine: Arc<dyn CounterEngine>,
+    peers: Option<PeersPresent>,
+    health: Health,
+    /// Slots held by requests of this process: lease to subject (renewed together).
+    held: Mutex<HashMap<String, String>>,
+    releases: mpsc::UnboundedSender<(String, String)>,
+    releases_rx: Mutex<Option<mpsc::UnboundedReceiver<(String, String)>>>,
+}
+
+impl std::fmt::Debug for SharedLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedLimits")
+            .field("engine", &self.engine.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedLimits {
+    /// Limits over `engine`; with `peers`, consulted only while it says other processes run.
+    pub fn new(engine: Arc<dyn CounterEngine>, peers: Option<PeersPresent>) -> Arc<Self> {
+        let (releases, releases_rx) = mpsc::unbounded_channel();
+        metrics::gauge!("kiro_gateway_shared_limits_degraded", "engine" => engine.name()).set(0.0);
+        Arc::new(SharedLimits {
+            engine,
+            peers,
+            health: Health {
+                degraded: AtomicBool::new(false),
+                since: Mutex::new((Instant::now(), None)),
+            },
+            held: Mutex::new(HashMap::new()),
+            releases,
+            releases_rx: Mutex::new(Some(releases_rx)),
+        })
+    }
+
+    /// The engine's name.
+    pub fn engine(&self) -> &'static str {
+        self.engine.name()
+    }
+
+    /// True while requests are counted in the engine (not degraded, and peers present where
+    /// that matters).
+    pub fn in_use(&self) -> bool {
+        !self.is_degraded() && self.peers.as_ref().is_none_or(|peers| peers())
+    }
+
+    /// True while the engine is unreachable and the process counts on its own.
+    pub fn is_degraded(&self) -> bool {
+        self.health.degraded.load(Ordering::Acquire)
+    }
+
+    fn mark_degraded(&self, error: &str) {
+        if let Ok(mut since) = self.health.since.lock() {
+            if !self.health.degraded.swap(true, Ordering::AcqRel) {
+                *since = (Instant::now(), Some(error.to_owned()));
+                tracing::warn!(
+                    engine = self.engine.name(),
+                    "shared limits degraded: {error}; counting in this process until the engine answers again"
+                );
+                metrics::gauge!("kiro_gateway_shared_limits_degraded", "engine" => self.engine.name())
+                    .set(1.0);
+            }
+        }
+    }
+
+    fn mark_healthy(&self) {
+        if let Ok(mut since) = self.health.since.lock() {
+            if self.health.degraded.swap(false, Ordering::AcqRel) {
+                *since = (Instant::now(), None);
+                tracing::info!(
+                    engine = self.engine.name(),
+                    "shared limits restored: counting in the shared engine again"
+                );
+                metrics::gauge!("kiro_gateway_shared_limits_degraded", "engine" => self.engine.name())
+                    .set(0.0);
+            }
+        }
+    }
+
+    /// What `/ready` shows.
+    pub fn status(&self) -> Value {
+        let (since, error) = self
+            .health
+            .since
+            .lock()
+            .map(|s| (s.0, s.1.clone()))
+            .unwrap_or((Instant::now(), None));
+        let state = if self.is_degraded() {
+            "degraded"
+        } else if self.in_use() {
+            "shared"
+        } else {
+            "standby"
+        };
+        let mut status = json!({
+            "engine": self.engine.name(),
+            "state": state,
+            "for_seconds": since.elapsed().as_secs(),
+        });
+        if let Some(error) = error {
+            status["error"] = json!(error);
+        }
+        status
+    }
+
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        call: BoxFuture<'_, Result<T, EngineError>>,
+    ) -> Result<T, EngineError> {
+        let outcome = match tokio::time::timeout(COMMAND_TIMEOUT, call).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!(
+                "{} did not answer {what} within {} ms",
+                self.engine.name(),
+                COMMAND_TIMEOUT.as_millis()
+            )),
+        };
+        if let Err(error) = &outcome {
+            self.mark_degraded(error);
+        }
+        outcome
+    }
+
+    /// Counts a request of `subject` in the shared window.
+    pub async fn hit(&self, subject: &str, limit: u32) -> Result<Hit, EngineError> {
+        self.bounded("a window hit", self.engine.hit(subject, limit, RATE_WINDOW))
+            .await
+    }
+
+    /// Takes a shared slot of `subject`; the lease is remembered for renewal.
+    pub async fn acquire(&self, subject: &str, cap: u32) -> Result<Option<Lease>, EngineError> {
+        let lease = uuid::Uuid::new_v4().simple().to_string();
+        // Remembered first: a renewal running meanwhile must not miss it.
+        if let Ok(mut held) = self.held.lock() {
+            held.insert(lease.clone(), subject.to_owned());
+        }
+        let lease = Lease {
+            subject: subject.to_owned(),
+            lease,
+        };
+        let outcome = self
+            .bounded(
+                "a slot request",
+                self.engine.acquire(subject, cap, &lease.lease, LEASE_TTL),
+            )
+            .await;
+        match outcome {
+            Ok(true) => Ok(Some(lease)),
+            Ok(false) => {
+                self.forget(&lease.lease);
+                Ok(None)
+            }
+            Err(error) => {
+                // It may have been taken before the timeout: give it back to be sure.
+                self.release(lease);
+                Err(error)
+            }
+        }
+    }
+
+    fn forget(&self, lease: &str) {
+        if let Ok(mut held) = self.held.lock() {
+            held.remove(lease);
+        }
+    }
+
+    /// Gives a slot back without waiting (the background task does the I/O).
+    pub fn release(&self, lease: Lease) {
+        self.forget(&lease.lease);
+        let _ = self.releases.send((lease.subject, lease.lease));
+    }
+
+    /// Slots held by this process now.
+    pub fn held(&self) -> usize {
+        self.held.lock().map_or(0, |h| h.len())
+    }
+
+    /// Probes the engine now: healthy again on an answer.
+    pub async fn probe(&self) -> bool {
+        let ok = self.bounded("a probe", self.engine.probe()).await.is_ok();
+        if ok {
+            self.mark_healthy();
+        }
+        ok
+    }
+
+    /// Gives slots back, renews held slots and probes a degraded engine, until aborted.
+    pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let limits = Arc::clone(self);
+        let mut releases = self
+            .releases_rx
+            .lock()
+            .ok()
+            .and_then(|mut rx| rx.take())
+            .expect("SharedLimits::spawn is called once");
+        tokio::spawn(async move {
+            let mut probe = tokio::time::interval(PROBE_EVERY);
+            probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut renew = tokio::time::interval(RENEW_EVERY);
+            renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    Some((subject, lease)) = releases.recv() => {
+                        // A failed release is not retried: the lease expires by itself.
+                        let _ = limits
+                            .bounded("a slot release", limits.engine.release(&subject, &lease))
+                            .await;
+                    }
+                    _ = probe.tick() => {
+                        if limits.is_degraded() {
+                            limits.probe().await;
+                        }
+                    }
+                    _ = renew.tick() => limits.renew_and_tidy().await,
+                }
+            }
+        })
+    }
+
+    async fn renew_and_tidy(&self) {
+        if self.is_degraded() {
+            return;
+        }
+        let held: Vec<(String, String)> = self
+            .held
+            .lock()
+            .map(|h| h.iter().map(|(l, s)| (s.clone(), l.clone())).collect())
+            .unwrap_or_default();
+        if !held.is_empty() {
+            let _ = self
+                .bounded("a lease renewal", self.engine.renew(&held, LEASE_TTL))
+                .await;
+        }
+        let _ = self.probe().await;
+    }
+}
+
+/// A shared slot held by one request.
+#[derive(Debug)]
+pub struct Lease {
+    subject: String,
+    lease: String,
+}
+
+#[cfg(test)]
+mod tests;
