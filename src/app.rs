@@ -182,7 +182,10 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         tokens: Arc::new(pool.clone()),
         models: Arc::new(models),
         usage,
-        http: kiro_layers::kiro::http::UpstreamClient::for_environment(http.clone()),
+        http: kiro_layers::kiro::http::UpstreamClient::for_environment(
+            http.clone(),
+            args.direct_options(),
+        ),
         kiro,
         max_body_bytes: args.max_body_bytes,
         thinking: args.thinking_config()?,
@@ -273,6 +276,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
     let streams = crate::open_streams::OpenStreams::new(crate::open_streams::stream_cap(
         args.max_open_streams,
         crate::open_streams::open_file_limit(),
+        args.shared_upstream_connections(),
     ));
     tracing::info!(
         cap = streams.cap(),
