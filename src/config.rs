@@ -455,6 +455,16 @@ pub struct ServeArgs {
         default_value_t = 0
     )]
     pub max_open_streams: usize,
+
+    /// Bytes a client connection may buffer while reading over HTTP/1.1, which bounds a request's
+    /// head (request line and headers; at least 8192). Every open stream keeps this buffer: 8192
+    /// keeps it at 8 KiB instead of 16 (0 = hyper's default, about 400 KiB).
+    #[arg(
+        long = "max-request-head-bytes",
+        env = "MAX_REQUEST_HEAD_BYTES",
+        default_value_t = 0
+    )]
+    pub max_request_head_bytes: usize,
 }
 
 impl ServeArgs {
