@@ -9,7 +9,8 @@
 #   - the gateway's CPU share over the run (of one core; the machine's cores are shared with the
 #     client and the fake, all on loopback);
 #   - time to first delta (p50/p99; includes the ramp, 500 new connections every 50 ms) and the
-#     gap between deltas of one stream (p50/p99/max), as the client saw them;
+#     gap between deltas of one stream (p50/p99/max), as the client saw them; "steady" gaps are
+#     those after every stream had started (holding N streams, without the ramp's accepts);
 #   - the client's own CPU share, so a client falling behind shows.
 #
 #   bash benches/streams.sh                         # COUNTS="100 1000 10000"
@@ -17,6 +18,8 @@
 #   KIRO_HTTP2=never COUNTS=1000 bash benches/streams.sh   # HTTP/1.1 to the fake, for comparison
 #   SIGTERM=1 COUNTS=10000 bash benches/streams.sh  # also: SIGTERM mid-stream, then count the
 #                                                   # usage rows in SQLite (one per stream)
+#   GATEWAY=/path/to/kiro-gateway bash benches/streams.sh  # another build (e.g. one made with
+#                                                   # --features system-allocator)
 #
 # KIRO_HTTP2=always (the default here) makes the gateway speak h2c to the fake, 100 answers per
 # connection: an open stream holds one descriptor (its client) and a hundredth of an upstream
@@ -30,6 +33,7 @@ DELTAS=${DELTAS:-20}
 MS=${MS:-1000}
 HTTP2=${KIRO_HTTP2:-always}
 SIGTERM=${SIGTERM:-0}
+GATEWAY=${GATEWAY:-target/release/kiro-gateway}
 ulimit -n "$(ulimit -Hn)"
 
 cargo build --release --quiet --bin kiro-gateway --example fake_kiro --example stream_load
@@ -61,7 +65,7 @@ start_processes() {
   KIRO_API_URL="http://127.0.0.1:$UP" KIRO_DESKTOP_AUTH_URL="http://127.0.0.1:$UP" \
   KIRO_OIDC_URL="http://127.0.0.1:$UP" FAKE_REASONING=false LOG_LEVEL=warn FIRST_TOKEN_TIMEOUT=60 \
   SHUTDOWN_TIMEOUT=5 MAX_REQUEST_HEAD_BYTES="${MAX_REQUEST_HEAD_BYTES:-8192}" \
-  target/release/kiro-gateway serve >"$work/gw.out" 2>&1 &
+  "$GATEWAY" serve >"$work/gw.out" 2>&1 &
   gw_pid=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$GW/health" >/dev/null && break; sleep 0.1; done
   # Warm the credential and the upstream connection, then let the allocator settle.
@@ -75,14 +79,16 @@ stop_processes() {
   gw_pid=; fake_pid=
 }
 
-echo "KIRO_HTTP2=$HTTP2, MAX_REQUEST_HEAD_BYTES=${MAX_REQUEST_HEAD_BYTES:-8192}, $DELTAS deltas $MS ms apart, $(nproc) cores, loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-7s %-9s %-8s %-8s %-10s %-7s %-7s %-7s %-13s %-13s %-11s %-11s %-11s %s\n' streams completed "idle MiB" "open MiB" "KiB/stream" fds "gw cpu%" "cl cpu%" "ttfb p50 ms" "ttfb p99 ms" "gap p50 ms" "gap p99 ms" "gap max ms" errors
+echo "$GATEWAY, KIRO_HTTP2=$HTTP2, MAX_REQUEST_HEAD_BYTES=${MAX_REQUEST_HEAD_BYTES:-8192}, $DELTAS deltas $MS ms apart, $(nproc) cores, loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-7s %-9s %-8s %-8s %-10s %-7s %-7s %-7s %-12s %-12s %-10s %-10s %-10s %-13s %-13s %s\n' streams completed "idle MiB" "open MiB" "KiB/stream" fds "gw cpu%" "cl cpu%" "ttfb p50 ms" "ttfb p99 ms" "gap p50" "gap p99" "gap max" "steady p99" "steady max" errors
 for n in $COUNTS; do
   start_processes
   idle=$(rss_kib)
   ticks0=$(cpu_ticks); t0=$(date +%s.%N)
-  coproc CLIENT { load "$n" "$DELTAS" "$MS"; }
-  read -r _ opened <&"${CLIENT[0]}"
+  load "$n" "$DELTAS" "$MS" >"$work/client.out" &
+  client_pid=$!
+  until grep -q '^open ' "$work/client.out" 2>/dev/null; do sleep 0.2; done
+  opened=$(sed -n 's/^open //p' "$work/client.out")
   sleep 2
   busy=$(rss_kib); open_fds=$(fds)
   ticks1=$(cpu_ticks); t1=$(date +%s.%N)
@@ -92,8 +98,8 @@ for n in $COUNTS; do
     wait "$gw_pid" || echo "gateway exit status $?"
     gw_pid=
   fi
-  read -r result <&"${CLIENT[0]}"
-  wait "$CLIENT_PID" || true
+  wait "$client_pid" || true
+  result=$(grep '^{' "$work/client.out")
   if [ "$SIGTERM" != 1 ]; then ticks1=$(cpu_ticks); t1=$(date +%s.%N); fi
   python3 - "$n" "$opened" "$idle" "$busy" "$open_fds" "$ticks0" "$ticks1" "$t0" "$t1" "$HZ" "$result" <<'PY'
 import json, sys
@@ -102,7 +108,8 @@ r = json.loads(result)
 per = (int(busy) - int(idle)) / max(int(opened), 1)
 cpu = (int(k1) - int(k0)) / int(hz) / (float(t1) - float(t0)) * 100
 print(f"{n:<7} {r['completed']:<9} {int(idle)/1024:<8.1f} {int(busy)/1024:<8.1f} {per:<10.1f} {fds:<7} {cpu:<7.1f} {r['client_cpu_pct']:<7} "
-      f"{r['ttfb_p50_ms']!s:<13} {r['ttfb_p99_ms']!s:<13} {r['gap_p50_ms']!s:<11} {r['gap_p99_ms']!s:<11} {r['gap_max_ms']!s:<11} {r['errors']} {r['first_errors']}")
+      f"{r['ttfb_p50_ms']!s:<12} {r['ttfb_p99_ms']!s:<12} {r['gap_p50_ms']!s:<10} {r['gap_p99_ms']!s:<10} {r['gap_max_ms']!s:<10} "
+      f"{r['steady_gap_p99_ms']!s:<13} {r['steady_gap_max_ms']!s:<13} {r['errors']} {r['first_errors']}")
 PY
   if [ "$SIGTERM" = 1 ]; then
     python3 - "$work/usage.db" "$opened" <<'PY'

@@ -96,8 +96,12 @@ async fn sigterm_mid_stream_loses_no_usage_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_a_thousand_streams_open_loses_no_usage_record() {
-    // A thousand client connections in this process.
-    kiro_gateway::open_streams::raise_open_file_limit();
+    // A thousand client connections in this process, a thousand in the gateway's.
+    let limit = kiro_gateway::open_streams::raise_open_file_limit();
+    assert!(
+        limit.is_none_or(|files| files >= 2_500),
+        "this test needs an open-file limit of 2,500 (it is {limit:?}): raise the hard limit"
+    );
     sigterm_mid_stream(Shape {
         dripping: 500,
         drip: "drip:30:200",
