@@ -22,7 +22,7 @@ use crate::config::ServeArgs;
 use crate::credentials::{load_configured, CredentialSettings};
 use crate::fake_kiro::{FakeKiroConfig, FakeKiroHandle};
 use crate::routes::VERSION;
-use crate::server::{serve, shutdown_signal};
+use crate::server::{serve_with, shutdown_signal, ServerOptions};
 
 /// A gateway ready to serve: its routes and the handles tests and operators look at.
 pub struct Gateway {
@@ -191,7 +191,10 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         tokens: Arc::new(pool.clone()),
         models: Arc::new(models),
         usage,
-        http: kiro_layers::kiro::http::UpstreamClient::for_environment(http.clone()),
+        http: kiro_layers::kiro::http::UpstreamClient::for_environment(
+            http.clone(),
+            args.direct_options(),
+        ),
         kiro,
         max_body_bytes: args.max_body_bytes,
         thinking: args.thinking_config()?,
@@ -282,6 +285,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
     let streams = crate::open_streams::OpenStreams::new(crate::open_streams::stream_cap(
         args.max_open_streams,
         crate::open_streams::open_file_limit(),
+        args.shared_upstream_connections(),
     ));
     tracing::info!(
         cap = streams.cap(),
@@ -343,11 +347,15 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         )
     })?;
     tracing::info!("kiro-gateway {VERSION} listening on http://{addr} (OpenAI: /v1/chat/completions, Anthropic: /v1/messages)");
-    let served = serve(
+    let served = serve_with(
         listener,
         gateway.router,
         shutdown_signal(),
         Duration::from_secs(args.shutdown_timeout),
+        ServerOptions {
+            http1_max_buf_size: (args.max_request_head_bytes > 0)
+                .then_some(args.max_request_head_bytes),
+        },
     )
     .await
     .map_err(|e| format!("server error: {e}"));

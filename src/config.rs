@@ -289,6 +289,20 @@ pub struct ServeArgs {
     #[arg(long = "upstream-keep-alive", env = "UPSTREAM_KEEP_ALIVE", default_value_t = true, action = clap::ArgAction::Set)]
     pub upstream_keep_alive: bool,
 
+    /// HTTP/2 to Kiro: auto (by TLS ALPN; plain http:// URLs use HTTP/1.1), always (also h2c
+    /// with prior knowledge for http:// URLs), never (HTTP/1.1, one connection per answer).
+    #[arg(long = "kiro-http2", env = "KIRO_HTTP2", default_value = "auto")]
+    pub kiro_http2: kiro_layers::kiro::lanes::Http2Mode,
+
+    /// Answers one HTTP/2 connection to Kiro carries at once before another one opens (at most
+    /// what Kiro allows per connection).
+    #[arg(
+        long = "kiro-http2-streams-per-connection",
+        env = "KIRO_HTTP2_STREAMS_PER_CONNECTION",
+        default_value_t = 100
+    )]
+    pub kiro_http2_streams_per_connection: usize,
+
     /// Send text deltas that arrive from Kiro in the same network read as one chunk (never waits for more).
     #[arg(long = "merge-ready-deltas", env = "MERGE_READY_DELTAS", default_value_t = true, action = clap::ArgAction::Set)]
     pub merge_ready_deltas: bool,
@@ -451,16 +465,41 @@ pub struct ServeArgs {
     pub pool_queue_timeout: f64,
 
     /// Chat answers open at once before new ones get a 503 (0 = what the open-file limit
-    /// allows: two descriptors per answer after a reserve of 256).
+    /// allows after a reserve of 256: two descriptors per answer, one with KIRO_HTTP2=always).
     #[arg(
         long = "max-open-streams",
         env = "MAX_OPEN_STREAMS",
         default_value_t = 0
     )]
     pub max_open_streams: usize,
+
+    /// Bytes a client connection may buffer while reading over HTTP/1.1, which bounds a request's
+    /// head (request line and headers; at least 8192). Every open stream keeps this buffer: 8192
+    /// keeps it at 8 KiB instead of 16 (0 = hyper's default, about 400 KiB).
+    #[arg(
+        long = "max-request-head-bytes",
+        env = "MAX_REQUEST_HEAD_BYTES",
+        default_value_t = 0
+    )]
+    pub max_request_head_bytes: usize,
 }
 
 impl ServeArgs {
+    /// How the direct client connects to Kiro (`KIRO_HTTP2*`).
+    pub fn direct_options(&self) -> kiro_layers::kiro::lanes::DirectOptions {
+        kiro_layers::kiro::lanes::DirectOptions {
+            http2: self.kiro_http2,
+            streams_per_connection: self.kiro_http2_streams_per_connection,
+        }
+    }
+
+    /// How many answers share one connection to Kiro, when that is known before connecting
+    /// (`KIRO_HTTP2=always`); `None` when each answer may hold its own.
+    pub fn shared_upstream_connections(&self) -> Option<usize> {
+        (self.kiro_http2 == kiro_layers::kiro::lanes::Http2Mode::Always)
+            .then_some(self.kiro_http2_streams_per_connection.max(1))
+    }
+
     /// The socket address to bind.
     pub fn listen_addr(&self) -> Result<SocketAddr, String> {
         let host = self.host.trim_matches(['[', ']']);

@@ -4,7 +4,9 @@ use clap::Parser;
 use kiro_gateway::config::{Cli, Command};
 
 // glibc malloc showed up as about a sixth of the gateway's CPU under load (many small, short-lived
-// buffers per streamed delta); mimalloc's thread-local free lists make those cheap.
+// buffers per streamed delta); mimalloc's thread-local free lists make those cheap. The
+// `system-allocator` feature keeps glibc's, for heap profilers that hook malloc (heaptrack).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,7 +1,8 @@
 //! The cap on open answers (`MAX_OPEN_STREAMS`) and the open-file limit it depends on.
 //!
 //! Every chat answer in progress holds the client's connection and, while it streams, a
-//! connection to Kiro: two descriptors. A process that runs out of descriptors fails in ways
+//! connection to Kiro: two descriptors; one and a share of a connection when answers share
+//! HTTP/2 connections to Kiro (`KIRO_HTTP2=always`). A process that runs out of descriptors fails in ways
 //! nobody can read (accept errors, failed upstream connects, a database that cannot be
 //! reached), so the gateway refuses the answer that would go over the cap instead, at once and
 //! in the client's own dialect (503 `overloaded` with `Retry-After`), and the cap defaults to
@@ -29,7 +30,8 @@ use kiro_layers::GatewayError;
 /// keep-alive connections, the process itself).
 pub const RESERVED_DESCRIPTORS: u64 = 256;
 
-/// Descriptors one open answer may hold (client and upstream connection).
+/// Descriptors one open answer may hold (client and upstream connection) when it has its own
+/// connection to Kiro.
 pub const DESCRIPTORS_PER_STREAM: u64 = 2;
 
 /// The gauge of open answers.
@@ -47,10 +49,19 @@ pub fn open_file_limit() -> Option<u64> {
 }
 
 /// The cap for `configured` (`MAX_OPEN_STREAMS`, 0 = derive it) under an open-file limit of
-/// `files`: never more than the descriptors left after the reserve allow.
-pub fn stream_cap(configured: usize, files: Option<u64>) -> usize {
+/// `files`: never more than the descriptors left after the reserve allow. `shared_upstream` is
+/// how many answers share one connection to Kiro (HTTP/2); `None` when each has its own.
+pub fn stream_cap(configured: usize, files: Option<u64>, shared_upstream: Option<usize>) -> usize {
     let affordable = files.map(|files| {
-        let spare = files.saturating_sub(RESERVED_DESCRIPTORS) / DESCRIPTORS_PER_STREAM;
+        let free = files.saturating_sub(RESERVED_DESCRIPTORS);
+        let spare = match shared_upstream {
+            // n answers hold n client connections and ceil(n / per) upstream ones.
+            Some(per) => {
+                let per = u64::try_from(per.max(1)).unwrap_or(u64::MAX);
+                free.saturating_mul(per) / per.saturating_add(1)
+            }
+            None => free / DESCRIPTORS_PER_STREAM,
+        };
         usize::try_from(spare).unwrap_or(usize::MAX).max(1)
     });
     match (configured, affordable) {
@@ -242,13 +253,25 @@ mod tests {
 
     #[test]
     fn the_cap_fits_the_open_file_limit() {
-        assert_eq!(stream_cap(0, Some(1024)), 384);
-        assert_eq!(stream_cap(0, Some(65_536)), 32_640);
-        assert_eq!(stream_cap(100, Some(65_536)), 100);
-        assert_eq!(stream_cap(50_000, Some(1024)), 384);
-        assert_eq!(stream_cap(0, Some(10)), 1);
-        assert_eq!(stream_cap(0, None), 10_000);
-        assert_eq!(stream_cap(7, None), 7);
+        assert_eq!(stream_cap(0, Some(1024), None), 384);
+        assert_eq!(stream_cap(0, Some(65_536), None), 32_640);
+        assert_eq!(stream_cap(100, Some(65_536), None), 100);
+        assert_eq!(stream_cap(50_000, Some(1024), None), 384);
+        assert_eq!(stream_cap(0, Some(10), None), 1);
+        assert_eq!(stream_cap(0, None, None), 10_000);
+        assert_eq!(stream_cap(7, None, None), 7);
+    }
+
+    #[test]
+    fn answers_sharing_http2_connections_need_about_one_descriptor_each() {
+        // 20,000 descriptors (this bench machine's hard limit): 19,744 after the reserve, of
+        // which 19,548 answers and 196 connections of 100 answers to Kiro.
+        let cap = stream_cap(0, Some(20_000), Some(100));
+        assert_eq!(cap, 19_548);
+        assert!(cap + cap.div_ceil(100) <= 20_000 - 256);
+        assert_eq!(stream_cap(10_000, Some(20_000), Some(100)), 10_000);
+        assert_eq!(stream_cap(10_000, Some(20_000), None), 9_872);
+        assert_eq!(stream_cap(0, Some(1024), Some(1)), 384);
     }
 
     #[test]

@@ -16,6 +16,16 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::Service;
 
+/// How client connections are served.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerOptions {
+    /// The most an HTTP/1.1 connection buffers while reading (hyper's `max_buf_size`, at least
+    /// 8192), which also bounds a request head; `None` keeps hyper's default (about 400 KiB).
+    /// Every open stream keeps its connection's read buffer for its whole life: at 8192 that is
+    /// 8 KiB, while hyper's default lets it grow to 16 KiB on the first request.
+    pub http1_max_buf_size: Option<usize>,
+}
+
 /// Serves `service` on `listener` until `shutdown` resolves, then drains open connections for
 /// at most `drain`.
 pub async fn serve<S, F>(
@@ -35,7 +45,33 @@ where
     S::Future: Send + 'static,
     F: Future<Output = ()>,
 {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    serve_with(listener, service, shutdown, drain, ServerOptions::default()).await
+}
+
+/// [`serve`] with `options`.
+pub async fn serve_with<S, F>(
+    listener: TcpListener,
+    service: S,
+    shutdown: F,
+    drain: Duration,
+    options: ServerOptions,
+) -> std::io::Result<()>
+where
+    S: Service<
+            http::Request<Incoming>,
+            Response = http::Response<axum::body::Body>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    F: Future<Output = ()>,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    if let Some(max) = options.http1_max_buf_size {
+        // hyper panics below its minimum.
+        builder.http1().max_buf_size(max.max(8192));
+    }
     let graceful = GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);

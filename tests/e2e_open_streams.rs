@@ -99,3 +99,35 @@ async fn answers_past_the_cap_get_a_503_in_their_dialect_until_one_closes() {
     drop(second);
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_capped_read_buffer_still_serves_ordinary_heads_and_refuses_oversized_ones() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(kiro_gateway::server::serve_with(
+        listener,
+        router,
+        async {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(1),
+        kiro_gateway::server::ServerOptions {
+            http1_max_buf_size: Some(8192),
+        },
+    ));
+    let http = reqwest::Client::new();
+    let get = |header: usize| {
+        http.get(format!("http://{addr}/"))
+            .header("x-padding", "a".repeat(header))
+            .send()
+    };
+    let ordinary = get(4096).await.unwrap();
+    assert_eq!(ordinary.status(), 200);
+    assert_eq!(ordinary.text().await.unwrap(), "ok");
+    let oversized = get(12_000).await.unwrap();
+    assert_eq!(oversized.status(), 431, "request header fields too large");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

@@ -94,6 +94,9 @@ pub struct FakeKiroConfig {
     /// Throttling like Kiro under load: every Nth chat request (the Nth, 2Nth, ...) gets the
     /// real 429 (with `Retry-After: 1`) whatever it asked for; `Some(1)` throttles everything.
     pub throttle_every: Option<u64>,
+    /// Streams one HTTP/2 (h2c) connection may carry at once (`SETTINGS_MAX_CONCURRENT_STREAMS`;
+    /// hyper's server default, 200, unless a test wants a tight one).
+    pub http2_max_concurrent_streams: u32,
 }
 
 impl Default for FakeKiroConfig {
@@ -111,6 +114,7 @@ impl Default for FakeKiroConfig {
             profile_arn: FAKE_PROFILE_ARN.to_owned(),
             precomputed_deltas: None,
             throttle_every: None,
+            http2_max_concurrent_streams: 200,
             capture_dir: PathBuf::from(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/layers/test_data/kiro-captures"
@@ -129,6 +133,10 @@ pub struct FakeStats {
     pub chat_requests: u64,
     /// Calls to `ListAvailableModels`.
     pub list_models_requests: u64,
+    /// Connections accepted.
+    pub connections: u64,
+    /// Calls to `generateAssistantResponse` that came over HTTP/2.
+    pub http2_chat_requests: u64,
     /// The last chat body that parsed as JSON (not kept in precomputed mode).
     pub last_request_body: Option<serde_json::Value>,
     /// The headers of the last chat request (not kept in precomputed mode).
@@ -168,10 +176,14 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>) {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                state.lock().stats.connections += 1;
                 let state = Arc::clone(&state);
                 connections.spawn(async move {
+                    let max_streams = state.config.http2_max_concurrent_streams;
                     let service = service_fn(move |request| server::handle(Arc::clone(&state), request));
-                    let builder = auto::Builder::new(TokioExecutor::new());
+                    // HTTP/1.1 and h2c (prior knowledge) on the one port.
+                    let mut builder = auto::Builder::new(TokioExecutor::new());
+                    builder.http2().max_concurrent_streams(max_streams);
                     // A client hanging up mid-stream is an expected outcome here, not a failure.
                     let _ = builder.serve_connection(TokioIo::new(stream), service).await;
                 });

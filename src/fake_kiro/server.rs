@@ -270,11 +270,13 @@ fn list_models(state: &State, request: &Request<hyper::body::Incoming>) -> Respo
 
 async fn chat(state: &State, request: Request<hyper::body::Incoming>) -> Response<FakeBody> {
     let headers = request.headers().clone();
+    let http2 = request.version() == http::Version::HTTP_2;
     let authorized = state.bearer_is_valid(&request);
     let parsed = read_json(request).await;
     let (scenario, seed, chat_number) = {
         let mut inner = state.lock();
         inner.stats.chat_requests += 1;
+        inner.stats.http2_chat_requests += u64::from(http2);
         inner.counter += 1;
         if state.precomputed.is_none() {
             inner.stats.last_headers = Some(headers);

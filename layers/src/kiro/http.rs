@@ -2,7 +2,8 @@
 //!
 //! Two ways, one interface ([`UpstreamClient::post`]):
 //! - [`UpstreamClient::direct`]: hyper-util's pooled client with rustls (HTTP/1.1, HTTP/2 by
-//!   ALPN) and nothing else. Measured with `examples/proxy_floor.rs`, it costs about 40 µs less
+//!   ALPN, or h2c with prior knowledge; see [`super::lanes`] for how answers share HTTP/2
+//!   connections) and nothing else. Measured with `examples/proxy_floor.rs`, it costs about 40 µs less
 //!   CPU per streamed request than reqwest (redirect and retry layers, a second URL parse, body
 //!   and error wrappers), on a request path that costs a few hundred.
 //! - [`UpstreamClient::Reqwest`]: reqwest, which honours `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`
@@ -12,16 +13,13 @@
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use http::{HeaderMap, StatusCode, Uri};
 use http_body_util::{BodyDataStream, Full};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+
+use super::lanes::{DirectOptions, Lanes};
 
 /// A response body: chunks as they are read, or the reason reading stopped.
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
@@ -54,8 +52,9 @@ impl fmt::Display for TransportError {
 /// See the module docs.
 #[derive(Clone)]
 pub enum UpstreamClient {
-    /// hyper-util with rustls (behind an `Arc`: the service clones its client per request).
-    Direct(Arc<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>),
+    /// hyper-util with rustls, in lanes (behind an `Arc`: the service clones its client per
+    /// request).
+    Direct(Arc<Lanes>),
     /// reqwest (proxy support).
     Reqwest(reqwest::Client),
 }
@@ -86,28 +85,19 @@ const PROXY_VARIABLES: [&str; 6] = [
 ];
 
 impl UpstreamClient {
-    /// The direct client, pooled like the reqwest one the gateway builds: connections kept idle
-    /// for 30 s, up to 256 per host, a 30 s connect timeout, `TCP_NODELAY`.
+    /// The direct client with the default options (HTTP/2 by ALPN, 100 answers per HTTP/2
+    /// connection).
     pub fn direct() -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_secs(30)));
-        let https = HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(256)
-            .build(https);
-        UpstreamClient::Direct(Arc::new(client))
+        UpstreamClient::direct_with(DirectOptions::default())
     }
 
-    /// `fallback` (reqwest) when a proxy variable is set, else [`UpstreamClient::direct`].
-    pub fn for_environment(fallback: reqwest::Client) -> Self {
+    /// The direct client with `options`.
+    pub fn direct_with(options: DirectOptions) -> Self {
+        UpstreamClient::Direct(Arc::new(Lanes::new(options)))
+    }
+
+    /// `fallback` (reqwest) when a proxy variable is set, else the direct client with `options`.
+    pub fn for_environment(fallback: reqwest::Client, options: DirectOptions) -> Self {
         let proxy = PROXY_VARIABLES
             .iter()
             .find(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
@@ -116,7 +106,7 @@ impl UpstreamClient {
                 tracing::info!("{name} is set: Kiro calls go through the proxy (reqwest client)");
                 UpstreamClient::Reqwest(fallback)
             }
-            None => UpstreamClient::direct(),
+            None => UpstreamClient::direct_with(options),
         }
     }
 
@@ -128,12 +118,13 @@ impl UpstreamClient {
         body: Bytes,
     ) -> Result<UpstreamResponse, TransportError> {
         match self {
-            UpstreamClient::Direct(client) => {
+            UpstreamClient::Direct(lanes) => {
+                let ticket = lanes.take();
                 let mut request = http::Request::new(Full::new(body));
                 *request.method_mut() = http::Method::POST;
                 *request.uri_mut() = url.uri.clone();
                 *request.headers_mut() = headers;
-                let response = client.request(request).await.map_err(|error| {
+                let response = ticket.client().request(request).await.map_err(|error| {
                     let connect = error.is_connect();
                     TransportError {
                         connect,
@@ -144,7 +135,11 @@ impl UpstreamClient {
                 Ok(UpstreamResponse {
                     status: parts.status,
                     headers: parts.headers,
-                    body: Box::pin(BodyDataStream::new(body).map_err(|e| e.to_string())),
+                    // The answer keeps its place in the lane until its body is dropped.
+                    body: Box::pin(BodyDataStream::new(body).map_err(move |e| {
+                        let _held = &ticket;
+                        e.to_string()
+                    })),
                 })
             }
             UpstreamClient::Reqwest(client) => {

@@ -8,6 +8,7 @@ pub mod events;
 pub mod eventstream;
 pub mod headers;
 pub mod http;
+pub mod lanes;
 pub mod request;
 pub mod service;
 pub mod validate;

@@ -27,6 +27,10 @@ const CHOICE_CLOSE: &[u8] = b",\"finish_reason\":null}]}\n\n";
 const DELTA_OVERHEAD: usize = 96;
 /// Chunks are batched while events are ready, up to about this many bytes per body frame.
 const CHUNK_TARGET: usize = 16 * 1024;
+/// The encoder's first buffer. It lives as long as the stream, and a slow stream's frames are
+/// a few hundred bytes: starting at `CHUNK_TARGET` cost every open stream 17 KiB for nothing.
+/// A burst grows it (doubling); once a frame is written its room is reused.
+const INITIAL_BUFFER: usize = 512;
 
 /// Encodes `events` as an OpenAI SSE body: a role chunk, one chunk per text, reasoning or
 /// tool-call event, a finish chunk (plus a usage chunk when `meta.include_usage`), then
@@ -90,7 +94,7 @@ impl SseEncoder {
             tool_calls: Vec::new(),
             stop: None,
             phase: Phase::Head,
-            buf: BytesMut::with_capacity(CHUNK_TARGET + 1024),
+            buf: BytesMut::with_capacity(INITIAL_BUFFER),
         }
     }
 
