@@ -4,6 +4,8 @@
 
 #[path = "store_support/money.rs"]
 mod money;
+#[path = "store_support/rollup.rs"]
+mod rollup;
 #[path = "store_support/mod.rs"]
 mod store_support;
 
@@ -40,6 +42,8 @@ behaviour! {
     quotas_are_set_added_and_charged => money::quotas;
     usage_is_idempotent_and_charged_once => money::usage_idempotent;
     usage_groups_and_filters => money::usage_queries;
+    usage_rollup_answers_what_the_rows_say => rollup::rollup_answers_what_the_rows_say;
+    usage_rollup_is_backfilled_by_its_migration => rollup::migration_backfills_the_rollup;
     models_aliases_combos_prices => models;
     audit_log_keeps_entries_newest_first => audit;
     changes_reach_other_store_instances => changes;

@@ -19,6 +19,7 @@ use kiro_layers::store::{Store, StoreError, StoreResult};
 pub mod crypto;
 pub mod postgres;
 pub mod sqlite;
+pub mod usage_daily;
 pub mod usage_spill;
 pub mod usage_writer;
 pub mod validate;
@@ -65,6 +66,12 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         "0007_account_logins",
         include_str!("../../schema/sqlite/0007_account_logins.sql"),
     ),
+    // 0008 and 0009 come from branches wt-cursordb and wt-limits; until they are merged,
+    // 0010 sits here (the list position is the version, so the merge puts them in order).
+    (
+        "0010_usage_daily",
+        include_str!("../../schema/sqlite/0010_usage_daily.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations, in order.
@@ -96,6 +103,12 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
     (
         "0007_account_logins",
         include_str!("../../schema/postgres/0007_account_logins.sql"),
+    ),
+    // 0008 and 0009 come from branches wt-cursordb and wt-limits; until they are merged,
+    // 0010 sits here (the list position is the version, so the merge puts them in order).
+    (
+        "0010_usage_daily",
+        include_str!("../../schema/postgres/0010_usage_daily.sql"),
     ),
 ];
 

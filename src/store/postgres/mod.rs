@@ -25,6 +25,7 @@ mod logins;
 mod records;
 mod responses;
 mod tenancy;
+mod usage_daily;
 
 const CHANNEL: &str = "kiro_gateway_changes";
 /// Serialises migrations of several processes starting at once.

@@ -20,6 +20,7 @@ mod logins;
 mod records;
 mod responses;
 mod tenancy;
+mod usage_daily;
 
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -378,7 +379,7 @@ impl Store for SqliteStore {
         filter: UsageFilter,
         group_by: UsageGroup,
     ) -> StoreFuture<'_, Vec<UsageAggregate>> {
-        self.run(move |c, _, _| records::query_usage(c, &filter, group_by))
+        self.run(move |c, _, _| usage_daily::query_usage(c, &filter, group_by))
     }
     fn set_alias(&self, alias: &str, model_id: &str) -> StoreFuture<'_, ()> {
         let (alias, model_id) = (alias.to_owned(), model_id.to_owned());
