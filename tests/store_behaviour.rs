@@ -4,6 +4,8 @@
 
 #[path = "store_support/money.rs"]
 mod money;
+#[path = "store_support/paging.rs"]
+mod paging;
 #[path = "store_support/rollup.rs"]
 mod rollup;
 #[path = "store_support/mod.rs"]
@@ -45,6 +47,7 @@ behaviour! {
     usage_rollup_answers_what_the_rows_say => rollup::rollup_answers_what_the_rows_say;
     usage_rollup_is_backfilled_by_its_migration => rollup::migration_backfills_the_rollup;
     models_aliases_combos_prices => models;
+    users_keys_audit_and_transfers_are_paged_in_the_database => paging::listings_are_paged_in_the_database;
     audit_log_keeps_entries_newest_first => audit;
     changes_reach_other_store_instances => changes;
     processes_heartbeat_and_share_one_turn => processes_and_turns;

@@ -52,9 +52,11 @@ use futures_util::future::BoxFuture;
 use crate::error::GatewayError;
 
 mod kinds;
+mod paging;
 mod types;
 
 pub use kinds::*;
+pub use paging::*;
 pub use types::*;
 
 /// A stored Responses answer (see `dialect::responses::store`).
@@ -308,6 +310,38 @@ pub trait Store: Send + Sync + 'static {
     fn delete_response<'a>(&'a self, owner: &'a str, id: &'a str) -> StoreFuture<'a, bool> {
         let _ = (owner, id);
         Box::pin(async { Ok(false) })
+    }
+
+    // ---- paged listings (see [`PageRequest`]) ----
+    /// One page of the users `query` selects (not deleted), and how many match. The default
+    /// filters and slices [`Store::list_users`] in memory; the database backends do it in SQL.
+    fn page_users(&self, query: UserQuery, page: PageRequest) -> StoreFuture<'_, UserPage> {
+        Box::pin(async move {
+            let mut users = self.list_users(query.agent_id).await?;
+            users.retain(|u| query.matches(u));
+            query.sort(&mut users);
+            Ok(Paged::of(users, page))
+        })
+    }
+    /// One page of an owner's keys (revoked included), oldest first, and how many there are.
+    fn page_api_keys(&self, owner: KeyQuery, page: PageRequest) -> StoreFuture<'_, KeyPage> {
+        Box::pin(async move { Ok(Paged::of(self.list_api_keys(owner).await?, page)) })
+    }
+    /// One page of the audit entries `query` selects, newest first, and how many match.
+    fn page_audit(&self, query: AuditQuery, page: PageRequest) -> StoreFuture<'_, AuditPage> {
+        Box::pin(async move {
+            let mut all = self.list_audit(PageRequest::MAX_LIMIT).await?;
+            all.retain(|e| query.matches(e));
+            Ok(Paged::of(all, page))
+        })
+    }
+    /// One page of an agent's (or all) transfers, newest first, and how many there are.
+    fn page_transfers(
+        &self,
+        agent_id: TransferQuery,
+        page: PageRequest,
+    ) -> StoreFuture<'_, TransferPage> {
+        Box::pin(async move { Ok(Paged::of(self.list_transfers(agent_id).await?, page)) })
     }
 
     // ---- change notification ----

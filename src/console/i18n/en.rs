@@ -5,6 +5,10 @@ use super::Msg;
 /// The English text of `message`.
 pub fn text(message: Msg) -> &'static str {
     match message {
+        Msg::ActionStartsWith => "Action starts with",
+        Msg::AllAgents => "All agents",
+        Msg::Filter => "Filter",
+        Msg::NameContains => "Name contains",
         Msg::SignInAdd => "Sign in to add an account",
         Msg::SignInHelp => "Sign in with AWS Builder ID, IAM Identity Center, Google or GitHub. The gateway checks the account with one refresh, stores it and adds it to the pool; no Kiro IDE or kiro-cli is needed.",
         Msg::SignInMethod => "Sign in with",
@@ -175,6 +179,7 @@ pub fn text(message: Msg) -> &'static str {
         Msg::Show => "Show",
         Msg::SignIn => "Sign in",
         Msg::SignOut => "Sign out",
+        Msg::SortBy => "Sort by",
         Msg::State => "State",
         Msg::Status => "Status",
         Msg::To => "To",

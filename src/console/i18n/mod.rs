@@ -73,6 +73,10 @@ impl Lang {
 #[allow(missing_docs)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Msg {
+    ActionStartsWith,
+    AllAgents,
+    Filter,
+    NameContains,
     SignInAdd,
     SignInHelp,
     SignInMethod,
@@ -243,6 +247,7 @@ pub enum Msg {
     Show,
     SignIn,
     SignOut,
+    SortBy,
     State,
     Status,
     To,

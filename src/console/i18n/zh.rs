@@ -5,6 +5,10 @@ use super::Msg;
 /// The Simplified Chinese text of `message`.
 pub fn text(message: Msg) -> &'static str {
     match message {
+        Msg::ActionStartsWith => "操作开头为",
+        Msg::AllAgents => "全部代理",
+        Msg::Filter => "筛选",
+        Msg::NameContains => "名称包含",
         Msg::SignInAdd => "登录以添加账号",
         Msg::SignInHelp => "使用 AWS Builder ID、IAM Identity Center、Google 或 GitHub 登录。网关会刷新一次以验证账号，然后保存并加入账号池；无需 Kiro IDE 或 kiro-cli。",
         Msg::SignInMethod => "登录方式",
@@ -175,6 +179,7 @@ pub fn text(message: Msg) -> &'static str {
         Msg::Show => "查询",
         Msg::SignIn => "登录",
         Msg::SignOut => "退出登录",
+        Msg::SortBy => "排序",
         Msg::State => "状态",
         Msg::Status => "状态",
         Msg::To => "结束日期",

@@ -17,6 +17,7 @@ mod accounts;
 mod console;
 mod instances;
 mod logins;
+mod paging;
 mod records;
 mod responses;
 mod tenancy;
@@ -419,6 +420,22 @@ impl Store for SqliteStore {
     }
     fn list_audit(&self, limit: u32) -> StoreFuture<'_, Vec<AuditRow>> {
         self.run(move |c, _, _| records::list_audit(c, limit))
+    }
+    fn page_users(&self, query: UserQuery, page: PageRequest) -> StoreFuture<'_, UserPage> {
+        self.run(move |c, _, _| paging::page_users(c, &query, page))
+    }
+    fn page_api_keys(&self, owner: KeyQuery, page: PageRequest) -> StoreFuture<'_, KeyPage> {
+        self.run(move |c, _, _| paging::page_api_keys(c, owner, page))
+    }
+    fn page_audit(&self, query: AuditQuery, page: PageRequest) -> StoreFuture<'_, AuditPage> {
+        self.run(move |c, _, _| paging::page_audit(c, &query, page))
+    }
+    fn page_transfers(
+        &self,
+        agent_id: TransferQuery,
+        page: PageRequest,
+    ) -> StoreFuture<'_, TransferPage> {
+        self.run(move |c, _, _| paging::page_transfers(c, agent_id, page))
     }
     fn create_console_session(&self, session: ConsoleSessionRow) -> StoreFuture<'_, ()> {
         self.run(move |c, _, _| console::create(c, &session))
