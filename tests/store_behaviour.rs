@@ -2,6 +2,8 @@
 //! `TEST_DATABASE_URL` is set (scripts/test.sh starts one through scripts/pg.sh). Each test
 //! body runs once per backend, on a fresh database.
 
+#[path = "store_support/limits.rs"]
+mod limits;
 #[path = "store_support/money.rs"]
 mod money;
 #[path = "store_support/paging.rs"]
@@ -47,6 +49,7 @@ behaviour! {
     usage_rollup_answers_what_the_rows_say => rollup::rollup_answers_what_the_rows_say;
     usage_rollup_is_backfilled_by_its_migration => rollup::migration_backfills_the_rollup;
     models_aliases_combos_prices => models;
+    kiro_usage_limits_keep_the_last_snapshot => limits::usage_limits_keep_the_last_snapshot;
     users_keys_audit_and_transfers_are_paged_in_the_database => paging::listings_are_paged_in_the_database;
     audit_log_keeps_entries_newest_first => audit;
     changes_reach_other_store_instances => changes;

@@ -54,10 +54,12 @@ use crate::error::GatewayError;
 mod kinds;
 mod paging;
 mod types;
+mod usage_limits;
 
 pub use kinds::*;
 pub use paging::*;
 pub use types::*;
+pub use usage_limits::*;
 
 /// A stored Responses answer (see `dialect::responses::store`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,6 +344,28 @@ pub trait Store: Send + Sync + 'static {
         page: PageRequest,
     ) -> StoreFuture<'_, TransferPage> {
         Box::pin(async move { Ok(Paged::of(self.list_transfers(agent_id).await?, page)) })
+    }
+
+    // ---- Kiro usage limits per account (see [`AccountUsageLimits`]) ----
+    /// Stores a successful fetch (`Ok`: replaces the snapshot, clears the error) or a failed
+    /// one (`Err`: keeps the last snapshot, records why), at `at`. `NotFound` for an unknown
+    /// account; removed with the account. Stores without the table refuse.
+    fn put_usage_limits(
+        &self,
+        account_id: i64,
+        outcome: Result<LimitSnapshot, String>,
+        at: Timestamp,
+    ) -> StoreFuture<'_, ()> {
+        let _ = (account_id, outcome, at);
+        Box::pin(async {
+            Err(StoreError::Invalid(
+                "this store keeps no usage limits".into(),
+            ))
+        })
+    }
+    /// Every account's stored usage limits, by account id.
+    fn list_usage_limits(&self) -> StoreFuture<'_, Vec<AccountUsageLimits>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
 
     // ---- change notification ----

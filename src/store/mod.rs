@@ -67,10 +67,14 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         include_str!("../../schema/sqlite/0007_account_logins.sql"),
     ),
     // 0008 and 0009 come from branches wt-cursordb and wt-limits; until they are merged,
-    // 0010 sits here (the list position is the version, so the merge puts them in order).
+    // 0010 and 0011 sit here (the list position is the version, so the merge puts them in order).
     (
         "0010_usage_daily",
         include_str!("../../schema/sqlite/0010_usage_daily.sql"),
+    ),
+    (
+        "0011_account_usage_limits",
+        include_str!("../../schema/sqlite/0011_account_usage_limits.sql"),
     ),
 ];
 
@@ -105,10 +109,14 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         include_str!("../../schema/postgres/0007_account_logins.sql"),
     ),
     // 0008 and 0009 come from branches wt-cursordb and wt-limits; until they are merged,
-    // 0010 sits here (the list position is the version, so the merge puts them in order).
+    // 0010 and 0011 sit here (the list position is the version, so the merge puts them in order).
     (
         "0010_usage_daily",
         include_str!("../../schema/postgres/0010_usage_daily.sql"),
+    ),
+    (
+        "0011_account_usage_limits",
+        include_str!("../../schema/postgres/0011_account_usage_limits.sql"),
     ),
 ];
 

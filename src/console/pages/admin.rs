@@ -157,6 +157,7 @@ pub async fn overview(State(st): State<Console>, ctx: Ctx) -> PageResult {
             t(Msg::AllAccountsHealthy)
         )
     );
+    body.push_str(&super::limits::near_limits_section(&ctx, &st, &accounts).await);
     let load: Vec<Vec<String>> = per_account
         .iter()
         .map(|r| {
@@ -207,6 +208,8 @@ pub async fn accounts(State(st): State<Console>, ctx: Ctx) -> PageResult {
     )
     .await
     .map_err(err(&ctx))?;
+    let limits = super::limits::stored(&st).await;
+    let can_fetch = st.config.usage_limits.is_some();
     let rows: Vec<Vec<String>> = accounts
         .iter()
         .map(|a| {
@@ -229,13 +232,20 @@ pub async fn accounts(State(st): State<Console>, ctx: Ctx) -> PageResult {
             vec![
                 format!(r#"<input type="checkbox" name="id" value="{id}" aria-label="{id}">"#),
                 id.to_string(),
-                esc(&a.account.name),
-                esc(a.account.auth_kind.as_str()),
-                health(&ctx, a),
-                esc(a.account.disabled_reason.as_deref().unwrap_or("")),
+                format!(
+                    r#"{}<span class="sub">{}</span>"#,
+                    esc(&a.account.name),
+                    esc(a.account.auth_kind.as_str())
+                ),
+                format!(
+                    r#"{}<span class="sub wrap">{}</span>"#,
+                    health(&ctx, a),
+                    esc(a.account.disabled_reason.as_deref().unwrap_or(""))
+                ),
                 format!("{} / {}", a.in_flight, count(a.leases)),
                 a.state.as_ref().map_or(0, |s| s.consecutive_failures).to_string(),
                 format!("{credits:.2}"),
+                super::limits::usage_cell(&ctx, id, limits.get(&id), can_fetch),
                 when(&a.account.updated_at),
                 format!(
                     "{} {} {}",
@@ -256,12 +266,11 @@ pub async fn accounts(State(st): State<Console>, ctx: Ctx) -> PageResult {
             r#"<input type="checkbox" data-select-all="id" aria-label="all">"#,
             "ID",
             t(Msg::Name),
-            t(Msg::Kind),
             t(Msg::State),
-            t(Msg::Reason),
             t(Msg::InFlightLeases),
             t(Msg::Failures),
             t(Msg::KiroCredits24h),
+            t(Msg::KiroUsage),
             t(Msg::LastChange),
             t(Msg::Actions),
         ],
@@ -272,12 +281,21 @@ pub async fn accounts(State(st): State<Console>, ctx: Ctx) -> PageResult {
         r#"<div class="actions"><span class="muted">{}</span>
 <button type="submit" name="act" value="enable" class="secondary small" data-testid="bulk-enable">{}</button>
 <button type="submit" name="act" value="disable" class="secondary small" data-testid="bulk-disable">{}</button>
-<button type="submit" name="act" value="refresh" class="secondary small" data-testid="bulk-refresh">{}</button>
+<button type="submit" name="act" value="refresh" class="secondary small" data-testid="bulk-refresh">{}</button>{}
 <button type="submit" name="act" value="delete" class="danger small" data-confirm="{}" data-testid="bulk-delete">{}</button></div>"#,
         t(Msg::WithSelected),
         t(Msg::Enable),
         t(Msg::Disable),
         t(Msg::Refresh),
+        if can_fetch {
+            format!(
+                r#"
+<button type="submit" name="act" value="usage" class="secondary small" data-testid="bulk-usage">{}</button>"#,
+                t(Msg::RefreshUsage)
+            )
+        } else {
+            String::new()
+        },
         t(Msg::ConfirmDelete),
         t(Msg::Delete)
     );
@@ -358,6 +376,10 @@ pub async fn accounts_post(
                 .await
                 .map(drop),
             "refresh" => api::refresh_account(s, &caller, *id).await,
+            "usage" => match &st.config.usage_limits {
+                Some(limits) => limits.refresh(*id).await.map(drop).map_err(ApiError),
+                None => return Ok(failed(&ctx, back, t(Msg::UnknownAction))),
+            },
             "delete" => api::delete_account(s, &caller, *id).await,
             _ => return Ok(failed(&ctx, back, t(Msg::UnknownAction))),
         };

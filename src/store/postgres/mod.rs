@@ -27,6 +27,7 @@ mod records;
 mod responses;
 mod tenancy;
 mod usage_daily;
+mod usage_limits;
 
 const CHANNEL: &str = "kiro_gateway_changes";
 /// Serialises migrations of several processes starting at once.
@@ -464,6 +465,17 @@ impl Store for PgStore {
     }
     fn list_audit(&self, limit: u32) -> StoreFuture<'_, Vec<AuditRow>> {
         call!(self.list_audit_(limit))
+    }
+    fn put_usage_limits(
+        &self,
+        account_id: i64,
+        outcome: Result<LimitSnapshot, String>,
+        at: Timestamp,
+    ) -> StoreFuture<'_, ()> {
+        call!(self.put_usage_limits_(account_id, outcome, at))
+    }
+    fn list_usage_limits(&self) -> StoreFuture<'_, Vec<AccountUsageLimits>> {
+        call!(self.list_usage_limits_())
     }
     fn page_users(&self, query: UserQuery, page: PageRequest) -> StoreFuture<'_, UserPage> {
         call!(self.page_users_(query, page))

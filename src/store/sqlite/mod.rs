@@ -22,6 +22,7 @@ mod records;
 mod responses;
 mod tenancy;
 mod usage_daily;
+mod usage_limits;
 
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -420,6 +421,17 @@ impl Store for SqliteStore {
     }
     fn list_audit(&self, limit: u32) -> StoreFuture<'_, Vec<AuditRow>> {
         self.run(move |c, _, _| records::list_audit(c, limit))
+    }
+    fn put_usage_limits(
+        &self,
+        account_id: i64,
+        outcome: Result<LimitSnapshot, String>,
+        at: Timestamp,
+    ) -> StoreFuture<'_, ()> {
+        self.run(move |c, _, _| usage_limits::put(c, account_id, outcome, at))
+    }
+    fn list_usage_limits(&self) -> StoreFuture<'_, Vec<AccountUsageLimits>> {
+        self.run(|c, _, _| usage_limits::list(c))
     }
     fn page_users(&self, query: UserQuery, page: PageRequest) -> StoreFuture<'_, UserPage> {
         self.run(move |c, _, _| paging::page_users(c, &query, page))
