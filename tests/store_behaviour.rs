@@ -10,6 +10,8 @@ mod money;
 mod paging;
 #[path = "store_support/rollup.rs"]
 mod rollup;
+#[path = "store_support/sessions.rs"]
+mod sessions;
 #[path = "store_support/mod.rs"]
 mod store_support;
 
@@ -49,6 +51,7 @@ behaviour! {
     usage_rollup_answers_what_the_rows_say => rollup::rollup_answers_what_the_rows_say;
     usage_rollup_is_backfilled_by_its_migration => rollup::migration_backfills_the_rollup;
     models_aliases_combos_prices => models;
+    console_sessions_expire_end_and_follow_their_key => sessions::console_sessions;
     kiro_usage_limits_keep_the_last_snapshot => limits::usage_limits_keep_the_last_snapshot;
     users_keys_audit_and_transfers_are_paged_in_the_database => paging::listings_are_paged_in_the_database;
     audit_log_keeps_entries_newest_first => audit;
