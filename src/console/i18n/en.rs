@@ -17,6 +17,7 @@ pub fn text(message: Msg) -> &'static str {
         Msg::NotFetched => "not fetched",
         Msg::Plan => "Plan",
         Msg::RefreshUsage => "Refresh usage",
+        Msg::ResetDate => "Resets",
         Msg::Resets => "resets",
         Msg::SignInAdd => "Sign in to add an account",
         Msg::SignInHelp => "Sign in with AWS Builder ID, IAM Identity Center, Google or GitHub. The gateway checks the account with one refresh, stores it and adds it to the pool; no Kiro IDE or kiro-cli is needed.",

@@ -85,6 +85,7 @@ pub enum Msg {
     NotFetched,
     Plan,
     RefreshUsage,
+    ResetDate,
     Resets,
     SignInAdd,
     SignInHelp,

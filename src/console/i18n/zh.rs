@@ -17,6 +17,7 @@ pub fn text(message: Msg) -> &'static str {
         Msg::NotFetched => "未获取",
         Msg::Plan => "套餐",
         Msg::RefreshUsage => "刷新用量",
+        Msg::ResetDate => "重置日期",
         Msg::Resets => "重置于",
         Msg::SignInAdd => "登录以添加账号",
         Msg::SignInHelp => "使用 AWS Builder ID、IAM Identity Center、Google 或 GitHub 登录。网关会刷新一次以验证账号，然后保存并加入账号池；无需 Kiro IDE 或 kiro-cli。",

@@ -246,7 +246,11 @@ pub async fn accounts(State(st): State<Console>, ctx: Ctx) -> PageResult {
                 a.state.as_ref().map_or(0, |s| s.consecutive_failures).to_string(),
                 format!("{credits:.2}"),
                 super::limits::usage_cell(&ctx, id, limits.get(&id), can_fetch),
-                when(&a.account.updated_at),
+                format!(
+                    r#"{}<span class="sub">{}</span>"#,
+                    a.account.updated_at.format("%Y-%m-%d"),
+                    a.account.updated_at.format("%H:%M")
+                ),
                 format!(
                     "{} {} {}",
                     if a.account.status == AccountStatus::Disabled {

@@ -39,7 +39,7 @@ fn amount(n: f64) -> String {
 /// `12.5 / 550 (2 %)` with a meter.
 fn used_of(s: &LimitSnapshot) -> String {
     format!(
-        r#"{} / {} ({:.0} %) <meter min="0" max="1" low="0.6" high="0.8" optimum="0" value="{:.3}"></meter>"#,
+        r#"{} / {} ({:.0} %)<meter class="block" min="0" max="1" low="0.6" high="0.8" optimum="0" value="{:.3}"></meter>"#,
         amount(s.used),
         amount(s.limit),
         s.fraction() * 100.0,
@@ -130,7 +130,7 @@ pub async fn near_limits_section(ctx: &Ctx, st: &Console, accounts: &[AccountVie
                 "ID",
                 t(Msg::Name),
                 t(Msg::Used),
-                t(Msg::Resets),
+                t(Msg::ResetDate),
                 t(Msg::Plan)
             ],
             &rows,
