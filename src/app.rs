@@ -93,6 +93,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         args.kiro_oidc_url = base.clone();
         args.login_urls.kiro_profiles_url = base.clone();
         args.login_urls.kiro_signin_url = format!("{base}/signin");
+        args.usage_limits.point_at(&base);
         args.refresh_token = Some(FakeKiroConfig::default().refresh_token);
         args.creds_file = None;
         args.cli_db_file = None;
@@ -218,6 +219,16 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
             fingerprint(&machine_seed()),
         )
     });
+    let usage_limits = tenancy.as_ref().map(|t| {
+        Arc::new(crate::usage_limits::UsageLimits::new(
+            Arc::clone(&t.tenancy),
+            http.clone(),
+            &args.usage_limits,
+        ))
+    });
+    if let (Some(limits), minutes @ 1..) = (&usage_limits, args.usage_limits.every_minutes) {
+        Arc::clone(limits).spawn_periodic(Duration::from_secs(minutes.saturating_mul(60)));
+    }
     if let Some(t) = &tenancy {
         deps.keys = Arc::new(t.tenancy.keys.clone());
         deps.tokens = Arc::new(t.pool.clone());
@@ -232,6 +243,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
                 models: t.models.clone(),
                 debug_dir: args.debug_dir.clone(),
                 logins: logins.clone(),
+                usage_limits: usage_limits.clone(),
             },
         );
         routes = Some(crate::tenancy::router(Arc::clone(&t.tenancy)).merge(console));
@@ -302,6 +314,9 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
     }
     if let Some(logins) = &logins {
         app = app.merge(crate::login::routes::router(Arc::clone(logins)));
+    }
+    if let Some(limits) = &usage_limits {
+        app = app.merge(crate::usage_limits::routes::router(Arc::clone(limits)));
     }
     Ok(Gateway {
         router: app,

@@ -151,6 +151,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub login_urls: crate::login::LoginUrlArgs,
 
+    /// Kiro usage limits per account (`getUsageLimits`): where, and how often.
+    #[command(flatten)]
+    pub usage_limits: crate::usage_limits::UsageLimitsArgs,
+
     /// Log level: error, warn, info, debug, trace (or a tracing filter such as `kiro_layers=debug`).
     #[arg(long = "log-level", env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,

@@ -21,3 +21,4 @@ pub mod routes;
 pub mod server;
 pub mod store;
 pub mod tenancy;
+pub mod usage_limits;

@@ -723,3 +723,90 @@ async fn the_json_api_and_the_console_agree_because_they_share_one_function() {
     assert!(page.has(&message), "{message} not in {}", page.body);
     env.h.shutdown().await;
 }
+
+#[tokio::test]
+async fn long_lists_are_paged_searched_and_sorted_by_the_database() {
+    let env = start().await;
+    let (agent_id, agent_key, first_user, _) = agent_with_user(&env.h, "pager", 0).await;
+    // 60 more users: 55 of the operator's, 5 of the agent's.
+    let mut ids = vec![first_user];
+    for n in 0..60 {
+        let name = format!("member-{n:02}");
+        let made = if n < 55 {
+            ok(
+                &env.h,
+                "POST",
+                "/admin/users",
+                ROOT,
+                Some(json!({ "name": name })),
+            )
+            .await
+        } else {
+            ok(
+                &env.h,
+                "POST",
+                "/agent/users",
+                &agent_key,
+                Some(json!({ "name": name })),
+            )
+            .await
+        };
+        ids.push(made["user"]["id"].as_i64().unwrap());
+    }
+    let mut b = admin(&env).await;
+    let testid = |id: i64| format!(r#"data-testid="user-{id}""#);
+
+    // 61 users, 50 a page: page 1 has the first 50 by id, page 2 the other 11.
+    let page1 = b.get("/console/admin/users").await;
+    assert!(page1.has("1 / 2") && page1.has(&testid(ids[49])));
+    assert!(!page1.has(&testid(ids[50])));
+    let page2 = b.get("/console/admin/users?page=2").await;
+    assert!(page2.has("2 / 2") && page2.has(&testid(ids[60])));
+    assert!(!page2.has(&testid(ids[0])));
+    // A page past the end shows no rows and links back.
+    let past = b.get("/console/admin/users?page=9").await;
+    assert!(
+        past.has("9 / 2") && !past.has(&testid(ids[0])),
+        "{}",
+        past.body
+    );
+
+    // Searched (either case), filtered by agent, sorted: one page, links keep the filter.
+    let found = b
+        .get(&format!(
+            "/console/admin/users?q=MEMBER-5&agent={agent_id}&sort=name"
+        ))
+        .await;
+    for (i, id) in ids.iter().enumerate() {
+        // member-55 .. member-59 are the agent's (ids[56..=60]).
+        assert_eq!(found.has(&testid(*id)), i >= 56, "user {i}");
+    }
+    assert!(
+        found.has(r#"value="MEMBER-5""#),
+        "the form keeps the search"
+    );
+    let by_name = found.body.find(&testid(ids[56])).unwrap();
+    assert!(by_name < found.body.find(&testid(ids[60])).unwrap());
+    let broad = b.get("/console/admin/users?q=member&sort=name").await;
+    assert!(broad.has("1 / 2") && broad.has("q=member&amp;sort=name&amp;page=2"));
+    // Nothing matches: an empty table, no crash, no SQL from the search box.
+    let none = b
+        .get("/console/admin/users?q=%25%27%20OR%201%3D1%20--")
+        .await;
+    assert_eq!(none.status, 200);
+    assert!(!none.has(&testid(ids[0])) && none.has("No user yet."));
+
+    // The agent sees only its own 6 users, still paged by the database.
+    let mut agent = browser(&env);
+    assert_eq!(agent.login(ROOT_PATH, &agent_key).await, "/console/agent");
+    let own = agent.get("/console/agent").await;
+    assert_eq!(own.testid_text("agent-users").as_deref(), Some("6"));
+    assert!(own.has(&format!(r#"data-testid="agent-user-{}""#, ids[60])));
+    assert!(!own.has(&format!(r#"data-testid="agent-user-{}""#, ids[1])));
+
+    // The audit log filtered by an action prefix (61 users and more: two pages in all).
+    let audit = b.get("/console/admin/audit?action=crea").await;
+    assert!(audit.has("<td>create</td>") && audit.has("action=crea&amp;page=2"));
+    let none = b.get("/console/admin/audit?action=delete").await;
+    assert!(none.has("Nothing here yet.") && !none.has("<td>create</td>"));
+}

@@ -547,3 +547,52 @@ async fn dropping_the_handle_closes_open_streams_and_the_port() {
         .await;
     assert!(refused.is_err(), "nothing listens any more");
 }
+
+#[tokio::test]
+async fn get_usage_limits_checks_the_token_and_the_parameters() {
+    let fake = start_default().await;
+    let base = format!("{}/getUsageLimits", fake.base_url());
+    let token = fake.issue_access_token();
+    let get = |query: &'static str, bearer: Option<String>| {
+        let mut request = client().get(format!("{base}?{query}"));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let good = "origin=AI_EDITOR&resourceType=AGENTIC_REQUEST&isEmailRequired=true";
+    let (status, answer) = get(good, Some(token.clone())).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        answer["usageBreakdownList"][0]["usageLimitWithPrecision"],
+        50.0
+    );
+    assert_eq!(get(good, None).await.0, 403);
+    assert_eq!(get(good, Some("aoaNOTISSUED".into())).await.0, 403);
+    for bad in [
+        "resourceType=AGENTIC_REQUEST",
+        "origin=AI_EDITOR",
+        "origin=CLI&resourceType=AGENTIC_REQUEST",
+        "origin=AI_EDITOR&resourceType=AGENTIC_REQUEST&surprise=1",
+    ] {
+        let (status, body) = get(bad, Some(token.clone())).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    // Answers per profile ARN, and statuses.
+    fake.set_usage_limits(
+        Some("arn:x"),
+        kiro_gateway::fake_kiro::UsageLimitsAnswer::Status(429),
+    );
+    let (status, _) = get(
+        "origin=AI_EDITOR&resourceType=AGENTIC_REQUEST&profileArn=arn%3Ax",
+        Some(token.clone()),
+    )
+    .await;
+    assert_eq!(status, 429);
+    assert_eq!(get(good, Some(token)).await.0, 200);
+    assert_eq!(fake.usage_limits_calls().0, 9);
+}

@@ -2,8 +2,16 @@
 //! `TEST_DATABASE_URL` is set (scripts/test.sh starts one through scripts/pg.sh). Each test
 //! body runs once per backend, on a fresh database.
 
+#[path = "store_support/limits.rs"]
+mod limits;
 #[path = "store_support/money.rs"]
 mod money;
+#[path = "store_support/paging.rs"]
+mod paging;
+#[path = "store_support/rollup.rs"]
+mod rollup;
+#[path = "store_support/sessions.rs"]
+mod sessions;
 #[path = "store_support/mod.rs"]
 mod store_support;
 
@@ -40,7 +48,12 @@ behaviour! {
     quotas_are_set_added_and_charged => money::quotas;
     usage_is_idempotent_and_charged_once => money::usage_idempotent;
     usage_groups_and_filters => money::usage_queries;
+    usage_rollup_answers_what_the_rows_say => rollup::rollup_answers_what_the_rows_say;
+    usage_rollup_is_backfilled_by_its_migration => rollup::migration_backfills_the_rollup;
     models_aliases_combos_prices => models;
+    console_sessions_expire_end_and_follow_their_key => sessions::console_sessions;
+    kiro_usage_limits_keep_the_last_snapshot => limits::usage_limits_keep_the_last_snapshot;
+    users_keys_audit_and_transfers_are_paged_in_the_database => paging::listings_are_paged_in_the_database;
     audit_log_keeps_entries_newest_first => audit;
     changes_reach_other_store_instances => changes;
     processes_heartbeat_and_share_one_turn => processes_and_turns;

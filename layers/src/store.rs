@@ -52,10 +52,14 @@ use futures_util::future::BoxFuture;
 use crate::error::GatewayError;
 
 mod kinds;
+mod paging;
 mod types;
+mod usage_limits;
 
 pub use kinds::*;
+pub use paging::*;
 pub use types::*;
+pub use usage_limits::*;
 
 /// A stored Responses answer (see `dialect::responses::store`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -319,6 +323,60 @@ pub trait Store: Send + Sync + 'static {
     fn delete_response<'a>(&'a self, owner: &'a str, id: &'a str) -> StoreFuture<'a, bool> {
         let _ = (owner, id);
         Box::pin(async { Ok(false) })
+    }
+
+    // ---- paged listings (see [`PageRequest`]) ----
+    /// One page of the users `query` selects (not deleted), and how many match. The default
+    /// filters and slices [`Store::list_users`] in memory; the database backends do it in SQL.
+    fn page_users(&self, query: UserQuery, page: PageRequest) -> StoreFuture<'_, UserPage> {
+        Box::pin(async move {
+            let mut users = self.list_users(query.agent_id).await?;
+            users.retain(|u| query.matches(u));
+            query.sort(&mut users);
+            Ok(Paged::of(users, page))
+        })
+    }
+    /// One page of an owner's keys (revoked included), oldest first, and how many there are.
+    fn page_api_keys(&self, owner: KeyQuery, page: PageRequest) -> StoreFuture<'_, KeyPage> {
+        Box::pin(async move { Ok(Paged::of(self.list_api_keys(owner).await?, page)) })
+    }
+    /// One page of the audit entries `query` selects, newest first, and how many match.
+    fn page_audit(&self, query: AuditQuery, page: PageRequest) -> StoreFuture<'_, AuditPage> {
+        Box::pin(async move {
+            let mut all = self.list_audit(PageRequest::MAX_LIMIT).await?;
+            all.retain(|e| query.matches(e));
+            Ok(Paged::of(all, page))
+        })
+    }
+    /// One page of an agent's (or all) transfers, newest first, and how many there are.
+    fn page_transfers(
+        &self,
+        agent_id: TransferQuery,
+        page: PageRequest,
+    ) -> StoreFuture<'_, TransferPage> {
+        Box::pin(async move { Ok(Paged::of(self.list_transfers(agent_id).await?, page)) })
+    }
+
+    // ---- Kiro usage limits per account (see [`AccountUsageLimits`]) ----
+    /// Stores a successful fetch (`Ok`: replaces the snapshot, clears the error) or a failed
+    /// one (`Err`: keeps the last snapshot, records why), at `at`. `NotFound` for an unknown
+    /// account; removed with the account. Stores without the table refuse.
+    fn put_usage_limits(
+        &self,
+        account_id: i64,
+        outcome: Result<LimitSnapshot, String>,
+        at: Timestamp,
+    ) -> StoreFuture<'_, ()> {
+        let _ = (account_id, outcome, at);
+        Box::pin(async {
+            Err(StoreError::Invalid(
+                "this store keeps no usage limits".into(),
+            ))
+        })
+    }
+    /// Every account's stored usage limits, by account id.
+    fn list_usage_limits(&self) -> StoreFuture<'_, Vec<AccountUsageLimits>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
 
     // ---- change notification ----

@@ -187,14 +187,31 @@ pub fn table(testid: &str, head: &[&str], rows: &[Vec<String>], empty: &str) -> 
 pub const PAGE_SIZE: usize = 50;
 
 /// One page of `items` (1-based `page`), and the links to the others. `base` is the page's
-/// URL with its other query parameters (ending in `?` or `&`).
+/// URL with its other query parameters (ending in `?` or `&`). For short lists only: long
+/// ones are paged by the store ([`page_links`]).
 pub fn paginate<'a, T>(lang: Lang, items: &'a [T], page: usize, base: &str) -> (&'a [T], String) {
     let pages = items.len().div_ceil(PAGE_SIZE).max(1);
     let page = page.clamp(1, pages);
     let start = (page - 1) * PAGE_SIZE;
     let slice = &items[start.min(items.len())..(start + PAGE_SIZE).min(items.len())];
-    if pages == 1 {
-        return (slice, String::new());
+    (
+        slice,
+        page_links(lang, page as u64, items.len() as u64, base),
+    )
+}
+
+/// The 1-based page to ask the store for: at least 1 (a page past the end shows no rows and
+/// links back).
+pub fn store_page(page: usize) -> kiro_layers::store::PageRequest {
+    kiro_layers::store::PageRequest::nth(page.max(1) as u64, PAGE_SIZE as u32)
+}
+
+/// The links around page `page` of `total` rows ([`PAGE_SIZE`] a page); empty for one page.
+pub fn page_links(lang: Lang, page: u64, total: u64, base: &str) -> String {
+    let pages = total.div_ceil(PAGE_SIZE as u64).max(1);
+    let page = page.max(1);
+    if pages == 1 && page == 1 {
+        return String::new();
     }
     let mut nav = String::from(r#"<nav class="pages" data-testid="pages">"#);
     if page > 1 {
@@ -202,7 +219,7 @@ pub fn paginate<'a, T>(lang: Lang, items: &'a [T], page: usize, base: &str) -> (
             nav,
             r#"<a href="{}page={}">‹ {}</a> "#,
             esc(base),
-            page - 1,
+            (page - 1).min(pages),
             lang.text(Msg::Previous)
         );
     }
@@ -217,7 +234,7 @@ pub fn paginate<'a, T>(lang: Lang, items: &'a [T], page: usize, base: &str) -> (
         );
     }
     nav.push_str("</nav>");
-    (slice, nav)
+    nav
 }
 
 /// A time for tables: `2026-01-31 14:05` UTC.

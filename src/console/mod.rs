@@ -41,6 +41,8 @@ pub struct ConsoleConfig {
     pub debug_dir: PathBuf,
     /// The sign-in flows (the add-account wizard); `None` hides the wizard.
     pub logins: Option<Arc<crate::login::Logins>>,
+    /// Kiro usage limits per account (the accounts page and the overview).
+    pub usage_limits: Option<Arc<crate::usage_limits::UsageLimits>>,
 }
 
 /// Shared state of the console's handlers.

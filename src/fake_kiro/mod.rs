@@ -2,7 +2,8 @@
 //! `fake_kiro` example and `serve --demo`.
 //!
 //! One port serves the desktop refresh (`POST /refreshToken`), the OIDC refresh
-//! (`POST /token`), `GET /ListAvailableModels` and `POST /generateAssistantResponse`, which
+//! (`POST /token`), `GET /ListAvailableModels`, `GET /getUsageLimits` and
+//! `POST /generateAssistantResponse`, which
 //! validates the body with [`kiro_layers::kiro::validate`] (a request the real service would
 //! refuse gets the same 400) and answers with genuine event-stream frames, split at awkward
 //! byte boundaries by default.
@@ -26,6 +27,7 @@ mod models;
 mod scenarios;
 mod server;
 mod tool_args;
+mod usage_limits;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,6 +43,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 pub use login::{LoginCase, FAKE_IDC_PROFILES};
 pub use scenarios::{Scenario, SHELL_AND_PATCH_COMMAND, SHELL_AND_PATCH_PATCH};
+pub use usage_limits::{default_answer as default_usage_limits, UsageLimitsAnswer};
 
 use server::State;
 
@@ -254,6 +257,24 @@ impl FakeKiroHandle {
     /// The configuration the fake runs with.
     pub fn config(&self) -> &FakeKiroConfig {
         &self.state.config
+    }
+
+    /// What `getUsageLimits` answers callers sending `profile_arn` (`None`: every caller
+    /// without an answer of its own). The default answer is [`default_usage_limits`].
+    pub fn set_usage_limits(&self, profile_arn: Option<&str>, answer: UsageLimitsAnswer) {
+        let mut limits = self.state.usage_limits();
+        match profile_arn {
+            Some(arn) => {
+                limits.by_profile.insert(arn.to_owned(), answer);
+            }
+            None => limits.default = Some(answer),
+        }
+    }
+
+    /// Calls to `getUsageLimits` so far, and the query string of the last.
+    pub fn usage_limits_calls(&self) -> (u64, Option<String>) {
+        let limits = self.state.usage_limits();
+        (limits.calls, limits.last_query.clone())
     }
 
     /// Plays `case` in the next device authorization (FIFO; see [`LoginCase`]).

@@ -27,6 +27,8 @@ pub(crate) struct State {
     pub precomputed: Option<Bytes>,
     /// Sign-in flows (`login.rs`).
     pub login: Mutex<super::login::LoginState>,
+    /// `getUsageLimits` answers (`usage_limits.rs`).
+    pub usage_limits: Mutex<super::usage_limits::UsageLimitsState>,
 }
 
 pub(crate) struct Inner {
@@ -54,12 +56,20 @@ impl State {
             config,
             precomputed,
             login: Mutex::new(Default::default()),
+            usage_limits: Mutex::new(Default::default()),
         }
     }
 
     /// The sign-in state, even if poisoned.
     pub(crate) fn login(&self) -> MutexGuard<'_, super::login::LoginState> {
         self.login
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The usage-limits state, even if poisoned.
+    pub(crate) fn usage_limits(&self) -> MutexGuard<'_, super::usage_limits::UsageLimitsState> {
+        self.usage_limits
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -81,7 +91,7 @@ impl State {
         token
     }
 
-    fn bearer_is_valid(&self, request: &Request<hyper::body::Incoming>) -> bool {
+    pub(crate) fn bearer_is_valid(&self, request: &Request<hyper::body::Incoming>) -> bool {
         let token = request
             .headers()
             .get(header::AUTHORIZATION)
@@ -126,6 +136,7 @@ pub(crate) async fn handle(
         (&Method::POST, "/refreshToken") => desktop_refresh(&state, request).await,
         (&Method::POST, "/token") => oidc_refresh(&state, request).await,
         (&Method::GET, "/ListAvailableModels") => list_models(&state, &request),
+        (&Method::GET, "/getUsageLimits") => super::usage_limits::handle(&state, &request),
         (&Method::POST, "/generateAssistantResponse") => chat(&state, request).await,
         (method, path) if super::login::serves(method, path) => {
             super::login::handle(&state, request).await
@@ -148,7 +159,7 @@ async fn read_json(request: Request<hyper::body::Incoming>) -> Option<(Value, us
     Some((value, bytes.len()))
 }
 
-fn json_response(status: u16, body: Value) -> Response<FakeBody> {
+pub(crate) fn json_response(status: u16, body: Value) -> Response<FakeBody> {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = Response::new(body::full(Bytes::from(body.to_string())));
     *response.status_mut() = status;
@@ -242,7 +253,7 @@ async fn oidc_refresh(
     )
 }
 
-fn bearer_rejection() -> Response<FakeBody> {
+pub(crate) fn bearer_rejection() -> Response<FakeBody> {
     json_response(
         403,
         json!({"message": "The bearer token included in the request is invalid.", "reason": null}),

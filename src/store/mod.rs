@@ -19,6 +19,7 @@ use kiro_layers::store::{Store, StoreError, StoreResult};
 pub mod crypto;
 pub mod postgres;
 pub mod sqlite;
+pub mod usage_daily;
 pub mod usage_spill;
 pub mod usage_writer;
 pub mod validate;
@@ -73,6 +74,14 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         "0009_shared_limits",
         include_str!("../../schema/sqlite/0009_shared_limits.sql"),
     ),
+    (
+        "0010_usage_daily",
+        include_str!("../../schema/sqlite/0010_usage_daily.sql"),
+    ),
+    (
+        "0011_account_usage_limits",
+        include_str!("../../schema/sqlite/0011_account_usage_limits.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations, in order.
@@ -112,6 +121,14 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
     (
         "0009_shared_limits",
         include_str!("../../schema/postgres/0009_shared_limits.sql"),
+    ),
+    (
+        "0010_usage_daily",
+        include_str!("../../schema/postgres/0010_usage_daily.sql"),
+    ),
+    (
+        "0011_account_usage_limits",
+        include_str!("../../schema/postgres/0011_account_usage_limits.sql"),
     ),
 ];
 

@@ -458,4 +458,23 @@ impl PoolControl for DbPool {
             }
         })
     }
+
+    fn credential(
+        &self,
+        account_id: i64,
+    ) -> BoxFuture<'_, Result<kiro_layers::traits::Credential, GatewayError>> {
+        let credential = self
+            .credentials
+            .read()
+            .ok()
+            .and_then(|c| c.get(&account_id).map(|(_, c)| Arc::clone(c)));
+        Box::pin(async move {
+            match credential {
+                Some(credential) => credential.current().await,
+                None => Err(GatewayError::conflict(format!(
+                    "Account {account_id} is disabled; enable it first."
+                ))),
+            }
+        })
+    }
 }

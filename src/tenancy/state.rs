@@ -35,6 +35,15 @@ pub trait PoolControl: Send + Sync + 'static {
     fn reload(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Refreshes one account's access token now.
     fn refresh(&self, account_id: i64) -> BoxFuture<'_, Result<(), GatewayError>>;
+    /// A valid credential of one enabled account (refreshed first when due), for the
+    /// gateway's own calls about the account (its Kiro usage limits).
+    fn credential(
+        &self,
+        account_id: i64,
+    ) -> BoxFuture<'_, Result<kiro_layers::traits::Credential, GatewayError>> {
+        let _ = account_id;
+        Box::pin(async { Err(GatewayError::no_account("This pool lends no credentials.")) })
+    }
 }
 
 /// See the module docs.
@@ -113,6 +122,17 @@ impl Tenancy {
     pub async fn refresh_account(&self, id: i64) -> Result<(), GatewayError> {
         match self.pool() {
             Some(pool) => pool.refresh(id).await,
+            None => Err(GatewayError::no_account("No account pool is running.")),
+        }
+    }
+
+    /// A valid credential of one enabled account (see [`PoolControl::credential`]).
+    pub async fn account_credential(
+        &self,
+        id: i64,
+    ) -> Result<kiro_layers::traits::Credential, GatewayError> {
+        match self.pool() {
+            Some(pool) => pool.credential(id).await,
             None => Err(GatewayError::no_account("No account pool is running.")),
         }
     }

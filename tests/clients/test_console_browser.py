@@ -255,13 +255,25 @@ def test_operator_reseller_and_user_in_a_real_browser(console, browser):
     submit(d, "account-add")
     assert "Saved." in text_of(d, "flash")
     assert "pasted" in text_of(d, "accounts")
-    shot(d, "05-admin-accounts")
     d.find_element(By.CSS_SELECTOR, 'input[data-select-all="id"]').click()
     submit(d, "bulk-disable")
     assert "disabled" in text_of(d, "accounts")
     d.find_element(By.CSS_SELECTOR, 'input[data-select-all="id"]').click()
     submit(d, "bulk-enable")
     assert "healthy" in text_of(d, "accounts")
+    # Kiro's usage limits for the account, fetched from the fake's getUsageLimits.
+    cell = d.find_element(By.CSS_SELECTOR, '[data-testid^="usage-limits-"]')
+    account_id = cell.get_attribute("data-testid").rsplit("-", 1)[1]
+    assert "not fetched" in cell.text
+    submit(d, f"usage-{account_id}")
+    assert "15.50 / 550" in text_of(d, f"usage-limits-{account_id}")
+    # The table fits a 1366 px window: no sideways scrolling.
+    scroll = d.execute_script(
+        "const t = document.querySelector('[data-testid=accounts]').parentElement;"
+        "return [t.scrollWidth, t.clientWidth];"
+    )
+    assert scroll[0] <= scroll[1], scroll
+    shot(d, "05-admin-accounts")
     d.get(console + "/console/admin")
     assert text_of(d, "card-accounts") == "1 / 1"
     shot(d, "01-admin-overview")

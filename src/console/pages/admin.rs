@@ -9,7 +9,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use kiro_layers::store::{
-    AccountStatus, BreakerState, KeyKind, KeyOwner, Price, UsageFilter, UsageGroup,
+    AccountStatus, AgentRow, AuditQuery, BreakerState, KeyKind, KeyOwner, Price, UsageFilter,
+    UsageGroup, UserQuery, UserSort,
 };
 
 use super::shared::{
@@ -19,8 +20,10 @@ use super::shared::{
 use super::{
     api_error_page, done, failed, page_number, posted, query_of, require, show, PageResult,
 };
-use crate::console::form::{show_credits, Form};
-use crate::console::html::{button_form, count, esc, page, paginate, respond, table, when};
+use crate::console::form::{percent_encode, show_credits, Form};
+use crate::console::html::{
+    button_form, count, esc, page, page_links, paginate, respond, store_page, table, when,
+};
 use crate::console::i18n::Msg;
 use crate::console::session::{Ctx, Role};
 use crate::console::Console;
@@ -154,6 +157,7 @@ pub async fn overview(State(st): State<Console>, ctx: Ctx) -> PageResult {
             t(Msg::AllAccountsHealthy)
         )
     );
+    body.push_str(&super::limits::near_limits_section(&ctx, &st, &accounts).await);
     let load: Vec<Vec<String>> = per_account
         .iter()
         .map(|r| {
@@ -204,6 +208,8 @@ pub async fn accounts(State(st): State<Console>, ctx: Ctx) -> PageResult {
     )
     .await
     .map_err(err(&ctx))?;
+    let limits = super::limits::stored(&st).await;
+    let can_fetch = st.config.usage_limits.is_some();
     let rows: Vec<Vec<String>> = accounts
         .iter()
         .map(|a| {
@@ -226,14 +232,25 @@ pub async fn accounts(State(st): State<Console>, ctx: Ctx) -> PageResult {
             vec![
                 format!(r#"<input type="checkbox" name="id" value="{id}" aria-label="{id}">"#),
                 id.to_string(),
-                esc(&a.account.name),
-                esc(a.account.auth_kind.as_str()),
-                health(&ctx, a),
-                esc(a.account.disabled_reason.as_deref().unwrap_or("")),
+                format!(
+                    r#"{}<span class="sub">{}</span>"#,
+                    esc(&a.account.name),
+                    esc(a.account.auth_kind.as_str())
+                ),
+                format!(
+                    r#"{}<span class="sub wrap">{}</span>"#,
+                    health(&ctx, a),
+                    esc(a.account.disabled_reason.as_deref().unwrap_or(""))
+                ),
                 format!("{} / {}", a.in_flight, count(a.leases)),
                 a.state.as_ref().map_or(0, |s| s.consecutive_failures).to_string(),
                 format!("{credits:.2}"),
-                when(&a.account.updated_at),
+                super::limits::usage_cell(&ctx, id, limits.get(&id), can_fetch),
+                format!(
+                    r#"{}<span class="sub">{}</span>"#,
+                    a.account.updated_at.format("%Y-%m-%d"),
+                    a.account.updated_at.format("%H:%M")
+                ),
                 format!(
                     "{} {} {}",
                     if a.account.status == AccountStatus::Disabled {
@@ -253,12 +270,11 @@ pub async fn accounts(State(st): State<Console>, ctx: Ctx) -> PageResult {
             r#"<input type="checkbox" data-select-all="id" aria-label="all">"#,
             "ID",
             t(Msg::Name),
-            t(Msg::Kind),
             t(Msg::State),
-            t(Msg::Reason),
             t(Msg::InFlightLeases),
             t(Msg::Failures),
             t(Msg::KiroCredits24h),
+            t(Msg::KiroUsage),
             t(Msg::LastChange),
             t(Msg::Actions),
         ],
@@ -269,12 +285,21 @@ pub async fn accounts(State(st): State<Console>, ctx: Ctx) -> PageResult {
         r#"<div class="actions"><span class="muted">{}</span>
 <button type="submit" name="act" value="enable" class="secondary small" data-testid="bulk-enable">{}</button>
 <button type="submit" name="act" value="disable" class="secondary small" data-testid="bulk-disable">{}</button>
-<button type="submit" name="act" value="refresh" class="secondary small" data-testid="bulk-refresh">{}</button>
+<button type="submit" name="act" value="refresh" class="secondary small" data-testid="bulk-refresh">{}</button>{}
 <button type="submit" name="act" value="delete" class="danger small" data-confirm="{}" data-testid="bulk-delete">{}</button></div>"#,
         t(Msg::WithSelected),
         t(Msg::Enable),
         t(Msg::Disable),
         t(Msg::Refresh),
+        if can_fetch {
+            format!(
+                r#"
+<button type="submit" name="act" value="usage" class="secondary small" data-testid="bulk-usage">{}</button>"#,
+                t(Msg::RefreshUsage)
+            )
+        } else {
+            String::new()
+        },
         t(Msg::ConfirmDelete),
         t(Msg::Delete)
     );
@@ -357,6 +382,10 @@ pub async fn accounts_post(
                 .await
                 .map(drop),
             "refresh" => api::refresh_account(s, &caller, *id).await,
+            "usage" => match &st.config.usage_limits {
+                Some(limits) => limits.refresh(*id).await.map(drop).map_err(ApiError),
+                None => return Ok(failed(&ctx, back, t(Msg::UnknownAction))),
+            },
             "delete" => api::delete_account(s, &caller, *id).await,
             _ => return Ok(failed(&ctx, back, t(Msg::UnknownAction))),
         };
@@ -429,29 +458,106 @@ fn quota_text(ctx: &Ctx, limit: Option<i64>, used: i64) -> String {
     .replace("∞", ctx.lang.text(Msg::Unlimited))
 }
 
+/// The users page's filter (agent, name search, order) from its query, and its form.
+fn user_filter(ctx: &Ctx, query: &Form, agents: &[AgentRow]) -> (UserQuery, String) {
+    let t = |m: Msg| ctx.lang.text(m);
+    let filter = UserQuery {
+        agent_id: query.get("agent").and_then(|a| a.parse().ok()),
+        search: query
+            .get("q")
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(|q| q.chars().take(64).collect()),
+        sort: query
+            .get("sort")
+            .and_then(UserSort::parse)
+            .unwrap_or_default(),
+    };
+    let mut agent_options = format!(r#"<option value="">{}</option>"#, t(Msg::AllAgents));
+    for a in agents {
+        let _ = write!(
+            agent_options,
+            r#"<option value="{}"{}>{}</option>"#,
+            a.id,
+            if filter.agent_id == Some(a.id) {
+                " selected"
+            } else {
+                ""
+            },
+            esc(&a.name)
+        );
+    }
+    let mut sort_options = String::new();
+    for (sort, label) in [
+        (UserSort::Id, "ID"),
+        (UserSort::Name, t(Msg::Name)),
+        (UserSort::QuotaUsed, t(Msg::QuotaUsed)),
+    ] {
+        let _ = write!(
+            sort_options,
+            r#"<option value="{}"{}>{}</option>"#,
+            sort.as_str(),
+            if filter.sort == sort { " selected" } else { "" },
+            label
+        );
+    }
+    let form = format!(
+        r#"<form method="get" action="{root}/admin/users" class="row filter" data-testid="user-filter">
+<label>{}<input name="q" value="{}" maxlength="64" data-testid="user-search"></label>
+<label>{}<select name="agent">{agent_options}</select></label>
+<label>{}<select name="sort" data-testid="user-sort">{sort_options}</select></label>
+<button type="submit" class="secondary" data-testid="user-filter-submit">{}</button></form>"#,
+        t(Msg::NameContains),
+        esc(filter.search.as_deref().unwrap_or("")),
+        t(Msg::Agent),
+        t(Msg::SortBy),
+        t(Msg::Filter),
+        root = ctx.root,
+    );
+    (filter, form)
+}
+
+/// The query string (ending in `&`) that keeps a user filter across page links.
+fn user_filter_query(f: &UserQuery) -> String {
+    let mut out = String::new();
+    if let Some(q) = &f.search {
+        let _ = write!(out, "q={}&", percent_encode(q));
+    }
+    if let Some(a) = f.agent_id {
+        let _ = write!(out, "agent={a}&");
+    }
+    if f.sort != UserSort::Id {
+        let _ = write!(out, "sort={}&", f.sort.as_str());
+    }
+    out
+}
+
 /// `GET /console/admin/users`: all users (paginated), and the form for a new one.
 pub async fn users(State(st): State<Console>, ctx: Ctx, RawQuery(q): RawQuery) -> PageResult {
     require(&ctx, Role::Admin)?;
     let t = |m: Msg| ctx.lang.text(m);
     let query = query_of(q);
     let s = &st.tenancy;
-    let users = s
-        .store
-        .list_users(None)
-        .await
-        .map_err(|e| err(&ctx)(e.into()))?;
     let agents = s
         .store
         .list_agents()
         .await
         .map_err(|e| err(&ctx)(e.into()))?;
-    let (slice, pages) = paginate(
+    let (filter, filter_form) = user_filter(&ctx, &query, &agents);
+    let page_no = page_number(&query);
+    let found = s
+        .store
+        .page_users(filter.clone(), store_page(page_no))
+        .await
+        .map_err(|e| err(&ctx)(e.into()))?;
+    let pages = page_links(
         ctx.lang,
-        &users,
-        page_number(&query),
-        &format!("{}/admin/users?", ctx.root),
+        page_no as u64,
+        found.total,
+        &format!("{}/admin/users?{}", ctx.root, user_filter_query(&filter)),
     );
-    let rows: Vec<Vec<String>> = slice
+    let rows: Vec<Vec<String>> = found
+        .items
         .iter()
         .map(|u| {
             let agent = u.agent_id.map_or("—".to_owned(), |id| {
@@ -477,7 +583,8 @@ pub async fn users(State(st): State<Console>, ctx: Ctx, RawQuery(q): RawQuery) -
             ]
         })
         .collect();
-    let mut body = table(
+    let mut body = filter_form;
+    body.push_str(&table(
         "users",
         &[
             "ID",
@@ -490,7 +597,7 @@ pub async fn users(State(st): State<Console>, ctx: Ctx, RawQuery(q): RawQuery) -
         ],
         &rows,
         t(Msg::NoUsers),
-    );
+    ));
     body.push_str(&pages);
     let mut agent_options = format!(r#"<option value="">{}</option>"#, t(Msg::NoAgent));
     for a in &agents {
@@ -780,9 +887,10 @@ pub async fn keys(State(st): State<Console>, ctx: Ctx, RawQuery(q): RawQuery) ->
     let t = |m: Msg| ctx.lang.text(m);
     let query = query_of(q);
     let s = &st.tenancy;
+    let page_no = page_number(&query);
     let keys = s
         .store
-        .list_api_keys(KeyOwner::All)
+        .page_api_keys(KeyOwner::All, store_page(page_no))
         .await
         .map_err(|e| err(&ctx)(e.into()))?;
     let agents = s
@@ -790,14 +898,15 @@ pub async fn keys(State(st): State<Console>, ctx: Ctx, RawQuery(q): RawQuery) ->
         .list_agents()
         .await
         .map_err(|e| err(&ctx)(e.into()))?;
-    let (slice, pages) = paginate(
+    let pages = page_links(
         ctx.lang,
-        &keys,
-        page_number(&query),
+        page_no as u64,
+        keys.total,
         &format!("{}/admin/keys?", ctx.root),
     );
     let action = format!("{}/admin/keys", ctx.root);
-    let rows: Vec<Vec<String>> = slice
+    let rows: Vec<Vec<String>> = keys
+        .items
         .iter()
         .map(|k| {
             let mut cells = key_cells(&ctx, k);
@@ -909,8 +1018,9 @@ pub async fn keys_post(
 }
 
 /// `GET /console/admin/agents`: agents with balances, top-up, new agent, transfers.
-pub async fn agents(State(st): State<Console>, ctx: Ctx) -> PageResult {
+pub async fn agents(State(st): State<Console>, ctx: Ctx, RawQuery(q): RawQuery) -> PageResult {
     require(&ctx, Role::Admin)?;
+    let page_no = page_number(&query_of(q));
     let t = |m: Msg| ctx.lang.text(m);
     let s = &st.tenancy;
     let agents = s
@@ -920,7 +1030,7 @@ pub async fn agents(State(st): State<Console>, ctx: Ctx) -> PageResult {
         .map_err(|e| err(&ctx)(e.into()))?;
     let transfers = s
         .store
-        .list_transfers(None)
+        .page_transfers(None, store_page(page_no))
         .await
         .map_err(|e| err(&ctx)(e.into()))?;
     let action = format!("{}/admin/agents", ctx.root);
@@ -976,8 +1086,8 @@ pub async fn agents(State(st): State<Console>, ctx: Ctx) -> PageResult {
         post_form(&ctx, &action, "row", "new-agent", &inner)
     );
     let transfer_rows: Vec<Vec<String>> = transfers
+        .items
         .iter()
-        .take(200)
         .map(|tr| {
             vec![
                 when(&tr.created_at),
@@ -1008,6 +1118,12 @@ pub async fn agents(State(st): State<Console>, ctx: Ctx) -> PageResult {
             t(Msg::NoTransfers)
         )
     );
+    body.push_str(&page_links(
+        ctx.lang,
+        page_no as u64,
+        transfers.total,
+        &format!("{}/admin/agents?", ctx.root),
+    ));
     Ok(show(
         &ctx,
         page(&ctx, "admin/agents", t(Msg::Agents), &body),
@@ -1494,15 +1610,46 @@ pub async fn audit(State(st): State<Console>, ctx: Ctx, RawQuery(q): RawQuery) -
     require(&ctx, Role::Admin)?;
     let t = |m: Msg| ctx.lang.text(m);
     let query = query_of(q);
-    let limit = query.int::<u32>("limit").ok().flatten().unwrap_or(200);
-    let entries = api::audit(&st.tenancy, limit).await.map_err(err(&ctx))?;
-    let (slice, pages) = paginate(
+    let filter = AuditQuery {
+        action: query
+            .get("action")
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| a.chars().take(64).collect()),
+    };
+    let page_no = page_number(&query);
+    let entries = st
+        .tenancy
+        .store
+        .page_audit(filter.clone(), store_page(page_no))
+        .await
+        .map_err(|e| err(&ctx)(e.into()))?;
+    let action = filter.action.as_deref().unwrap_or("");
+    let pages = page_links(
         ctx.lang,
-        &entries,
-        page_number(&query),
-        &format!("{}/admin/audit?limit={limit}&", ctx.root),
+        page_no as u64,
+        entries.total,
+        &format!(
+            "{}/admin/audit?{}",
+            ctx.root,
+            if action.is_empty() {
+                String::new()
+            } else {
+                format!("action={}&", percent_encode(action))
+            }
+        ),
     );
-    let rows: Vec<Vec<String>> = slice
+    let filter_form = format!(
+        r#"<form method="get" action="{}/admin/audit" class="row filter" data-testid="audit-filter">
+<label>{}<input name="action" value="{}" maxlength="64" placeholder="create" data-testid="audit-action"></label>
+<button type="submit" class="secondary">{}</button></form>"#,
+        ctx.root,
+        t(Msg::ActionStartsWith),
+        esc(action),
+        t(Msg::Filter)
+    );
+    let rows: Vec<Vec<String>> = entries
+        .items
         .iter()
         .map(|e| {
             vec![
@@ -1517,7 +1664,8 @@ pub async fn audit(State(st): State<Console>, ctx: Ctx, RawQuery(q): RawQuery) -
             ]
         })
         .collect();
-    let mut body = table(
+    let mut body = filter_form;
+    body.push_str(&table(
         "audit",
         &[
             t(Msg::When),
@@ -1528,7 +1676,7 @@ pub async fn audit(State(st): State<Console>, ctx: Ctx, RawQuery(q): RawQuery) -
         ],
         &rows,
         t(Msg::None),
-    );
+    ));
     body.push_str(&pages);
     Ok(show(&ctx, page(&ctx, "admin/audit", t(Msg::Audit), &body)))
 }

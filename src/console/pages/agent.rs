@@ -17,7 +17,7 @@ use super::{
     api_error_page, done, failed, page_number, posted, query_of, require, show, PageResult,
 };
 use crate::console::form::show_credits;
-use crate::console::html::{count, esc, page, paginate, respond, table, when};
+use crate::console::html::{count, esc, page, page_links, respond, store_page, table, when};
 use crate::console::i18n::Msg;
 use crate::console::session::{Ctx, Role};
 use crate::console::Console;
@@ -36,7 +36,10 @@ pub async fn overview(State(st): State<Console>, ctx: Ctx, RawQuery(q): RawQuery
     let s = &st.tenancy;
     let query = query_of(q);
     let me = api::me(s, &caller).await.map_err(err(&ctx))?;
-    let users = api::list_users(s, &caller).await.map_err(err(&ctx))?;
+    let page_no = page_number(&query);
+    let users = api::page_users(s, &caller, store_page(page_no))
+        .await
+        .map_err(err(&ctx))?;
     let (_, by_user) = api::usage(s, &caller, Some("user"), None, None, None)
         .await
         .map_err(err(&ctx))?;
@@ -48,17 +51,18 @@ pub async fn overview(State(st): State<Console>, ctx: Ctx, RawQuery(q): RawQuery
     ));
     body.push_str(&card(
         t(Msg::Users),
-        &users.len().to_string(),
+        &users.total.to_string(),
         "agent-users",
     ));
     body.push_str("</div>");
-    let (slice, pages) = paginate(
+    let pages = page_links(
         ctx.lang,
-        &users,
-        page_number(&query),
+        page_no as u64,
+        users.total,
         &format!("{}/agent?", ctx.root),
     );
-    let rows: Vec<Vec<String>> = slice
+    let rows: Vec<Vec<String>> = users
+        .items
         .iter()
         .map(|u| {
             let usage = by_user.iter().find(|r| r.group == u.id.to_string());
@@ -321,16 +325,18 @@ pub async fn transfers(State(st): State<Console>, ctx: Ctx, RawQuery(q): RawQuer
     let caller = require(&ctx, Role::Agent)?;
     let t = |m: Msg| ctx.lang.text(m);
     let query = query_of(q);
-    let list = api::transfers(&st.tenancy, &caller)
+    let page_no = page_number(&query);
+    let list = api::page_transfers(&st.tenancy, &caller, store_page(page_no))
         .await
         .map_err(err(&ctx))?;
-    let (slice, pages) = paginate(
+    let pages = page_links(
         ctx.lang,
-        &list,
-        page_number(&query),
+        page_no as u64,
+        list.total,
         &format!("{}/agent/transfers?", ctx.root),
     );
-    let rows: Vec<Vec<String>> = slice
+    let rows: Vec<Vec<String>> = list
+        .items
         .iter()
         .map(|tr| {
             vec![

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod limits;
 pub mod login;
 pub mod shared;
 pub mod user;

@@ -22,9 +22,12 @@ mod accounts;
 mod console;
 mod instances;
 mod logins;
+mod paging;
 mod records;
 mod responses;
 mod tenancy;
+mod usage_daily;
+mod usage_limits;
 
 const CHANNEL: &str = "kiro_gateway_changes";
 /// Serialises migrations of several processes starting at once.
@@ -465,6 +468,33 @@ impl Store for PgStore {
     }
     fn list_audit(&self, limit: u32) -> StoreFuture<'_, Vec<AuditRow>> {
         call!(self.list_audit_(limit))
+    }
+    fn put_usage_limits(
+        &self,
+        account_id: i64,
+        outcome: Result<LimitSnapshot, String>,
+        at: Timestamp,
+    ) -> StoreFuture<'_, ()> {
+        call!(self.put_usage_limits_(account_id, outcome, at))
+    }
+    fn list_usage_limits(&self) -> StoreFuture<'_, Vec<AccountUsageLimits>> {
+        call!(self.list_usage_limits_())
+    }
+    fn page_users(&self, query: UserQuery, page: PageRequest) -> StoreFuture<'_, UserPage> {
+        call!(self.page_users_(query, page))
+    }
+    fn page_api_keys(&self, owner: KeyQuery, page: PageRequest) -> StoreFuture<'_, KeyPage> {
+        call!(self.page_api_keys_(owner, page))
+    }
+    fn page_audit(&self, query: AuditQuery, page: PageRequest) -> StoreFuture<'_, AuditPage> {
+        call!(self.page_audit_(query, page))
+    }
+    fn page_transfers(
+        &self,
+        agent_id: TransferQuery,
+        page: PageRequest,
+    ) -> StoreFuture<'_, TransferPage> {
+        call!(self.page_transfers_(agent_id, page))
     }
     fn create_console_session(&self, session: ConsoleSessionRow) -> StoreFuture<'_, ()> {
         call!(self.create_console_session_(session))

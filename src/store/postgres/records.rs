@@ -103,11 +103,13 @@ impl PgStore {
         let inserted = fresh.len() as u64;
         let mut charges = Vec::new();
         let mut last_used: BTreeMap<i64, Timestamp> = BTreeMap::new();
+        let mut new_usage = Vec::new();
         for r in rows {
             // `remove`, so a row repeated within the batch is charged once.
             if !fresh.remove(&(r.request_id.clone(), i64::from(r.attempt))) {
                 continue;
             }
+            new_usage.push(r);
             charges.push(validate::charge_for(r));
             if let Some(key) = r.key_id {
                 let at = last_used.entry(key).or_insert(r.started_at);
@@ -116,6 +118,7 @@ impl PgStore {
         }
         let charged = charges.iter().any(|c| c.amount != 0);
         apply_charges(&tx, &charges, &last_used).await?;
+        super::usage_daily::add(&tx, &new_usage).await?;
         if charged {
             bump(&tx, Topic::Quota).await?;
         }
@@ -123,7 +126,8 @@ impl PgStore {
         Ok(inserted)
     }
 
-    pub(crate) async fn query_usage_(
+    /// Totals per group straight from `usage_records` (see `usage_daily` for the rollup).
+    pub(crate) async fn query_usage_raw(
         &self,
         f: UsageFilter,
         group: UsageGroup,

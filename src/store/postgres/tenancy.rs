@@ -55,10 +55,10 @@ fn agent_row(r: &Row) -> R<AgentRow> {
     })
 }
 
-const USER_COLS: &str =
+pub(crate) const USER_COLS: &str =
     "id, agent_id, name, status, quota_limit, quota_used, rpm_limit, created_at";
 
-fn user_row(r: &Row) -> R<UserRow> {
+pub(crate) fn user_row(r: &Row) -> R<UserRow> {
     Ok(UserRow {
         id: r.try_get(0)?,
         agent_id: r.try_get(1)?,
@@ -71,11 +71,11 @@ fn user_row(r: &Row) -> R<UserRow> {
     })
 }
 
-const KEY_COLS: &str = "k.id, k.public_id, k.kind, k.user_id, k.agent_id, k.name, \
+pub(crate) const KEY_COLS: &str = "k.id, k.public_id, k.kind, k.user_id, k.agent_id, k.name, \
     k.secret_hash, k.suffix, k.status, k.expires_at, k.allowed_models, k.rpm_limit, \
     k.max_concurrency, k.quota_limit, k.quota_used, k.created_at, k.last_used_at";
 
-fn key_row(r: &Row) -> R<ApiKeyRow> {
+pub(crate) fn key_row(r: &Row) -> R<ApiKeyRow> {
     Ok(ApiKeyRow {
         id: r.try_get(0)?,
         public_id: r.try_get(1)?,

@@ -17,9 +17,12 @@ mod accounts;
 mod console;
 mod instances;
 mod logins;
+mod paging;
 mod records;
 mod responses;
 mod tenancy;
+mod usage_daily;
+mod usage_limits;
 
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -381,7 +384,7 @@ impl Store for SqliteStore {
         filter: UsageFilter,
         group_by: UsageGroup,
     ) -> StoreFuture<'_, Vec<UsageAggregate>> {
-        self.run(move |c, _, _| records::query_usage(c, &filter, group_by))
+        self.run(move |c, _, _| usage_daily::query_usage(c, &filter, group_by))
     }
     fn set_alias(&self, alias: &str, model_id: &str) -> StoreFuture<'_, ()> {
         let (alias, model_id) = (alias.to_owned(), model_id.to_owned());
@@ -421,6 +424,33 @@ impl Store for SqliteStore {
     }
     fn list_audit(&self, limit: u32) -> StoreFuture<'_, Vec<AuditRow>> {
         self.run(move |c, _, _| records::list_audit(c, limit))
+    }
+    fn put_usage_limits(
+        &self,
+        account_id: i64,
+        outcome: Result<LimitSnapshot, String>,
+        at: Timestamp,
+    ) -> StoreFuture<'_, ()> {
+        self.run(move |c, _, _| usage_limits::put(c, account_id, outcome, at))
+    }
+    fn list_usage_limits(&self) -> StoreFuture<'_, Vec<AccountUsageLimits>> {
+        self.run(|c, _, _| usage_limits::list(c))
+    }
+    fn page_users(&self, query: UserQuery, page: PageRequest) -> StoreFuture<'_, UserPage> {
+        self.run(move |c, _, _| paging::page_users(c, &query, page))
+    }
+    fn page_api_keys(&self, owner: KeyQuery, page: PageRequest) -> StoreFuture<'_, KeyPage> {
+        self.run(move |c, _, _| paging::page_api_keys(c, owner, page))
+    }
+    fn page_audit(&self, query: AuditQuery, page: PageRequest) -> StoreFuture<'_, AuditPage> {
+        self.run(move |c, _, _| paging::page_audit(c, &query, page))
+    }
+    fn page_transfers(
+        &self,
+        agent_id: TransferQuery,
+        page: PageRequest,
+    ) -> StoreFuture<'_, TransferPage> {
+        self.run(move |c, _, _| paging::page_transfers(c, agent_id, page))
     }
     fn create_console_session(&self, session: ConsoleSessionRow) -> StoreFuture<'_, ()> {
         self.run(move |c, _, _| console::create(c, &session))

@@ -29,6 +29,7 @@ pub(crate) fn insert_usage(
     let mut inserted = 0u64;
     let mut charges = Vec::new();
     let mut last_used: HashMap<i64, i64> = HashMap::new();
+    let mut fresh = Vec::new();
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO usage_records (request_id, attempt, user_id, agent_id, key_id, \
@@ -64,6 +65,7 @@ pub(crate) fn insert_usage(
                 continue;
             }
             inserted += 1;
+            fresh.push(r);
             charges.push(validate::charge_for(r));
             if let Some(key) = r.key_id {
                 let at = last_used.entry(key).or_default();
@@ -72,6 +74,7 @@ pub(crate) fn insert_usage(
         }
     }
     apply_charges(&tx, &charges)?;
+    super::usage_daily::add(&tx, &fresh)?;
     for (key, at) in last_used {
         tx.execute(
             "UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?1) WHERE id = ?2",
@@ -85,7 +88,8 @@ pub(crate) fn insert_usage(
     Ok(inserted)
 }
 
-pub(crate) fn query_usage(
+/// Totals per group straight from `usage_records` (see `usage_daily` for the rollup).
+pub(crate) fn query_usage_raw(
     c: &Connection,
     f: &UsageFilter,
     group: UsageGroup,

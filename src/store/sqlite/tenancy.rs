@@ -110,10 +110,10 @@ pub(crate) fn set_agent_status(
 
 // ---- users ----
 
-const USER_COLS: &str =
+pub(crate) const USER_COLS: &str =
     "id, agent_id, name, status, quota_limit, quota_used, rpm_limit, created_at";
 
-fn user_row(r: &Row<'_>) -> R<UserRow> {
+pub(crate) fn user_row(r: &Row<'_>) -> R<UserRow> {
     Ok(UserRow {
         id: r.get(0)?,
         agent_id: r.get(1)?,
@@ -212,11 +212,11 @@ pub(crate) fn delete_user(c: &mut Connection, topics: &mut Vec<Topic>, id: i64) 
 
 // ---- API keys ----
 
-const KEY_COLS: &str = "k.id, k.public_id, k.kind, k.user_id, k.agent_id, k.name, \
+pub(crate) const KEY_COLS: &str = "k.id, k.public_id, k.kind, k.user_id, k.agent_id, k.name, \
     k.secret_hash, k.suffix, k.status, k.expires_at, k.allowed_models, k.rpm_limit, \
     k.max_concurrency, k.quota_limit, k.quota_used, k.created_at, k.last_used_at";
 
-fn key_row(r: &Row<'_>) -> R<ApiKeyRow> {
+pub(crate) fn key_row(r: &Row<'_>) -> R<ApiKeyRow> {
     Ok(ApiKeyRow {
         id: r.get(0)?,
         public_id: r.get(1)?,

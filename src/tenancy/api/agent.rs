@@ -78,6 +78,19 @@ pub async fn list_users(s: &Tenancy, caller: &Caller) -> Result<Vec<UserRow>, Ap
     Ok(s.store.list_users(Some(agent_id(caller)?)).await?)
 }
 
+/// One page of the caller's users (by id), and how many it has.
+pub async fn page_users(
+    s: &Tenancy,
+    caller: &Caller,
+    page: kiro_layers::store::PageRequest,
+) -> Result<kiro_layers::store::UserPage, ApiError> {
+    let query = kiro_layers::store::UserQuery {
+        agent_id: Some(agent_id(caller)?),
+        ..Default::default()
+    };
+    Ok(s.store.page_users(query, page).await?)
+}
+
 async fn list_users_h(State(s): State<AppState>, Authed(c): Agent) -> ApiResult {
     Ok(Json(json!({ "data": list_users(&s, &c).await? })))
 }
@@ -336,6 +349,17 @@ async fn usage_h(State(s): State<AppState>, Authed(c): Agent, RawQuery(q): RawQu
 /// The caller's transfers, newest first.
 pub async fn transfers(s: &Tenancy, caller: &Caller) -> Result<Vec<TransferRow>, ApiError> {
     Ok(s.store.list_transfers(Some(agent_id(caller)?)).await?)
+}
+
+/// One page of the caller's transfers (newest first), and how many there are.
+pub async fn page_transfers(
+    s: &Tenancy,
+    caller: &Caller,
+    page: kiro_layers::store::PageRequest,
+) -> Result<kiro_layers::store::TransferPage, ApiError> {
+    Ok(s.store
+        .page_transfers(Some(agent_id(caller)?), page)
+        .await?)
 }
 
 async fn transfers_h(State(s): State<AppState>, Authed(c): Agent) -> ApiResult {

@@ -1,0 +1,112 @@
+//! SQLite: the daily usage rollup (`usage_daily`, see `crate::store::usage_daily`).
+
+use kiro_layers::store::{UsageAggregate, UsageFilter, UsageGroup, UsageRow};
+use rusqlite::{params, Connection, Row};
+
+use super::records::query_usage_raw;
+use super::tenancy::all;
+use super::R;
+use crate::store::usage_daily::{fold, merge, plan};
+
+/// Adds newly inserted usage rows to the rollup (inside the caller's transaction).
+pub(crate) fn add(tx: &Connection, fresh: &[&UsageRow]) -> R<()> {
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO usage_daily (day, user_id, key_id, agent_id, account_id, model, requests, \
+         errors, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, credits, \
+         charged) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+         ON CONFLICT (day, user_id, key_id, agent_id, account_id, model) DO UPDATE SET \
+         requests = requests + excluded.requests, errors = errors + excluded.errors, \
+         input_tokens = input_tokens + excluded.input_tokens, \
+         output_tokens = output_tokens + excluded.output_tokens, \
+         cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens, \
+         cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens, \
+         credits = credits + excluded.credits, charged = charged + excluded.charged",
+    )?;
+    for (k, t) in fold(fresh.iter().copied()) {
+        stmt.execute(params![
+            k.day,
+            k.user_id,
+            k.key_id,
+            k.agent_id,
+            k.account_id,
+            k.model,
+            t.requests,
+            t.errors,
+            t.input_tokens,
+            t.output_tokens,
+            t.cache_read_tokens,
+            t.cache_write_tokens,
+            t.credits,
+            t.charged
+        ])?;
+    }
+    Ok(())
+}
+
+/// Totals per group: whole days from the rollup, the rest from `usage_records`.
+pub(crate) fn query_usage(
+    c: &Connection,
+    f: &UsageFilter,
+    group: UsageGroup,
+) -> R<Vec<UsageAggregate>> {
+    let plan = plan(f, group);
+    let mut parts = Vec::with_capacity(1 + plan.raw.len());
+    if let Some((from_day, to_day)) = plan.days {
+        parts.push(query_days(c, f, from_day, to_day, group)?);
+    }
+    for raw in &plan.raw {
+        parts.push(query_usage_raw(c, raw, group)?);
+    }
+    Ok(merge(parts))
+}
+
+fn query_days(
+    c: &Connection,
+    f: &UsageFilter,
+    from_day: Option<i64>,
+    to_day: Option<i64>,
+    group: UsageGroup,
+) -> R<Vec<UsageAggregate>> {
+    let id = |col: &str| format!("CASE WHEN {col} = 0 THEN '' ELSE CAST({col} AS TEXT) END");
+    let expr = match group {
+        UsageGroup::User => id("user_id"),
+        UsageGroup::Key => id("key_id"),
+        UsageGroup::Agent => id("agent_id"),
+        UsageGroup::Model => "model".to_owned(),
+        UsageGroup::Account => "account_id".to_owned(),
+        UsageGroup::Day | UsageGroup::Hour => {
+            "strftime('%Y-%m-%d', day * 86400, 'unixepoch')".to_owned()
+        }
+    };
+    let sql = format!(
+        "SELECT {expr} AS grp, SUM(requests), SUM(requests - errors), SUM(input_tokens), \
+         SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(credits), \
+         SUM(charged) FROM usage_daily WHERE (?1 IS NULL OR user_id = ?1) \
+         AND (?2 IS NULL OR key_id = ?2) AND (?3 IS NULL OR agent_id = ?3) \
+         AND (?4 IS NULL OR day >= ?4) AND (?5 IS NULL OR day < ?5) \
+         GROUP BY grp ORDER BY grp"
+    );
+    let count =
+        |r: &Row<'_>, i: usize| -> R<u64> { Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0)) };
+    all(
+        c,
+        &sql,
+        &[&f.user_id, &f.key_id, &f.agent_id, &from_day, &to_day],
+        |r| {
+            Ok(UsageAggregate {
+                group: r.get(0)?,
+                requests: count(r, 1)?,
+                successes: count(r, 2)?,
+                input_tokens: count(r, 3)?,
+                output_tokens: count(r, 4)?,
+                cache_read_tokens: count(r, 5)?,
+                cache_write_tokens: count(r, 6)?,
+                credits: r.get(7)?,
+                charged: r.get(8)?,
+            })
+        },
+    )
+}
