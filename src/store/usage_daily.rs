@@ -1,14 +1,14 @@
 //! The daily usage rollup (`usage_daily`, migration 0010), shared by both backends.
 //!
 //! Every usage row, when it is first inserted, is also added to one rollup row keyed by its
-//! UTC day, user, key, agent, account and resolved model, in the same transaction. A usage
+//! UTC day, user, key, agent, account, account kind and resolved model, in the same transaction. A usage
 //! question over whole days is then answered from the rollup (tens of thousands of rows
 //! instead of millions); the partial days at either end of a range, and anything grouped by
 //! hour, still come from `usage_records`. Both parts use the same filters and group labels, and
 //! [`merge`] adds them up, so the answer is the one the raw table alone would give.
 //!
 //! The rollup's key columns are NOT NULL (a NULL would make every row its own group in a
-//! primary key): "no user/key/agent" is stored as 0 (ids start at 1), "no account" as `''`.
+//! primary key): "no user/key/agent" is stored as 0 (ids start at 1), "no account" and "no kind" as `''`.
 
 use std::collections::BTreeMap;
 
@@ -42,6 +42,8 @@ pub struct DailyKey {
     pub account_id: String,
     /// The resolved model.
     pub model: String,
+    /// The kind of account that served (`kiro`, `cursor`), empty for none.
+    pub account_kind: String,
 }
 
 /// What one rollup row adds up.
@@ -63,6 +65,8 @@ pub struct DailyTotals {
     pub credits: f64,
     /// Micro-credits charged.
     pub charged: i64,
+    /// Attempts whose token counts are the gateway's estimate.
+    pub estimated: i64,
 }
 
 fn tokens(n: u64) -> i64 {
@@ -81,6 +85,7 @@ pub fn fold<'a>(rows: impl IntoIterator<Item = &'a UsageRow>) -> Vec<(DailyKey, 
             agent_id: r.agent_id.unwrap_or(0),
             account_id: r.account_id.clone().unwrap_or_default(),
             model: r.resolved_model.clone(),
+            account_kind: r.account_kind.clone().unwrap_or_default(),
         };
         let t = out.entry(key).or_default();
         t.requests += 1;
@@ -96,6 +101,7 @@ pub fn fold<'a>(rows: impl IntoIterator<Item = &'a UsageRow>) -> Vec<(DailyKey, 
             .saturating_add(tokens(r.cache_write_tokens));
         t.credits += r.credits;
         t.charged = t.charged.saturating_add(r.charged);
+        t.estimated += i64::from(r.estimated);
     }
     out.into_iter().collect()
 }
@@ -182,6 +188,7 @@ pub fn merge(parts: Vec<Vec<UsageAggregate>>) -> Vec<UsageAggregate> {
         t.cache_write_tokens += a.cache_write_tokens;
         t.credits += a.credits;
         t.charged += a.charged;
+        t.estimated_requests += a.estimated_requests;
     }
     out.into_values().collect()
 }

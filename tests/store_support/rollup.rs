@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::store_support::*;
 
-const GROUPS: [UsageGroup; 7] = [
+const GROUPS: [UsageGroup; 8] = [
     UsageGroup::Day,
     UsageGroup::Hour,
     UsageGroup::User,
@@ -20,6 +20,7 @@ const GROUPS: [UsageGroup; 7] = [
     UsageGroup::Agent,
     UsageGroup::Model,
     UsageGroup::Account,
+    UsageGroup::Kind,
 ];
 
 fn at(day: u32, hour: u32, minute: u32) -> Timestamp {
@@ -52,6 +53,8 @@ async fn ledger(s: &Arc<dyn Store>, b: &Backend) -> Vec<UsageRow> {
             row.started_at = at(1 + i % 6, (i * 7) % 24, (i * 13) % 60);
             row.resolved_model = models[(i % 3) as usize].into();
             row.account_id = (i % 5 != 0).then(|| format!("{}", i % 2 + 1));
+            row.account_kind = (i % 5 != 0).then(|| ["kiro", "cursor"][(i % 2) as usize].into());
+            row.estimated = i % 2 == 1 && i % 5 != 0;
             row.input_tokens = u64::from(i) * 3;
             row.output_tokens = u64::from(i % 11);
             row.cache_read_tokens = u64::from(i % 4);
@@ -86,6 +89,7 @@ fn expected(rows: &[UsageRow], f: &UsageFilter, group: UsageGroup) -> Vec<UsageA
             UsageGroup::Agent => id(r.agent_id),
             UsageGroup::Model => r.resolved_model.clone(),
             UsageGroup::Account => r.account_id.clone().unwrap_or_default(),
+            UsageGroup::Kind => r.account_kind.clone().unwrap_or_default(),
         };
         let a = out.entry(g.clone()).or_insert_with(|| UsageAggregate {
             group: g,
@@ -99,6 +103,7 @@ fn expected(rows: &[UsageRow], f: &UsageFilter, group: UsageGroup) -> Vec<UsageA
         a.cache_write_tokens += r.cache_write_tokens;
         a.credits += r.credits;
         a.charged += r.charged;
+        a.estimated_requests += u64::from(r.estimated);
     }
     out.into_values().collect()
 }

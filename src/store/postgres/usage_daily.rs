@@ -24,14 +24,17 @@ pub(crate) async fn add(tx: &Transaction<'_>, fresh: &[&UsageRow]) -> R<()> {
     let agents: Vec<i64> = folded.iter().map(|(k, _)| k.agent_id).collect();
     let accounts: Vec<String> = folded.iter().map(|(k, _)| k.account_id.clone()).collect();
     let models: Vec<String> = folded.iter().map(|(k, _)| k.model.clone()).collect();
+    let kinds: Vec<String> = folded.iter().map(|(k, _)| k.account_kind.clone()).collect();
     let credits: Vec<f64> = folded.iter().map(|(_, t)| t.credits).collect();
     tx.execute(
-        "INSERT INTO usage_daily (day, user_id, key_id, agent_id, account_id, model, requests, \
-         errors, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, credits, \
-         charged) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], \
-         $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], \
-         $11::bigint[], $12::bigint[], $13::float8[], $14::bigint[]) \
-         ON CONFLICT (day, user_id, key_id, agent_id, account_id, model) DO UPDATE SET \
+        "INSERT INTO usage_daily (day, user_id, key_id, agent_id, account_id, model, \
+         account_kind, requests, errors, input_tokens, output_tokens, cache_read_tokens, \
+         cache_write_tokens, credits, charged, estimated) SELECT * FROM unnest($1::bigint[], \
+         $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], \
+         $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], \
+         $14::float8[], $15::bigint[], $16::bigint[]) \
+         ON CONFLICT (day, user_id, key_id, agent_id, account_id, model, account_kind) \
+         DO UPDATE SET \
          requests = usage_daily.requests + excluded.requests, \
          errors = usage_daily.errors + excluded.errors, \
          input_tokens = usage_daily.input_tokens + excluded.input_tokens, \
@@ -39,7 +42,8 @@ pub(crate) async fn add(tx: &Transaction<'_>, fresh: &[&UsageRow]) -> R<()> {
          cache_read_tokens = usage_daily.cache_read_tokens + excluded.cache_read_tokens, \
          cache_write_tokens = usage_daily.cache_write_tokens + excluded.cache_write_tokens, \
          credits = usage_daily.credits + excluded.credits, \
-         charged = usage_daily.charged + excluded.charged",
+         charged = usage_daily.charged + excluded.charged, \
+         estimated = usage_daily.estimated + excluded.estimated",
         &[
             &days,
             &users,
@@ -47,6 +51,7 @@ pub(crate) async fn add(tx: &Transaction<'_>, fresh: &[&UsageRow]) -> R<()> {
             &agents,
             &accounts,
             &models,
+            &kinds,
             &col(&|t| t.requests),
             &col(&|t| t.errors),
             &col(&|t| t.input_tokens),
@@ -55,6 +60,7 @@ pub(crate) async fn add(tx: &Transaction<'_>, fresh: &[&UsageRow]) -> R<()> {
             &col(&|t| t.cache_write_tokens),
             &credits,
             &col(&|t| t.charged),
+            &col(&|t| t.estimated),
         ],
     )
     .await?;
@@ -93,6 +99,7 @@ impl PgStore {
             UsageGroup::Agent => id("agent_id"),
             UsageGroup::Model => "model".to_owned(),
             UsageGroup::Account => "account_id".to_owned(),
+            UsageGroup::Kind => "account_kind".to_owned(),
             UsageGroup::Day | UsageGroup::Hour => {
                 "to_char(DATE '1970-01-01' + day::int, 'YYYY-MM-DD')".to_owned()
             }
@@ -101,8 +108,8 @@ impl PgStore {
             "SELECT ({expr}) COLLATE \"C\" AS grp, SUM(requests)::bigint, \
              SUM(requests - errors)::bigint, SUM(input_tokens)::bigint, \
              SUM(output_tokens)::bigint, SUM(cache_read_tokens)::bigint, \
-             SUM(cache_write_tokens)::bigint, SUM(credits)::float8, SUM(charged)::bigint \
-             FROM usage_daily WHERE ($1::bigint IS NULL OR user_id = $1) \
+             SUM(cache_write_tokens)::bigint, SUM(credits)::float8, SUM(charged)::bigint, \
+             SUM(estimated)::bigint FROM usage_daily WHERE ($1::bigint IS NULL OR user_id = $1) \
              AND ($2::bigint IS NULL OR key_id = $2) AND ($3::bigint IS NULL OR agent_id = $3) \
              AND ($4::bigint IS NULL OR day >= $4) AND ($5::bigint IS NULL OR day < $5) \
              GROUP BY grp ORDER BY grp"
@@ -125,6 +132,7 @@ impl PgStore {
                     cache_write_tokens: count(r, 6)?,
                     credits: r.try_get(7)?,
                     charged: r.try_get(8)?,
+                    estimated_requests: count(r, 9)?,
                 })
             },
         )

@@ -14,16 +14,18 @@ pub(crate) fn add(tx: &Connection, fresh: &[&UsageRow]) -> R<()> {
         return Ok(());
     }
     let mut stmt = tx.prepare_cached(
-        "INSERT INTO usage_daily (day, user_id, key_id, agent_id, account_id, model, requests, \
-         errors, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, credits, \
-         charged) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
-         ON CONFLICT (day, user_id, key_id, agent_id, account_id, model) DO UPDATE SET \
+        "INSERT INTO usage_daily (day, user_id, key_id, agent_id, account_id, model, \
+         account_kind, requests, errors, input_tokens, output_tokens, cache_read_tokens, \
+         cache_write_tokens, credits, charged, estimated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+         ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+         ON CONFLICT (day, user_id, key_id, agent_id, account_id, model, account_kind) DO UPDATE SET \
          requests = requests + excluded.requests, errors = errors + excluded.errors, \
          input_tokens = input_tokens + excluded.input_tokens, \
          output_tokens = output_tokens + excluded.output_tokens, \
          cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens, \
          cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens, \
-         credits = credits + excluded.credits, charged = charged + excluded.charged",
+         credits = credits + excluded.credits, charged = charged + excluded.charged, \
+         estimated = estimated + excluded.estimated",
     )?;
     for (k, t) in fold(fresh.iter().copied()) {
         stmt.execute(params![
@@ -33,6 +35,7 @@ pub(crate) fn add(tx: &Connection, fresh: &[&UsageRow]) -> R<()> {
             k.agent_id,
             k.account_id,
             k.model,
+            k.account_kind,
             t.requests,
             t.errors,
             t.input_tokens,
@@ -40,7 +43,8 @@ pub(crate) fn add(tx: &Connection, fresh: &[&UsageRow]) -> R<()> {
             t.cache_read_tokens,
             t.cache_write_tokens,
             t.credits,
-            t.charged
+            t.charged,
+            t.estimated
         ])?;
     }
     Ok(())
@@ -77,6 +81,7 @@ fn query_days(
         UsageGroup::Agent => id("agent_id"),
         UsageGroup::Model => "model".to_owned(),
         UsageGroup::Account => "account_id".to_owned(),
+        UsageGroup::Kind => "account_kind".to_owned(),
         UsageGroup::Day | UsageGroup::Hour => {
             "strftime('%Y-%m-%d', day * 86400, 'unixepoch')".to_owned()
         }
@@ -84,7 +89,7 @@ fn query_days(
     let sql = format!(
         "SELECT {expr} AS grp, SUM(requests), SUM(requests - errors), SUM(input_tokens), \
          SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(credits), \
-         SUM(charged) FROM usage_daily WHERE (?1 IS NULL OR user_id = ?1) \
+         SUM(charged), SUM(estimated) FROM usage_daily WHERE (?1 IS NULL OR user_id = ?1) \
          AND (?2 IS NULL OR key_id = ?2) AND (?3 IS NULL OR agent_id = ?3) \
          AND (?4 IS NULL OR day >= ?4) AND (?5 IS NULL OR day < ?5) \
          GROUP BY grp ORDER BY grp"
@@ -106,6 +111,7 @@ fn query_days(
                 cache_write_tokens: count(r, 6)?,
                 credits: r.get(7)?,
                 charged: r.get(8)?,
+                estimated_requests: count(r, 9)?,
             })
         },
     )
