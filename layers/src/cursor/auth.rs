@@ -175,24 +175,24 @@ impl CredentialProvider for CursorCredential {
     }
 }
 
-/// The `exp` claim of a JWT, if it has one.
-pub fn token_expiry(jwt: &str) -> Option<u64> {
+/// The claims (payload) of a JWT, without checking its signature: only the gateway's own
+/// bookkeeping reads them (when to refresh, which kind of token was pasted).
+fn claims(jwt: &str) -> Option<serde_json::Value> {
     let payload = jwt.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims["exp"].as_u64()
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The `exp` claim of a JWT, if it has one.
+pub fn token_expiry(jwt: &str) -> Option<u64> {
+    claims(jwt)?["exp"].as_u64()
 }
 
 /// The claim `type` of a JWT (`session` for the IDE's token, `web` for a browser cookie's).
 pub fn token_type(jwt: &str) -> Option<String> {
-    let payload = jwt.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims["type"].as_str().map(str::to_owned)
+    claims(jwt)?["type"].as_str().map(str::to_owned)
 }
 
 /// Turns what an operator pasted into a session token: a bare JWT, or `<userId>::<jwt>` /
@@ -204,7 +204,7 @@ pub fn session_token_from_input(input: &str) -> Result<String, String> {
         .rsplit_once("%3A%3A")
         .or_else(|| input.rsplit_once("::"))
         .map_or(input, |(_, jwt)| jwt);
-    if jwt.split('.').count() != 3 {
+    if !is_jwt_shaped(jwt) {
         return Err(
             "this is not a Cursor session token (a JWT with three dot-separated parts)".into(),
         );
@@ -220,6 +220,18 @@ pub fn session_token_from_input(input: &str) -> Result<String, String> {
         ),
         _ => Ok(jwt.to_owned()),
     }
+}
+
+/// Three dot-separated parts of URL-safe base64, header and payload not empty: the shape of a
+/// signed JWT, so pasted text with stray separators or whitespace inside is refused here rather
+/// than sent to Cursor.
+fn is_jwt_shaped(s: &str) -> bool {
+    let url_safe = |p: &str| {
+        p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let parts: Vec<&str> = s.split('.').collect();
+    parts.len() == 3 && !parts[0].is_empty() && !parts[1].is_empty() && parts.iter().all(|p| url_safe(p))
 }
 
 fn now_seconds() -> u64 {
@@ -254,6 +266,11 @@ mod tests {
         let refused = session_token_from_input(&format!("user_01ABC%3A%3A{web}")).unwrap_err();
         assert!(refused.contains("state.vscdb"), "{refused}");
         assert!(session_token_from_input("garbage").is_err());
+        // Stray separators or spaces inside are not a token, whichever form they came in.
+        let (head, rest) = session.split_once('.').unwrap();
+        assert!(session_token_from_input(&format!("{head}.{rest} x")).is_err());
+        assert!(session_token_from_input(&format!("u%3A%3A{head}.a::b.{rest}")).is_err());
+        assert!(session_token_from_input(&format!(".{rest}")).is_err());
         assert_eq!(token_expiry(&session), Some(1));
     }
 }
