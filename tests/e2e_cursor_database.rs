@@ -370,7 +370,7 @@ async fn a_database_pool_of_one_kiro_and_one_cursor_account_serves_both_clients_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn account_add_takes_a_state_vscdb_and_refuses_a_file_that_is_not_one() {
+async fn account_add_takes_a_state_vscdb_or_a_cookie_and_refuses_what_is_neither() {
     let cursor = fake_cursor::start(FakeCursorConfig::default())
         .await
         .unwrap();
@@ -401,6 +401,9 @@ async fn account_add_takes_a_state_vscdb_and_refuses_a_file_that_is_not_one() {
             dir.join("secret.key").display().to_string(),
             "--cursor-api-url".into(),
             cursor.base_url(),
+            // The fake serves the website's half of the cookie upgrade too.
+            "--cursor-website-url".into(),
+            cursor.base_url(),
         ];
         args.extend(extra);
         std::process::Command::new(env!("CARGO_BIN_EXE_kiro-gateway"))
@@ -419,6 +422,35 @@ async fn account_add_takes_a_state_vscdb_and_refuses_a_file_that_is_not_one() {
     let printed: Value = serde_json::from_slice(&added.stdout).unwrap();
     assert_eq!(printed["account"]["kind"], "cursor", "{printed}");
     assert_eq!(printed["account"]["name"], "cli@example.com", "{printed}");
+
+    // A browser cookie: upgraded through the fake to a session token with its refresh token.
+    let cookie = format!("user_01CLI%3A%3A{}", cursor.issue_web_token(3600));
+    let from_cookie = run(vec![
+        "--name".into(),
+        "from cookie".into(),
+        "--session-token".into(),
+        cookie,
+    ]);
+    assert!(
+        from_cookie.status.success(),
+        "{}",
+        String::from_utf8_lossy(&from_cookie.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&from_cookie.stdout).unwrap();
+    assert_eq!(printed["account"]["kind"], "cursor", "{printed}");
+    assert_eq!(printed["account"]["name"], "from cookie", "{printed}");
+
+    // A cookie the website no longer knows is refused with directions to the session token.
+    let stale = run(vec![
+        "--name".into(),
+        "stale".into(),
+        "--session-token".into(),
+        format!("user_01CLI::{}", cursor.issue_web_token(-60)),
+    ]);
+    assert!(!stale.status.success());
+    let stderr = String::from_utf8_lossy(&stale.stderr);
+    assert!(stderr.contains("cursorAuth/accessToken"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 
     let text = dir.join("notes.txt");
     std::fs::write(
