@@ -11,6 +11,9 @@
 #   - time to first delta (p50/p99; includes the ramp, 500 new connections every 50 ms) and the
 #     gap between deltas of one stream (p50/p99/max), as the client saw them; "steady" gaps are
 #     those after every stream had started (holding N streams, without the ramp's accepts);
+#   - the delay each delta took from the fake to the client (the fake stamps each delta with the
+#     wall clock when it writes it; p50/p99, all and steady): what the gateway, loopback and the
+#     client's lag add, without the fake's own timer slack that the gaps include;
 #   - the client's own CPU share, so a client falling behind shows.
 #
 #   bash benches/streams.sh                         # COUNTS="100 1000 10000"
@@ -80,7 +83,7 @@ stop_processes() {
 }
 
 echo "$GATEWAY, KIRO_HTTP2=$HTTP2, MAX_REQUEST_HEAD_BYTES=${MAX_REQUEST_HEAD_BYTES:-8192}, $DELTAS deltas $MS ms apart, $(nproc) cores, loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-7s %-9s %-8s %-8s %-10s %-7s %-7s %-7s %-12s %-12s %-10s %-10s %-10s %-13s %-13s %s\n' streams completed "idle MiB" "open MiB" "KiB/stream" fds "gw cpu%" "cl cpu%" "ttfb p50 ms" "ttfb p99 ms" "gap p50" "gap p99" "gap max" "steady p99" "steady max" errors
+printf '%-7s %-9s %-8s %-8s %-10s %-7s %-7s %-7s %-12s %-12s %-10s %-10s %-10s %-13s %-13s %-10s %-10s %-10s %-10s %s\n' streams completed "idle MiB" "open MiB" "KiB/stream" fds "gw cpu%" "cl cpu%" "ttfb p50 ms" "ttfb p99 ms" "gap p50" "gap p99" "gap max" "steady p99" "steady max" "delay p50" "delay p99" "st.dly p50" "st.dly p99" errors
 for n in $COUNTS; do
   start_processes
   idle=$(rss_kib)
@@ -109,7 +112,8 @@ per = (int(busy) - int(idle)) / max(int(opened), 1)
 cpu = (int(k1) - int(k0)) / int(hz) / (float(t1) - float(t0)) * 100
 print(f"{n:<7} {r['completed']:<9} {int(idle)/1024:<8.1f} {int(busy)/1024:<8.1f} {per:<10.1f} {fds:<7} {cpu:<7.1f} {r['client_cpu_pct']:<7} "
       f"{r['ttfb_p50_ms']!s:<12} {r['ttfb_p99_ms']!s:<12} {r['gap_p50_ms']!s:<10} {r['gap_p99_ms']!s:<10} {r['gap_max_ms']!s:<10} "
-      f"{r['steady_gap_p99_ms']!s:<13} {r['steady_gap_max_ms']!s:<13} {r['errors']} {r['first_errors']}")
+      f"{r['steady_gap_p99_ms']!s:<13} {r['steady_gap_max_ms']!s:<13} {r['delay_p50_ms']!s:<10} {r['delay_p99_ms']!s:<10} "
+      f"{r['steady_delay_p50_ms']!s:<10} {r['steady_delay_p99_ms']!s:<10} {r['errors']} {r['first_errors']}")
 PY
   if [ "$SIGTERM" = 1 ]; then
     python3 - "$work/usage.db" "$opened" <<'PY'

@@ -14,7 +14,9 @@
 //! passing for a slow gateway.
 //!
 //! Deltas are timed when their bytes are read: a read that holds two deltas counts a gap of 0
-//! between them. Besides all gaps, the "steady" gaps are those between two deltas that both
+//! between them. The fake stamps each drip delta with the wall clock when it writes it, so the
+//! "delay" of a delta (read time - stamp, same machine) is what the path added: the gateway,
+//! loopback and this client's own lag, without the fake's timer slack that gaps include. Besides all gaps, the "steady" gaps are those between two deltas that both
 //! arrived after every stream had started: while streams are still being opened, the gateway's
 //! CPU goes to accepting them, and the open streams' gaps show that ramp, not the load of
 //! holding them. The reading is plain tokio and hyper on two worker threads; at 10,000 streams
@@ -48,6 +50,8 @@ struct Timings {
     first_delta: Vec<Duration>,
     /// Each gap with the arrival of the delta that opened it.
     gaps: Vec<(Instant, Duration)>,
+    /// Each delta's delay (read time - the fake's stamp) with its arrival.
+    delays: Vec<(Instant, Duration)>,
     /// When the last stream got its first delta.
     all_started: Option<Instant>,
     completed: usize,
@@ -118,6 +122,13 @@ async fn run(settings: Arc<Settings>) {
         .filter(|(from, _)| *from >= all_started)
         .map(|(_, gap)| *gap)
         .collect();
+    let mut delays: Vec<Duration> = t.delays.iter().map(|(_, d)| *d).collect();
+    let mut steady_delays: Vec<Duration> = t
+        .delays
+        .iter()
+        .filter(|(at, _)| *at >= all_started)
+        .map(|(_, d)| *d)
+        .collect();
     let first_errors: Vec<String> = t.errors.iter().take(3).cloned().collect();
     let report = serde_json::json!({
         "streams": settings.streams,
@@ -131,6 +142,11 @@ async fn run(settings: Arc<Settings>) {
         "gap_max_ms": percentile(&mut gaps, 1.0),
         "steady_gap_p99_ms": percentile(&mut steady, 0.99),
         "steady_gap_max_ms": percentile(&mut steady, 1.0),
+        "delay_p50_ms": percentile(&mut delays, 0.50),
+        "delay_p99_ms": percentile(&mut delays, 0.99),
+        "delay_max_ms": percentile(&mut delays, 1.0),
+        "steady_delay_p50_ms": percentile(&mut steady_delays, 0.50),
+        "steady_delay_p99_ms": percentile(&mut steady_delays, 0.99),
         "client_cpu_s": (cpu * 100.0).round() / 100.0,
         "client_cpu_pct": (cpu / elapsed * 1000.0).round() / 10.0,
     });
@@ -179,14 +195,18 @@ async fn one_stream(
     }
     let mut body = response.into_body();
     let mut on_first = Some(on_first);
-    let (mut last, mut first_delta, mut gaps, mut done) =
-        (None::<Instant>, None, Vec::new(), false);
+    let (mut last, mut first_delta, mut gaps, mut delays, mut done) =
+        (None::<Instant>, None, Vec::new(), Vec::new(), false);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| format!("body: {e}"))?;
         let Some(chunk) = frame.data_ref() else {
             continue;
         };
         let now = Instant::now();
+        let wall = unix_micros();
+        delays.extend(
+            stamps(chunk).map(|stamp| (now, Duration::from_micros(wall.saturating_sub(stamp)))),
+        );
         for _ in 0..count(chunk, b"\"content\":\"") {
             match last {
                 None => {
@@ -204,6 +224,7 @@ async fn one_stream(
     let mut t = timings.lock().unwrap();
     t.first_delta.extend(first_delta);
     t.gaps.extend(gaps);
+    t.delays.extend(delays);
     if done {
         t.completed += 1;
         Ok(())
@@ -217,6 +238,34 @@ fn count(haystack: &[u8], needle: &[u8]) -> usize {
         .windows(needle.len())
         .filter(|window| *window == needle)
         .count()
+}
+
+/// The fake's stamps in a chunk: `"content":"d<index>@<µs> "`.
+fn stamps(chunk: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    let needle = b"\"content\":\"d";
+    let mut rest = chunk;
+    std::iter::from_fn(move || loop {
+        let start = rest.windows(needle.len()).position(|w| w == needle)? + needle.len();
+        rest = &rest[start..];
+        let at = rest.iter().take(12).position(|&b| b == b'@')?;
+        let digits: Vec<u8> = rest[at + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .copied()
+            .collect();
+        if let Some(stamp) = std::str::from_utf8(&digits)
+            .ok()
+            .and_then(|d| d.parse().ok())
+        {
+            return Some(stamp);
+        }
+    })
+}
+
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 fn percentile(values: &mut [Duration], p: f64) -> Option<f64> {

@@ -97,7 +97,16 @@ async fn answers_share_h2c_connections_and_none_waits_behind_another() {
         }
         let (chunks, done) = openai_sse(&body);
         assert!(done, "{body}");
-        assert_eq!(openai_text(&chunks), expected);
+        // Each drip delta carries the fake's send time (`d7@<µs> `); the order is what counts.
+        let unstamped: String = openai_text(&chunks)
+            .split_terminator(' ')
+            .map(|word| {
+                let (delta, stamp) = word.split_once('@').expect("a stamped delta");
+                assert!(stamp.parse::<u64>().is_ok(), "{word}");
+                format!("{delta} ")
+            })
+            .collect();
+        assert_eq!(unstamped, expected);
         assert_eq!(openai_finish(&chunks).as_deref(), Some("stop"));
     }
     h.settle(10).await;

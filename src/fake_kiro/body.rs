@@ -27,6 +27,11 @@ pub(crate) fn full(bytes: Bytes) -> FakeBody {
 #[derive(Debug)]
 enum Step {
     Chunk(Bytes),
+    /// Encoded when it is due, so its stamp is the time it is written.
+    StampedDelta {
+        text: String,
+        model_id: String,
+    },
     Pause(Duration),
     Cut,
     Stall,
@@ -40,6 +45,10 @@ pub(crate) fn streaming(parts: Vec<Part>, chunking: Chunking, seed: u64) -> Fake
         loop {
             match steps.next()? {
                 Step::Chunk(bytes) => return Some((Ok(Frame::data(bytes)), steps)),
+                Step::StampedDelta { text, model_id } => {
+                    let frame = super::scenarios::stamped_delta(&text, &model_id);
+                    return Some((Ok(Frame::data(frame)), steps));
+                }
                 Step::Pause(delay) => tokio::time::sleep(delay).await,
                 Step::Cut => {
                     let cut = io::Error::new(io::ErrorKind::ConnectionAborted, "fake cut_stream");
@@ -64,6 +73,7 @@ fn plan(parts: Vec<Part>, chunking: Chunking, seed: u64) -> Vec<Step> {
                 flush_run(&mut run, chunking, &mut sizes, &mut steps);
                 steps.push(match other {
                     Part::Pause(delay) => Step::Pause(delay),
+                    Part::StampedDelta { text, model_id } => Step::StampedDelta { text, model_id },
                     Part::Cut => Step::Cut,
                     Part::Stall | Part::Bytes(_) => Step::Stall,
                 });
@@ -215,5 +225,43 @@ mod tests {
         assert!(matches!(steps[1], Step::Pause(_)));
         assert!(matches!(steps[3], Step::Cut));
         assert_eq!(chunks(&steps), vec!["one", "two"]);
+    }
+
+    #[tokio::test]
+    async fn a_stamped_delta_carries_the_time_it_was_written_not_planned() {
+        let micros = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_micros() as u64
+        };
+        let parts = vec![
+            Part::Pause(Duration::from_millis(40)),
+            Part::StampedDelta {
+                text: "d0".into(),
+                model_id: "m".into(),
+            },
+        ];
+        let planned = micros();
+        let body = streaming(parts, Chunking::Awkward, 1)
+            .collect()
+            .await
+            .unwrap();
+        let written = micros();
+        let mut decoder = kiro_layers::kiro::eventstream::Decoder::new();
+        decoder.push(&body.to_bytes());
+        let message = decoder.next_message().unwrap().expect("one whole frame");
+        let payload: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+        let content = payload["content"].as_str().unwrap();
+        let stamp: u64 = content
+            .strip_prefix("d0@")
+            .and_then(|rest| rest.strip_suffix(' '))
+            .and_then(|stamp| stamp.parse().ok())
+            .unwrap_or_else(|| panic!("{content}"));
+        assert!(
+            stamp >= planned + 40_000 && stamp <= written,
+            "{planned} {stamp} {written}"
+        );
+        assert_eq!(payload["modelId"], "m");
     }
 }

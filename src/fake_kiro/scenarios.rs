@@ -59,6 +59,8 @@ pub enum Scenario {
     /// `long:<n>`: n text deltas.
     Long(usize),
     /// `drip:<n>:<ms>`: n text deltas, one every `ms` milliseconds (a slow, steady stream).
+    /// Each delta reads `d<index>@<µs> `, stamped with the wall clock when it is written, so a
+    /// client on the same machine can tell the delay the path added from the fake's own pace.
     Drip(usize, Duration),
     /// `capture:<name>`: replays a real captured body byte for byte.
     Capture(String),
@@ -162,6 +164,19 @@ pub(crate) enum Part {
     Cut,
     /// Send nothing more until the client disconnects.
     Stall,
+    /// A text delta whose content ends in the time it is written (see [`Scenario::Drip`]).
+    StampedDelta { text: String, model_id: String },
+}
+
+/// A text delta frame reading `<text>@<µs since the Unix epoch> `, stamped now.
+pub(crate) fn stamped_delta(text: &str, model_id: &str) -> Bytes {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let payload = json!({"content": format!("{text}@{micros} "), "modelId": model_id});
+    let mut out = BytesMut::new();
+    Message::event("assistantResponseEvent", payload.to_string()).encode_into(&mut out);
+    out.freeze()
 }
 
 /// What the fake answers: a status, extra headers, a content type and the body parts.
@@ -461,7 +476,13 @@ pub(crate) fn script(
                 if index > 0 {
                     frames.parts.push(Part::Pause(*every));
                 }
-                frames.delta(&format!("d{index} "));
+                let text = format!("d{index}");
+                // Counted as the stamped text will be (`@` and 16 digits of µs, a space).
+                frames.output_chars += text.chars().count() + 18;
+                frames.parts.push(Part::StampedDelta {
+                    text,
+                    model_id: frames.ctx.model_id.clone(),
+                });
             }
         }
         Scenario::Long(count) => {
