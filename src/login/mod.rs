@@ -49,11 +49,13 @@ pub mod batch;
 pub mod cli;
 mod flow;
 pub mod oidc;
+mod owner;
 pub mod poll;
 pub mod profiles;
 mod request;
 pub mod routes;
 pub mod social;
+mod stored;
 mod urls;
 
 use std::time::Duration;
@@ -61,7 +63,7 @@ use std::time::Duration;
 use kiro_layers::GatewayError;
 use serde_json::Value;
 
-pub use flow::Logins;
+pub use flow::{Logins, DEFAULT_LEASE};
 pub use request::{FlowStatus, FlowView, LoginMethod, LoginRequest};
 pub use urls::{LoginUrlArgs, LoginUrls};
 
@@ -94,7 +96,7 @@ impl std::fmt::Debug for DeviceStart {
 }
 
 /// Tokens a sign-in produced. Secrets; `Debug` redacts them.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LoginTokens {
     /// Bearer token (for `ListAvailableProfiles`).
     pub access_token: String,

@@ -42,9 +42,7 @@ pub async fn login_flows(b: &Backend) {
     assert!(s.get_login_flow("nope").await.unwrap().is_none());
     // The secrets are encrypted at rest.
     let raw = raw_bytes(b, "SELECT secrets_enc FROM login_flows").await;
-    assert!(!raw
-        .iter()
-        .any(|v| v.windows(9).any(|w| w == b"dc-SECRET")));
+    assert!(!raw.iter().any(|v| v.windows(9).any(|w| w == b"dc-SECRET")));
     // The same id twice is refused and changes nothing.
     assert!(matches!(
         s.create_login_flow(flow("f1", None), LONG, 5).await,
@@ -61,9 +59,16 @@ pub async fn login_flows(b: &Backend) {
     late.status = "cancelled".into();
     assert!(!s.update_login_flow(late, 1).await.unwrap());
     let now = s.get_login_flow("f1").await.unwrap().unwrap();
-    assert_eq!((now.version, now.status.as_str()), (2, "needs_profile_choice"));
+    assert_eq!(
+        (now.version, now.status.as_str()),
+        (2, "needs_profile_choice")
+    );
     assert_eq!(now.secrets, next.secrets);
-    assert_eq!(now.owner.as_deref(), Some("proc-a"), "updates keep the lease");
+    assert_eq!(
+        now.owner.as_deref(),
+        Some("proc-a"),
+        "updates keep the lease"
+    );
     assert!(!s.update_login_flow(flow("ghost", None), 1).await.unwrap());
 
     // One owner at a time while the lease lasts; the owner renews.
@@ -82,7 +87,9 @@ pub async fn login_flows(b: &Backend) {
     let taken = s.get_login_flow("f1").await.unwrap().unwrap();
     assert_eq!(taken.owner.as_deref(), Some("proc-b"));
     // A flow created without an owner is an orphan at once.
-    s.create_login_flow(flow("f2", None), LONG, 5).await.unwrap();
+    s.create_login_flow(flow("f2", None), LONG, 5)
+        .await
+        .unwrap();
     assert_eq!(s.orphan_login_flows().await.unwrap(), vec!["f2".to_owned()]);
 
     // The cap counts unfinished flows only.
@@ -90,7 +97,8 @@ pub async fn login_flows(b: &Backend) {
         .await
         .unwrap();
     assert!(matches!(
-        s.create_login_flow(flow("f4", Some("proc-a")), LONG, 3).await,
+        s.create_login_flow(flow("f4", Some("proc-a")), LONG, 3)
+            .await,
         Err(StoreError::Conflict(_))
     ));
     let mut done = taken.clone();

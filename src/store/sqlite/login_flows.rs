@@ -50,7 +50,9 @@ pub(crate) fn create(
             ms(row.expires_at),
             row.finished_at.map(ms),
             row.owner,
-            row.owner.as_ref().map(|_| now.saturating_add(millis(lease))),
+            row.owner
+                .as_ref()
+                .map(|_| now.saturating_add(millis(lease))),
             now
         ],
     )?;
@@ -81,8 +83,7 @@ pub(crate) fn get(c: &Connection, s: &Secret, id: &str) -> R<Option<LoginFlowRow
             },
         )
         .optional()?;
-    let Some((status, version, view, plan, sealed, expires, finished, owner, lease)) = found
-    else {
+    let Some((status, version, view, plan, sealed, expires, finished, owner, lease)) = found else {
         return Ok(None);
     };
     Ok(Some(LoginFlowRow {
