@@ -108,3 +108,87 @@ impl Record {
         Caller::admin_from_actor(&self.plan.actor).unwrap_or(Caller::Cli)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::login::request::{FlowStatus, LoginMethod};
+
+    fn record() -> Record {
+        Record {
+            view: FlowView {
+                id: "f1".into(),
+                method: LoginMethod::IdentityCenter {
+                    start_url: "https://d-1.awsapps.com/start".into(),
+                    region: "eu-west-1".into(),
+                },
+                status: FlowStatus::SlowDown,
+                version: 7,
+                user_code: Some("ABCD-EFGH".into()),
+                verification_uri: None,
+                verification_uri_complete: None,
+                sign_in_url: None,
+                expires_at: Utc::now(),
+                interval_seconds: Some(10),
+                profiles: Vec::new(),
+                account: None,
+                error: None,
+            },
+            plan: Plan {
+                actor: Caller::Admin(4).actor(),
+                name: Some("team".into()),
+                max_concurrency: Some(2),
+                preferred_profile: None,
+                profile_arn: None,
+                label: None,
+                account_id: None,
+                started_at: Utc::now(),
+            },
+            secrets: Secrets {
+                device_code: Some("dc-SECRET".into()),
+                client: Some(Registration {
+                    client_id: "cid".into(),
+                    client_secret: "cs-SECRET".into(),
+                    client_secret_expires_at: Some(1),
+                }),
+                pkce: None,
+                tokens: None,
+            },
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn a_record_reads_back_as_written_with_secrets_only_in_the_secret_part() {
+        let row = record().to_row().unwrap();
+        assert_eq!((row.status.as_str(), row.version), ("slow_down", 7));
+        for public in [&row.view, &row.plan] {
+            assert!(!public.contains("SECRET"), "{public}");
+        }
+        let back = Record::from_row(LoginFlowRow { version: 8, ..row }).unwrap();
+        assert_eq!(back.view.version, 8, "the row's version is the view's");
+        assert_eq!(back.view.method, record().view.method);
+        assert_eq!(back.view.status, FlowStatus::SlowDown);
+        assert_eq!(back.secrets.device_code.as_deref(), Some("dc-SECRET"));
+        assert_eq!(back.secrets.client, record().secrets.client);
+        assert_eq!(back.caller(), Caller::Admin(4));
+    }
+
+    #[test]
+    fn an_unreadable_row_is_an_error_not_a_panic() {
+        let mut row = record().to_row().unwrap();
+        row.plan = "{not json".into();
+        let error = Record::from_row(row).err().unwrap();
+        assert!(error.message().contains("plan"), "{}", error.message());
+    }
+
+    #[test]
+    fn admin_callers_are_read_back_from_their_actor() {
+        for caller in [Caller::RootAdmin, Caller::Cli, Caller::Admin(12)] {
+            assert_eq!(Caller::admin_from_actor(&caller.actor()), Some(caller));
+        }
+        for other in ["agent:3", "user:1", "admin:key:x", ""] {
+            assert_eq!(Caller::admin_from_actor(other), None);
+        }
+    }
+}
