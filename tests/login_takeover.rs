@@ -70,12 +70,13 @@ async fn until_final(h: &common::Harness, id: &str) -> Value {
 }
 
 async fn audited_logins(h: &common::Harness, account_id: i64) -> usize {
+    let object_id = account_id.to_string();
     let audit = ok(h, "GET", "/admin/audit?limit=500", ROOT, None).await;
     audit["data"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["action"] == "login" && e["object_id"] == account_id.to_string())
+        .filter(|e| e["action"] == "login" && e["object_id"] == object_id.as_str())
         .count()
 }
 
