@@ -197,6 +197,9 @@ impl Logins {
                 } else {
                     FlowStatus::Expired
                 };
+                if let Some(step) = self.unless_mine(id).await {
+                    return step;
+                }
                 let version = record.view.version;
                 let ended = self
                     .modify(id, |r| {
@@ -355,6 +358,9 @@ impl Logins {
             Ok(choice) => choice,
             Err(message) => return self.fail(&id, &message).await,
         };
+        if let Some(step) = self.unless_mine(&id).await {
+            return step;
+        }
         let written = self
             .modify(&id, |r| {
                 let ours = matches!(r.view.status, FlowStatus::Pending | FlowStatus::SlowDown);
@@ -411,16 +417,8 @@ impl Logins {
     /// then `succeeded`.
     async fn finish(&self, record: Record) -> Step {
         let id = record.view.id.clone();
-        // Storing takes a refresh upstream: make sure the flow is still ours first, so that
-        // a process that was paused past its lease does not race the one that took over.
-        match self
-            .store()
-            .lease_login_flow(&id, &self.me, self.lease)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => return Step::Lost,
-            Err(error) => return Step::Retry(error.into()),
+        if let Some(step) = self.unless_mine(&id).await {
+            return step;
         }
         match self.stored_before(&record).await {
             Ok(Some(account)) => return self.succeeded(&id, account).await,
@@ -502,7 +500,26 @@ impl Logins {
         written.map_or_else(Step::Retry, |_| Step::Again)
     }
 
+    /// `None` while this process holds the flow's lease (renewing it), else the step to take.
+    /// The owner's decisions (a poll's answer, storing the account, an expiry) are only written
+    /// after this check, so a process paused past its lease does not overrule the one that
+    /// took the flow over.
+    async fn unless_mine(&self, id: &str) -> Option<Step> {
+        match self
+            .store()
+            .lease_login_flow(id, &self.me, self.lease)
+            .await
+        {
+            Ok(true) => None,
+            Ok(false) => Some(Step::Lost),
+            Err(error) => Some(Step::Retry(error.into())),
+        }
+    }
+
     async fn ended(&self, id: &str, status: FlowStatus, error: Option<String>) -> Step {
+        if let Some(step) = self.unless_mine(id).await {
+            return step;
+        }
         self.end(id, status, error)
             .await
             .map_or_else(Step::Retry, |_| Step::Again)
