@@ -1,6 +1,6 @@
 //! Two real gateway processes (the `kiro-gateway` binary) on one database behind an imagined
 //! load balancer, in front of the fake Kiro: a sign-in started on A is shown, waited on,
-//! continued (an Identity Center profile choice) and cancelled on B; when A is killed while
+//! continued (an Identity Center profile choice, a pasted address) and cancelled on B; when A is killed while
 //! its flow waits for the user, B takes the flow over once A's lease lapses and stores the
 //! account, verified with one refresh and audited, exactly once.
 //!
@@ -130,6 +130,24 @@ async fn sign_in_across_two_processes(backend: &str, url: &str) {
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["account"]["profile_arn"], chosen);
     assert_eq!(status(&a, &idc).await["account"]["name"], "shared idc");
+
+    // The paste fallback: started on A, the address the browser ended on pasted on B.
+    let started = start_flow(&a, json!({ "method": "social-redirect", "name": "pasted" })).await;
+    let pasted_id = started["id"].as_str().unwrap().to_owned();
+    let callback = fake
+        .complete_portal_sign_in(started["sign_in_url"].as_str().unwrap(), "github")
+        .unwrap();
+    let path = format!("/admin/accounts/login/{pasted_id}/redirect");
+    let done = b
+        .ok("POST", &path, ROOT, Some(json!({ "url": callback })))
+        .await["login"]
+        .clone();
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["account"]["name"], "pasted");
+    let (again, _) = a
+        .call("POST", &path, ROOT, Some(json!({ "url": callback })))
+        .await;
+    assert_eq!(again, 409);
 
     // Cancelled on B: A stops polling it, and approving the code adds no account.
     let started = start_flow(&a, json!({ "method": "builder-id", "name": "never" })).await;
