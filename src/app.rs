@@ -378,6 +378,11 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     )
     .await
     .map_err(|e| format!("server error: {e}"));
+    // Other processes on the database finish this one's sign-ins without waiting for the
+    // leases to lapse.
+    if let Some(logins) = &gateway.logins {
+        logins.hand_over().await;
+    }
     // Streams are finished: write every queued usage record before exiting.
     if let Some(tenancy) = &gateway.tenancy {
         tenancy.shutdown().await;

@@ -2,7 +2,8 @@
 //! load balancer, in front of the fake Kiro: a sign-in started on A is shown, waited on,
 //! continued (an Identity Center profile choice, a pasted address) and cancelled on B; when A is killed while
 //! its flow waits for the user, B takes the flow over once A's lease lapses and stores the
-//! account, verified with one refresh and audited, exactly once.
+//! account, verified with one refresh and audited, exactly once; when B is stopped with
+//! SIGTERM it hands its flow over and a third process finishes it.
 //!
 //! PostgreSQL (`TEST_DATABASE_URL`) is the deployment this is for; a SQLite file shared by
 //! both processes is checked too. Under CI a missing PostgreSQL is a failure, not a skip.
@@ -93,7 +94,7 @@ async fn sign_in_across_two_processes(backend: &str, url: &str) {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let a = GatewayProcess::start(dir.path(), url, &args(&fake)).await;
-    let b = GatewayProcess::start(dir.path(), url, &args(&fake)).await;
+    let mut b = GatewayProcess::start(dir.path(), url, &args(&fake)).await;
 
     // Identity Center with several profiles: started on A, followed and chosen on B.
     let started = start_flow(
@@ -190,8 +191,34 @@ async fn sign_in_across_two_processes(backend: &str, url: &str) {
     assert!(!names.contains(&"never"), "{names:?}");
     let account_id = done["account"]["id"].as_i64().unwrap().to_string();
     assert_eq!(audited(&b, "login", &account_id).await, 1);
-    // No secret in either process's log.
-    for log in [a.log(), b.log()] {
+
+    // B is stopped the orderly way (SIGTERM) mid-flow: it hands its flow over as it exits,
+    // and a third process finishes it.
+    let c = GatewayProcess::start(dir.path(), url, &args(&fake)).await;
+    let started = start_flow(&b, json!({ "method": "builder-id", "name": "handed over" })).await;
+    let handed = started["id"].as_str().unwrap().to_owned();
+    let polls = fake.device_polls();
+    while fake.device_polls() == polls {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.terminate();
+    assert!(
+        b.wait(Duration::from_secs(30)).await.success(),
+        "{}",
+        b.log()
+    );
+    assert!(
+        b.log().contains("handed unfinished sign-ins over"),
+        "{}",
+        b.log()
+    );
+    assert!(fake.approve_device(started["user_code"].as_str().unwrap()));
+    let done = follow(&c, &handed, &FINAL).await;
+    assert_eq!(done["status"], "succeeded", "{done}\n{}", c.log());
+    assert_eq!(done["account"]["name"], "handed over");
+
+    // No secret in any process's log.
+    for log in [a.log(), b.log(), c.log()] {
         assert!(!log.contains(&fake.config().refresh_token) && !log.contains("aorFAKELOGIN"));
     }
 }

@@ -4,6 +4,7 @@
 //! account is the owner's work ([`super::owner`]).
 
 use std::collections::HashSet;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +46,8 @@ pub struct Logins {
     pub(super) changed: Notify,
     /// The flows this process drives (one task per flow).
     pub(super) driving: Mutex<HashSet<String>>,
+    /// Set on shutdown: this process takes and renews no lease any more.
+    pub(super) stopping: AtomicBool,
 }
 
 impl std::fmt::Debug for Logins {
@@ -92,6 +95,7 @@ impl Logins {
             slow_down_step: DEFAULT_SLOW_DOWN_STEP,
             changed: Notify::new(),
             driving: Mutex::new(HashSet::new()),
+            stopping: AtomicBool::new(false),
         })
     }
 

@@ -8,6 +8,7 @@
 //! its name is fixed in the flow before the first attempt and names are unique, and an owner
 //! that finds `finishing` looks for the account a previous owner may have stored first.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +46,35 @@ enum Step {
 }
 
 impl Logins {
+    pub(super) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// On shutdown: stops driving flows and ends this process's leases on them at once, so
+    /// another process takes them over without waiting for the leases to lapse.
+    pub async fn hand_over(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let ids: Vec<String> = lock(&self.driving).iter().cloned().collect();
+        let mut handed = 0;
+        for id in &ids {
+            match self
+                .store()
+                .lease_login_flow(id, &self.me, Duration::ZERO)
+                .await
+            {
+                Ok(true) => handed += 1,
+                Ok(false) => {}
+                Err(error) => tracing::warn!(flow = %id, "could not hand a sign-in over: {error}"),
+            }
+        }
+        if handed > 0 {
+            tracing::info!(
+                flows = handed,
+                "handed unfinished sign-ins over to the other processes"
+            );
+        }
+    }
+
     /// Drives flow `id` in this process (whose lease it holds) unless it does already.
     pub(super) fn drive(self: &Arc<Self>, id: String) {
         if !lock(&self.driving).insert(id.clone()) {
@@ -81,6 +111,9 @@ impl Logins {
     }
 
     async fn adopt_orphans(self: &Arc<Self>) {
+        if self.stopping() {
+            return;
+        }
         let orphans = match self.store().orphan_login_flows().await {
             Ok(orphans) => orphans,
             Err(error) => {
@@ -116,6 +149,9 @@ impl Logins {
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(logins.lease / 3).await;
+                    if logins.stopping() {
+                        break;
+                    }
                     match logins
                         .store()
                         .lease_login_flow(&id, &logins.me, logins.lease)
@@ -505,6 +541,9 @@ impl Logins {
     /// after this check, so a process paused past its lease does not overrule the one that
     /// took the flow over.
     async fn unless_mine(&self, id: &str) -> Option<Step> {
+        if self.stopping() {
+            return Some(Step::Lost);
+        }
         match self
             .store()
             .lease_login_flow(id, &self.me, self.lease)
