@@ -212,12 +212,16 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
     let mut routes = None;
     let mut pool = pool;
     let logins = tenancy.as_ref().map(|t| {
-        crate::login::Logins::new(
+        let logins = crate::login::Logins::new(
             Arc::clone(&t.tenancy),
             http.clone(),
             crate::login::LoginUrls::new(endpoints_for_login.clone(), &args.login_urls),
             fingerprint(&machine_seed()),
-        )
+            args.login_urls.lease(),
+        );
+        // Takes over the flows of gateway processes that stopped.
+        logins.spawn_housekeeping();
+        logins
     });
     let usage_limits = tenancy.as_ref().map(|t| {
         Arc::new(crate::usage_limits::UsageLimits::new(
@@ -374,6 +378,11 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     )
     .await
     .map_err(|e| format!("server error: {e}"));
+    // Other processes on the database finish this one's sign-ins without waiting for the
+    // leases to lapse.
+    if let Some(logins) = &gateway.logins {
+        logins.hand_over().await;
+    }
     // Streams are finished: write every queued usage record before exiting.
     if let Some(tenancy) = &gateway.tenancy {
         tenancy.shutdown().await;

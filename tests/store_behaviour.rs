@@ -4,6 +4,8 @@
 
 #[path = "store_support/limits.rs"]
 mod limits;
+#[path = "store_support/login_flows.rs"]
+mod login_flows;
 #[path = "store_support/money.rs"]
 mod money;
 #[path = "store_support/paging.rs"]
@@ -52,6 +54,7 @@ behaviour! {
     usage_rollup_is_backfilled_by_its_migration => rollup::migration_backfills_the_rollup;
     models_aliases_combos_prices => models;
     console_sessions_expire_end_and_follow_their_key => sessions::console_sessions;
+    sign_in_flows_are_shared_leased_and_swept => login_flows::login_flows;
     kiro_usage_limits_keep_the_last_snapshot => limits::usage_limits_keep_the_last_snapshot;
     users_keys_audit_and_transfers_are_paged_in_the_database => paging::listings_are_paged_in_the_database;
     audit_log_keeps_entries_newest_first => audit;

@@ -52,11 +52,13 @@ use futures_util::future::BoxFuture;
 use crate::error::GatewayError;
 
 mod kinds;
+mod login_flows;
 mod paging;
 mod types;
 mod usage_limits;
 
 pub use kinds::*;
+pub use login_flows::*;
 pub use paging::*;
 pub use types::*;
 pub use usage_limits::*;
@@ -377,6 +379,52 @@ pub trait Store: Send + Sync + 'static {
     /// Every account's stored usage limits, by account id.
     fn list_usage_limits(&self) -> StoreFuture<'_, Vec<AccountUsageLimits>> {
         Box::pin(async { Ok(Vec::new()) })
+    }
+
+    // ---- sign-in flows (see [`LoginFlowRow`]) ----
+    /// Stores a new flow leased to `row.owner` for `lease`. `Conflict` when the id exists or
+    /// `max_live` unfinished flows exist already. Stores without the table refuse.
+    fn create_login_flow(
+        &self,
+        row: LoginFlowRow,
+        lease: Duration,
+        max_live: u32,
+    ) -> StoreFuture<'_, ()> {
+        let _ = (row, lease, max_live);
+        Box::pin(async {
+            Err(StoreError::Invalid(
+                "this store keeps no sign-in flows".into(),
+            ))
+        })
+    }
+    /// One flow (finished ones until they are swept).
+    fn get_login_flow(&self, id: &str) -> StoreFuture<'_, Option<LoginFlowRow>> {
+        let _ = id;
+        Box::pin(async { Ok(None) })
+    }
+    /// Compare-and-set: writes `row`'s status, view, plan, secrets, expiry and end time, with
+    /// version `expected_version + 1`, only if the stored version is still `expected_version`;
+    /// `Ok(false)` when another writer got there first (or the flow is gone). Owner and lease
+    /// are left alone.
+    fn update_login_flow(&self, row: LoginFlowRow, expected_version: i64) -> StoreFuture<'_, bool> {
+        let _ = (row, expected_version);
+        Box::pin(async { Ok(false) })
+    }
+    /// Takes or renews the lease of an unfinished flow for `owner`: succeeds when `owner` holds
+    /// it already, nobody does, or the holder's lease has lapsed (by the database's clock).
+    fn lease_login_flow(&self, id: &str, owner: &str, lease: Duration) -> StoreFuture<'_, bool> {
+        let _ = (id, owner, lease);
+        Box::pin(async { Ok(false) })
+    }
+    /// Ids of unfinished flows whose lease has lapsed (their process stopped).
+    fn orphan_login_flows(&self) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    /// Deletes flows that finished more than `keep` ago, and unfinished ones that expired more
+    /// than `keep` ago; returns how many.
+    fn sweep_login_flows(&self, keep: Duration) -> StoreFuture<'_, u64> {
+        let _ = keep;
+        Box::pin(async { Ok(0) })
     }
 
     // ---- change notification ----

@@ -119,7 +119,13 @@ async fn logins(db: &DbArgs, upstream: &UpstreamArgs) -> Result<Arc<Logins>, Str
     let tenancy = Arc::new(crate::tenancy::cli::open(db).await?);
     let http = crate::app::upstream_http_client()?;
     let fingerprint = kiro_layers::kiro::headers::fingerprint("kiro-gateway-cli");
-    Ok(Logins::new(tenancy, http, upstream.urls(), fingerprint))
+    Ok(Logins::new(
+        tenancy,
+        http,
+        upstream.urls(),
+        fingerprint,
+        upstream.login.lease(),
+    ))
 }
 
 fn request(args: &LoginArgs) -> Result<LoginRequest, String> {

@@ -18,9 +18,10 @@
 //! On success the account is verified with one refresh (the rotated refresh token is the one
 //! stored), stored with everything its refreshes need (refresh token and client secret
 //! encrypted at rest; client id, region; the method, start URL and client-secret expiry in
-//! `account_logins`), the pool reloads, and the audit log says who added it and how. Flows
-//! live in this process's memory: with several gateway processes behind a load balancer, keep
-//! the status calls of one flow on the process that started it (or use the CLI).
+//! `account_logins`), the pool reloads, and the audit log says who added it and how. Flows are
+//! kept in the store (`stored.rs`), so every gateway process on the database answers every call
+//! above for every flow; one process, the owner, polls and stores the account (`owner.rs`), and
+//! another takes the flow over when the owner stops.
 //!
 //! ```no_run
 //! # async fn demo(logins: std::sync::Arc<kiro_gateway::login::Logins>) -> Result<(), kiro_layers::GatewayError> {
@@ -49,11 +50,13 @@ pub mod batch;
 pub mod cli;
 mod flow;
 pub mod oidc;
+mod owner;
 pub mod poll;
 pub mod profiles;
 mod request;
 pub mod routes;
 pub mod social;
+mod stored;
 mod urls;
 
 use std::time::Duration;
@@ -61,7 +64,7 @@ use std::time::Duration;
 use kiro_layers::GatewayError;
 use serde_json::Value;
 
-pub use flow::Logins;
+pub use flow::{Logins, DEFAULT_LEASE};
 pub use request::{FlowStatus, FlowView, LoginMethod, LoginRequest};
 pub use urls::{LoginUrlArgs, LoginUrls};
 
@@ -94,7 +97,7 @@ impl std::fmt::Debug for DeviceStart {
 }
 
 /// Tokens a sign-in produced. Secrets; `Debug` redacts them.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LoginTokens {
     /// Bearer token (for `ListAvailableProfiles`).
     pub access_token: String,

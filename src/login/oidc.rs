@@ -24,7 +24,7 @@ const SCOPES: [&str; 3] = [
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 /// A registered OIDC client: what the account's refreshes need later.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct Registration {
     /// Client id.
     pub client_id: String,

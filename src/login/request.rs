@@ -10,7 +10,7 @@ use super::profiles::Profile;
 use super::social::Provider;
 
 /// How to sign in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "kebab-case")]
 pub enum LoginMethod {
     /// AWS Builder ID device code.
@@ -118,7 +118,7 @@ impl LoginRequest {
 }
 
 /// Where a flow is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FlowStatus {
     /// Waiting for the user to sign in.
@@ -144,6 +144,14 @@ pub enum FlowStatus {
 }
 
 impl FlowStatus {
+    /// The status as the API spells it.
+    pub fn label(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
     /// Whether the flow has ended.
     pub fn is_final(self) -> bool {
         matches!(
@@ -157,8 +165,9 @@ impl FlowStatus {
     }
 }
 
-/// What a caller sees of a flow. Holds no secret (no device code, no token).
-#[derive(Debug, Clone, Serialize)]
+/// What a caller sees of a flow. Holds no secret (no device code, no token). Stored as JSON
+/// with the flow (the account as its id only: see `stored.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FlowView {
     /// Flow id (random; the handle of every later call).
     pub id: String,
@@ -182,9 +191,10 @@ pub struct FlowView {
     /// Seconds between polls now.
     pub interval_seconds: Option<u64>,
     /// The profiles to choose from (`needs_profile_choice`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub profiles: Vec<Profile>,
     /// The stored account (`succeeded`).
+    #[serde(skip_deserializing)]
     pub account: Option<AccountRow>,
     /// What went wrong (`failed`, `expired`, `denied`).
     pub error: Option<String>,

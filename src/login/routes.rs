@@ -118,7 +118,7 @@ pub async fn cancel_audited(
     caller: &Caller,
     id: &str,
 ) -> Result<FlowView, GatewayError> {
-    let flow = logins.cancel(id)?;
+    let flow = logins.cancel(id).await?;
     logins
         .context()
         .tenancy
@@ -157,7 +157,7 @@ async fn status(
     let wait = number(&query.wait, "wait")?.unwrap_or(0).min(30);
     let flow = match number(&query.version, "version")? {
         Some(seen) if wait > 0 => logins.wait(&id, seen, Duration::from_secs(wait)).await?,
-        _ => logins.status(&id)?,
+        _ => logins.status(&id).await?,
     };
     Ok(Json(json!({ "login": flow })))
 }

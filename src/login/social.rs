@@ -148,7 +148,7 @@ pub async fn poll_device(
 }
 
 /// The secret half of a browser sign-in: kept by the gateway until the pasted address comes back.
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, Deserialize)]
 pub struct Pkce {
     /// `code_verifier`.
     verifier: String,

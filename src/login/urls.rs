@@ -4,7 +4,7 @@
 use clap::Args;
 use kiro_layers::kiro::auth::Endpoints;
 
-/// The sign-in options that `serve` and `account login` share (the OIDC, desktop-auth and API
+/// The sign-in options that `serve` and `account login` share (the URLs, and the lease) (the OIDC, desktop-auth and API
 /// URLs are the refresh ones, `KIRO_OIDC_URL`, `KIRO_DESKTOP_AUTH_URL`, `KIRO_API_URL`).
 #[derive(Debug, Clone, Args)]
 pub struct LoginUrlArgs {
@@ -24,6 +24,24 @@ pub struct LoginUrlArgs {
         default_value = "https://app.kiro.dev/signin"
     )]
     pub kiro_signin_url: String,
+
+    /// Seconds a process holds a sign-in flow it polls for; it renews the hold while it runs,
+    /// and when the process stops another process on the same database takes the flow over
+    /// once the hold lapses.
+    #[arg(
+        long = "login-lease-seconds",
+        env = "LOGIN_LEASE_SECONDS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub login_lease_seconds: u64,
+}
+
+impl LoginUrlArgs {
+    /// How long a process holds a flow it polls for.
+    pub fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.login_lease_seconds)
+    }
 }
 
 /// Every URL a sign-in uses.

@@ -82,6 +82,10 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         "0011_account_usage_limits",
         include_str!("../../schema/sqlite/0011_account_usage_limits.sql"),
     ),
+    (
+        "0012_login_flows",
+        include_str!("../../schema/sqlite/0012_login_flows.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations, in order.
@@ -129,6 +133,10 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
     (
         "0011_account_usage_limits",
         include_str!("../../schema/postgres/0011_account_usage_limits.sql"),
+    ),
+    (
+        "0012_login_flows",
+        include_str!("../../schema/postgres/0012_login_flows.sql"),
     ),
 ];
 

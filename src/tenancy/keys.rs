@@ -65,6 +65,19 @@ impl Caller {
             Caller::User { user_id, .. } => format!("user:{user_id}"),
         }
     }
+
+    /// The admin caller [`Caller::actor`] named (a sign-in flow keeps its starter this way, so
+    /// that whichever process finishes it audits the right admin); `None` for anything else.
+    pub fn admin_from_actor(actor: &str) -> Option<Caller> {
+        match actor {
+            "admin:env" => Some(Caller::RootAdmin),
+            "cli" => Some(Caller::Cli),
+            other => other
+                .strip_prefix("admin:key:")
+                .and_then(|id| id.parse().ok())
+                .map(Caller::Admin),
+        }
+    }
 }
 
 /// See the module docs. Cheap to clone.

@@ -31,6 +31,11 @@ pub fn fake_urls(base: &str) -> Vec<String> {
 }
 
 pub async fn start_with(config: FakeKiroConfig) -> LoginEnv {
+    start_with_args(config, &[]).await
+}
+
+/// [`start_with`] with these `serve` options added.
+pub async fn start_with_args(config: FakeKiroConfig, extra: &[&str]) -> LoginEnv {
     let fake = kiro_gateway::fake_kiro::start(config).await.unwrap();
     let dir = temp_dir();
     let url = database_url(&dir);
@@ -47,6 +52,7 @@ pub async fn start_with(config: FakeKiroConfig) -> LoginEnv {
         ]
         .map(str::to_owned),
     );
+    argv.extend(extra.iter().map(|a| a.to_string()));
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let mut h = start_gateway(serve_args(&argv)).await;
     h.fake = Some(fake);

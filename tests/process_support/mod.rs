@@ -163,6 +163,15 @@ impl GatewayProcess {
         assert!(status.success(), "kill -TERM failed");
     }
 
+    /// Sends SIGKILL: the process dies at once, as on a crash or an out-of-memory kill.
+    pub fn kill(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-KILL", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -KILL failed");
+    }
+
     /// Waits for the process to exit, at most `limit`.
     pub async fn wait(&mut self, limit: Duration) -> ExitStatus {
         match tokio::time::timeout(limit, self.child.wait()).await {

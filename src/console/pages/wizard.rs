@@ -126,6 +126,7 @@ pub async fn flow(State(st): State<Console>, ctx: Ctx, Path(id): Path<String>) -
     let logins = logins(&st, &ctx)?;
     let view = logins
         .status(&id)
+        .await
         .map_err(|e| api_error_page(&ctx, ApiError(e)))?;
     let body = flow_body(&ctx, &view);
     Ok(show(

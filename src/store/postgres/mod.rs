@@ -21,6 +21,7 @@ use super::{redact_url, Migration, Secret, POSTGRES_MIGRATIONS};
 mod accounts;
 mod console;
 mod instances;
+mod login_flows;
 mod logins;
 mod paging;
 mod records;
@@ -476,6 +477,35 @@ impl Store for PgStore {
         at: Timestamp,
     ) -> StoreFuture<'_, ()> {
         call!(self.put_usage_limits_(account_id, outcome, at))
+    }
+    fn create_login_flow(
+        &self,
+        row: LoginFlowRow,
+        lease: Duration,
+        max_live: u32,
+    ) -> StoreFuture<'_, ()> {
+        call!(self.create_login_flow_(row, lease, max_live))
+    }
+    fn get_login_flow(&self, id: &str) -> StoreFuture<'_, Option<LoginFlowRow>> {
+        let id = id.to_owned();
+        Box::pin(async move { self.get_login_flow_(&id).await.map_err(|e| e.0) })
+    }
+    fn update_login_flow(&self, row: LoginFlowRow, expected_version: i64) -> StoreFuture<'_, bool> {
+        call!(self.update_login_flow_(row, expected_version))
+    }
+    fn lease_login_flow(&self, id: &str, owner: &str, lease: Duration) -> StoreFuture<'_, bool> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        Box::pin(async move {
+            self.lease_login_flow_(&id, &owner, lease)
+                .await
+                .map_err(|e| e.0)
+        })
+    }
+    fn orphan_login_flows(&self) -> StoreFuture<'_, Vec<String>> {
+        call!(self.orphan_login_flows_())
+    }
+    fn sweep_login_flows(&self, keep: Duration) -> StoreFuture<'_, u64> {
+        call!(self.sweep_login_flows_(keep))
     }
     fn list_usage_limits(&self) -> StoreFuture<'_, Vec<AccountUsageLimits>> {
         call!(self.list_usage_limits_())

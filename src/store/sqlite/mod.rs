@@ -16,6 +16,7 @@ use super::{Migration, Secret, SQLITE_MIGRATIONS};
 mod accounts;
 mod console;
 mod instances;
+mod login_flows;
 mod logins;
 mod paging;
 mod records;
@@ -432,6 +433,31 @@ impl Store for SqliteStore {
         at: Timestamp,
     ) -> StoreFuture<'_, ()> {
         self.run(move |c, _, _| usage_limits::put(c, account_id, outcome, at))
+    }
+    fn create_login_flow(
+        &self,
+        row: LoginFlowRow,
+        lease: Duration,
+        max_live: u32,
+    ) -> StoreFuture<'_, ()> {
+        self.run(move |c, s, _| login_flows::create(c, s, row, lease, max_live))
+    }
+    fn get_login_flow(&self, id: &str) -> StoreFuture<'_, Option<LoginFlowRow>> {
+        let id = id.to_owned();
+        self.run(move |c, s, _| login_flows::get(c, s, &id))
+    }
+    fn update_login_flow(&self, row: LoginFlowRow, expected_version: i64) -> StoreFuture<'_, bool> {
+        self.run(move |c, s, _| login_flows::update(c, s, row, expected_version))
+    }
+    fn lease_login_flow(&self, id: &str, owner: &str, lease: Duration) -> StoreFuture<'_, bool> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        self.run(move |c, _, _| login_flows::lease(c, &id, &owner, lease))
+    }
+    fn orphan_login_flows(&self) -> StoreFuture<'_, Vec<String>> {
+        self.run(|c, _, _| login_flows::orphans(c))
+    }
+    fn sweep_login_flows(&self, keep: Duration) -> StoreFuture<'_, u64> {
+        self.run(move |c, _, _| login_flows::sweep(c, keep))
     }
     fn list_usage_limits(&self) -> StoreFuture<'_, Vec<AccountUsageLimits>> {
         self.run(|c, _, _| usage_limits::list(c))
