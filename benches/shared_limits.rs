@@ -84,7 +84,7 @@ async fn engines() -> Vec<(&'static str, Option<Arc<dyn CounterEngine>>)> {
             .unwrap();
         out.push((
             "postgres",
-            Some(Arc::new(PgCounters::connect(&url).unwrap())),
+            Some(Arc::new(PgCounters::connect(&url, 8).unwrap())),
         ));
     }
     if let Ok(url) = std::env::var("TEST_REDIS_URL") {

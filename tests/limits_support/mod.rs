@@ -53,7 +53,7 @@ pub async fn engines(clients: usize) -> Vec<(&'static str, Vec<Arc<dyn CounterEn
     let mut out = Vec::new();
     if let Some(url) = pg_database().await {
         let list = (0..clients)
-            .map(|_| Arc::new(PgCounters::connect(&url).unwrap()) as Arc<dyn CounterEngine>)
+            .map(|_| Arc::new(PgCounters::connect(&url, 8).unwrap()) as Arc<dyn CounterEngine>)
             .collect();
         out.push(("postgres", list));
     }

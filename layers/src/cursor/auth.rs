@@ -231,7 +231,10 @@ fn is_jwt_shaped(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
     let parts: Vec<&str> = s.split('.').collect();
-    parts.len() == 3 && !parts[0].is_empty() && !parts[1].is_empty() && parts.iter().all(|p| url_safe(p))
+    parts.len() == 3
+        && !parts[0].is_empty()
+        && !parts[1].is_empty()
+        && parts.iter().all(|p| url_safe(p))
 }
 
 fn now_seconds() -> u64 {

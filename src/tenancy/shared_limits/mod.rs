@@ -38,11 +38,20 @@ use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-pub use self::postgres::PgCounters;
+pub use self::postgres::{PgCounters, DEFAULT_POOL as DEFAULT_PG_POOL};
 pub use self::redis::RedisCounters;
 
 /// Longest one engine call may take before the process counts on its own.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Longest a call may wait for one of the engine's connections (see
+/// [`CounterEngine::parallelism`]) before its own [`COMMAND_TIMEOUT`] starts. A request that
+/// waited this long is counted in this process alone, without marking the engine degraded:
+/// the engine answers, it is only saturated.
+pub const QUEUE_WAIT: Duration = Duration::from_secs(1);
+
+/// Most slot releases sent to the engine in one call.
+const RELEASE_BATCH: usize = 256;
 
 /// A slot not renewed for this long is free again (its process died).
 pub const LEASE_TTL: Duration = Duration::from_secs(60);
@@ -95,6 +104,39 @@ pub trait CounterEngine: Send + Sync + 'static {
     /// Gives a slot back.
     fn release(&self, subject: &str, lease: &str) -> BoxFuture<'_, Result<(), EngineError>>;
 
+    /// Admits one request: every slot and window hit of `asks`, all or nothing. The default
+    /// takes them one call at a time (slots, then hits) and gives the slots back on a
+    /// refusal; an engine that can do it in one atomic round trip overrides it.
+    fn admit<'a>(
+        &'a self,
+        asks: &'a [Ask],
+        window: Duration,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Verdict, EngineError>> {
+        Box::pin(admit_in_steps(self, asks, window, ttl))
+    }
+
+    /// Gives many slots `(subject, lease)` back; the default releases them one by one.
+    fn release_all<'a>(
+        &'a self,
+        held: &'a [(String, String)],
+    ) -> BoxFuture<'a, Result<(), EngineError>> {
+        Box::pin(async move {
+            for (subject, lease) in held {
+                self.release(subject, lease).await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// How many calls the engine serves at once (its connection pool), or `None` when it
+    /// multiplexes any number. Calls beyond it queue in [`SharedLimits`] for up to
+    /// [`QUEUE_WAIT`] before their [`COMMAND_TIMEOUT`] starts, so a burst waits for a
+    /// connection instead of being taken for an engine that is down.
+    fn parallelism(&self) -> Option<usize> {
+        None
+    }
+
     /// Extends the slots `(subject, lease)` to `ttl` from now.
     fn renew(
         &self,
@@ -105,6 +147,107 @@ pub trait CounterEngine: Send + Sync + 'static {
     /// Answers when reachable; also deletes counters of past windows where the engine does
     /// not expire them itself.
     fn probe(&self) -> BoxFuture<'_, Result<(), EngineError>>;
+}
+
+/// One subject's limits in a request: a window hit when `rpm_limit > 0`, a slot (held as
+/// `lease`) when `max_concurrency > 0`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    /// `key:12`, `user:3`, `agent:5`.
+    pub subject: String,
+    /// Requests per window; 0 for none.
+    pub rpm_limit: u32,
+    /// Requests at once; 0 for none.
+    pub max_concurrency: u32,
+    /// The slot's lease id (unused without `max_concurrency`).
+    pub lease: String,
+}
+
+/// Why an admission was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// All slots of the subject are taken.
+    Concurrency,
+    /// The subject's window is full; it ends after this long.
+    Rate(Duration),
+}
+
+/// The answer to an admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every slot and hit was taken.
+    Admitted,
+    /// `asks[at]` refused; nothing was taken.
+    Refused {
+        /// Index of the refused ask.
+        at: usize,
+        /// Which limit.
+        why: Refusal,
+    },
+}
+
+/// [`CounterEngine::admit`] one call at a time: every slot first, then every hit. Slots taken
+/// are given back on a refusal or failure; hits already counted stay counted (a refused
+/// request may so use up a window hit of another subject).
+async fn admit_in_steps<E: CounterEngine + ?Sized>(
+    engine: &E,
+    asks: &[Ask],
+    window: Duration,
+    ttl: Duration,
+) -> Result<Verdict, EngineError> {
+    let mut taken: Vec<&Ask> = Vec::new();
+    let mut outcome = Ok(Verdict::Admitted);
+    for (at, ask) in asks.iter().enumerate() {
+        if ask.max_concurrency == 0 {
+            continue;
+        }
+        match engine
+            .acquire(&ask.subject, ask.max_concurrency, &ask.lease, ttl)
+            .await
+        {
+            Ok(true) => taken.push(ask),
+            Ok(false) => {
+                outcome = Ok(Verdict::Refused {
+                    at,
+                    why: Refusal::Concurrency,
+                });
+                break;
+            }
+            Err(error) => {
+                outcome = Err(error);
+                break;
+            }
+        }
+    }
+    if outcome == Ok(Verdict::Admitted) {
+        for (at, ask) in asks.iter().enumerate() {
+            if ask.rpm_limit == 0 {
+                continue;
+            }
+            match engine.hit(&ask.subject, ask.rpm_limit, window).await {
+                Ok(Hit::Admitted) => {}
+                Ok(Hit::Refused(after)) => {
+                    outcome = Ok(Verdict::Refused {
+                        at,
+                        why: Refusal::Rate(after),
+                    });
+                    break;
+                }
+                Err(error) => {
+                    outcome = Err(error);
+                    break;
+                }
+            }
+        }
+    }
+    // On a failure the caller gives every lease back (the call may also have timed out).
+    if let Ok(Verdict::Refused { .. }) = outcome {
+        for ask in taken {
+            // Best effort: a slot not given back expires with its lease.
+            let _ = engine.release(&ask.subject, &ask.lease).await;
+        }
+    }
+    outcome
 }
 
 /// Which engine `SHARED_LIMITS` asks for.
@@ -145,11 +288,12 @@ pub struct Selected {
     pub only_with_peers: bool,
 }
 
-/// The engine the settings select, if any.
+/// The engine the settings select, if any; PostgreSQL with a pool of `pg_pool` connections.
 pub fn select(
     mode: Mode,
     database_url: &str,
     redis_url: Option<&str>,
+    pg_pool: u32,
 ) -> Result<Option<Selected>, String> {
     let postgres =
         database_url.starts_with("postgres://") || database_url.starts_with("postgresql://");
@@ -161,7 +305,7 @@ pub fn select(
             return Err("SHARED_LIMITS=redis needs REDIS_URL (redis://host:6379)".into())
         }
         (Mode::Postgres | Mode::Auto, _) if postgres => {
-            Arc::new(PgCounters::connect(database_url)?)
+            Arc::new(PgCounters::connect(database_url, pg_pool)?)
         }
         (Mode::Postgres, _) => {
             return Err("SHARED_LIMITS=postgres needs a postgres:// DATABASE_URL".into())
@@ -190,6 +334,8 @@ pub struct SharedLimits {
     health: Health,
     /// Slots held by requests of this process: lease to subject (renewed together).
     held: Mutex<HashMap<String, String>>,
+    /// One permit per call the engine serves at once, when it has such a bound.
+    gate: Option<tokio::sync::Semaphore>,
     releases: mpsc::UnboundedSender<(String, String)>,
     releases_rx: Mutex<Option<mpsc::UnboundedReceiver<(String, String)>>>,
 }
@@ -208,13 +354,16 @@ impl SharedLimits {
         let (releases, releases_rx) = mpsc::unbounded_channel();
         metrics::gauge!("kiro_gateway_shared_limits_degraded", "engine" => engine.name()).set(0.0);
         Arc::new(SharedLimits {
-            engine,
+            engine: Arc::clone(&engine),
             peers,
             health: Health {
                 degraded: AtomicBool::new(false),
                 since: Mutex::new((Instant::now(), None)),
             },
             held: Mutex::new(HashMap::new()),
+            gate: engine
+                .parallelism()
+                .map(|n| tokio::sync::Semaphore::new(n.max(1))),
             releases,
             releases_rx: Mutex::new(Some(releases_rx)),
         })
@@ -290,12 +439,30 @@ impl SharedLimits {
         status
     }
 
-    async fn bounded<T>(
-        &self,
+    /// Runs `call` within [`COMMAND_TIMEOUT`] once the engine has room for it: the wait for
+    /// room (at most [`QUEUE_WAIT`]) is not the engine's fault, so running out of it fails
+    /// this call only; a call that fails or times out marks the engine degraded.
+    async fn bounded<'a, T>(
+        &'a self,
         what: &str,
-        call: BoxFuture<'_, Result<T, EngineError>>,
+        call: impl FnOnce() -> BoxFuture<'a, Result<T, EngineError>>,
     ) -> Result<T, EngineError> {
-        let outcome = match tokio::time::timeout(COMMAND_TIMEOUT, call).await {
+        let _permit = match &self.gate {
+            Some(gate) => match tokio::time::timeout(QUEUE_WAIT, gate.acquire()).await {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    metrics::counter!("kiro_gateway_shared_limits_busy_total", "engine" => self.engine.name())
+                        .increment(1);
+                    return Err(format!(
+                        "{} had no free connection for {what} within {} ms",
+                        self.engine.name(),
+                        QUEUE_WAIT.as_millis()
+                    ));
+                }
+            },
+            None => None,
+        };
+        let outcome = match tokio::time::timeout(COMMAND_TIMEOUT, call()).await {
             Ok(outcome) => outcome,
             Err(_) => Err(format!(
                 "{} did not answer {what} within {} ms",
@@ -309,10 +476,66 @@ impl SharedLimits {
         outcome
     }
 
+    /// Admits one request in the engine: `asks` are `(subject, rpm_limit, max_concurrency)`
+    /// (0 for none). Admitted: the leases of the slots taken, remembered for renewal.
+    /// Refused: the index of the refusing subject and why; nothing is held.
+    pub async fn admit(
+        &self,
+        asks: &[(String, u32, u32)],
+    ) -> Result<Result<Vec<Lease>, (usize, Refusal)>, EngineError> {
+        let asks: Vec<Ask> = asks
+            .iter()
+            .map(|(subject, rpm_limit, max_concurrency)| Ask {
+                subject: subject.clone(),
+                rpm_limit: *rpm_limit,
+                max_concurrency: *max_concurrency,
+                lease: uuid::Uuid::new_v4().simple().to_string(),
+            })
+            .collect();
+        let leases: Vec<Lease> = asks
+            .iter()
+            .filter(|ask| ask.max_concurrency > 0)
+            .map(|ask| Lease {
+                subject: ask.subject.clone(),
+                lease: ask.lease.clone(),
+            })
+            .collect();
+        // Remembered first: a renewal running meanwhile must not miss them.
+        if let Ok(mut held) = self.held.lock() {
+            for lease in &leases {
+                held.insert(lease.lease.clone(), lease.subject.clone());
+            }
+        }
+        let outcome = self
+            .bounded("an admission", || {
+                if self.is_degraded() {
+                    // Marked while this call waited for room: no use asking.
+                    let error = format!("{} is degraded", self.engine.name());
+                    return Box::pin(async move { Err(error) });
+                }
+                self.engine.admit(&asks, RATE_WINDOW, LEASE_TTL)
+            })
+            .await;
+        match outcome {
+            Ok(Verdict::Admitted) => Ok(Ok(leases)),
+            Ok(Verdict::Refused { at, why }) => {
+                leases.iter().for_each(|l| self.forget(&l.lease));
+                Ok(Err((at, why)))
+            }
+            Err(error) => {
+                // Some may have been taken before the failure: give them back to be sure.
+                leases.into_iter().for_each(|l| self.release(l));
+                Err(error)
+            }
+        }
+    }
+
     /// Counts a request of `subject` in the shared window.
     pub async fn hit(&self, subject: &str, limit: u32) -> Result<Hit, EngineError> {
-        self.bounded("a window hit", self.engine.hit(subject, limit, RATE_WINDOW))
-            .await
+        self.bounded("a window hit", || {
+            self.engine.hit(subject, limit, RATE_WINDOW)
+        })
+        .await
     }
 
     /// Takes a shared slot of `subject`; the lease is remembered for renewal.
@@ -327,10 +550,9 @@ impl SharedLimits {
             lease,
         };
         let outcome = self
-            .bounded(
-                "a slot request",
-                self.engine.acquire(subject, cap, &lease.lease, LEASE_TTL),
-            )
+            .bounded("a slot request", || {
+                self.engine.acquire(subject, cap, &lease.lease, LEASE_TTL)
+            })
             .await;
         match outcome {
             Ok(true) => Ok(Some(lease)),
@@ -365,7 +587,10 @@ impl SharedLimits {
 
     /// Probes the engine now: healthy again on an answer.
     pub async fn probe(&self) -> bool {
-        let ok = self.bounded("a probe", self.engine.probe()).await.is_ok();
+        let ok = self
+            .bounded("a probe", || self.engine.probe())
+            .await
+            .is_ok();
         if ok {
             self.mark_healthy();
         }
@@ -388,10 +613,18 @@ impl SharedLimits {
             renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    Some((subject, lease)) = releases.recv() => {
-                        // A failed release is not retried: the lease expires by itself.
+                    Some(first) = releases.recv() => {
+                        // Everything waiting goes in one call. A failed release is not
+                        // retried: the lease expires by itself.
+                        let mut batch = vec![first];
+                        while batch.len() < RELEASE_BATCH {
+                            match releases.try_recv() {
+                                Ok(next) => batch.push(next),
+                                Err(_) => break,
+                            }
+                        }
                         let _ = limits
-                            .bounded("a slot release", limits.engine.release(&subject, &lease))
+                            .bounded("a slot release", || limits.engine.release_all(&batch))
                             .await;
                     }
                     _ = probe.tick() => {
@@ -416,7 +649,7 @@ impl SharedLimits {
             .unwrap_or_default();
         if !held.is_empty() {
             let _ = self
-                .bounded("a lease renewal", self.engine.renew(&held, LEASE_TTL))
+                .bounded("a lease renewal", || self.engine.renew(&held, LEASE_TTL))
                 .await;
         }
         let _ = self.probe().await;
