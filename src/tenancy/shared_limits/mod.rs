@@ -6,19 +6,24 @@
 //! The contract:
 //!
 //! - Exact while the engine answers. A window hit and a slot take are each one atomic step in
-//!   the engine (PostgreSQL: one upsert, or an advisory-locked count and insert, in a function;
-//!   Redis: one Lua script), so N processes together admit at most `rpm_limit` requests per
-//!   window and at most `max_concurrency` at once: no process can go over, whatever the
-//!   interleaving. The window is fixed (one minute numbered by the engine's clock, so skewed
+//!   the engine (PostgreSQL: one upsert, or an advisory-locked count and insert; Redis: one Lua
+//!   script), so N processes together admit at most `rpm_limit` requests per window and at
+//!   most `max_concurrency` at once: no process can go over, whatever the interleaving. The window is fixed (one minute numbered by the engine's clock, so skewed
 //!   process clocks agree), as the in-process window is.
 //! - Only limited subjects pay. A request whose key, user and agent have no rpm or
-//!   concurrency limit never reaches the engine; one with limits pays one round trip per
-//!   limited subject and kind.
+//!   concurrency limit never reaches the engine. One with limits is admitted by
+//!   [`CounterEngine::admit`]: on PostgreSQL one function call for all its subjects and kinds
+//!   (all or nothing), on Redis one script call per limited subject and kind.
 //! - A process alone keeps today's cost: in `auto` mode the engine is consulted only while
 //!   other processes share the database (the heartbeat of [`super::turn`] counts them).
 //! - A slot is a lease that expires after [`LEASE_TTL`] unless its process renews it (every
 //!   [`RENEW_EVERY`]), so a crashed process's slots come back within a minute. Slots are given
 //!   back through a channel (a permit's drop never waits on I/O).
+//! - A burst waits for a connection, it is not an outage: an engine with a connection pool
+//!   (PostgreSQL, `SHARED_LIMITS_PG_POOL`) serves that many calls at once and the others queue
+//!   here for up to [`QUEUE_WAIT`]. A request that got no connection by then is counted in this
+//!   process alone (counted in `kiro_gateway_shared_limits_busy_total` and in `/ready`'s
+//!   `busy`), and the engine stays in use for the next ones.
 //! - Never hangs a request: each engine call is bounded by [`COMMAND_TIMEOUT`]. A failure marks
 //!   the engine degraded (logged once per transition, the gauge
 //!   `kiro_gateway_shared_limits_degraded` set, `/ready` says so): the process then counts in
@@ -30,7 +35,7 @@ mod postgres;
 mod redis;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -336,6 +341,8 @@ pub struct SharedLimits {
     held: Mutex<HashMap<String, String>>,
     /// One permit per call the engine serves at once, when it has such a bound.
     gate: Option<tokio::sync::Semaphore>,
+    /// Calls that found no free connection within [`QUEUE_WAIT`].
+    busy: AtomicU64,
     releases: mpsc::UnboundedSender<(String, String)>,
     releases_rx: Mutex<Option<mpsc::UnboundedReceiver<(String, String)>>>,
 }
@@ -364,6 +371,7 @@ impl SharedLimits {
             gate: engine
                 .parallelism()
                 .map(|n| tokio::sync::Semaphore::new(n.max(1))),
+            busy: AtomicU64::new(0),
             releases,
             releases_rx: Mutex::new(Some(releases_rx)),
         })
@@ -383,6 +391,12 @@ impl SharedLimits {
     /// True while the engine is unreachable and the process counts on its own.
     pub fn is_degraded(&self) -> bool {
         self.health.degraded.load(Ordering::Acquire)
+    }
+
+    /// How many calls found every connection busy for [`QUEUE_WAIT`] (their requests were
+    /// counted in this process alone; the engine was not marked degraded).
+    pub fn busy(&self) -> u64 {
+        self.busy.load(Ordering::Relaxed)
     }
 
     fn mark_degraded(&self, error: &str) {
@@ -432,6 +446,7 @@ impl SharedLimits {
             "engine": self.engine.name(),
             "state": state,
             "for_seconds": since.elapsed().as_secs(),
+            "busy": self.busy(),
         });
         if let Some(error) = error {
             status["error"] = json!(error);
@@ -451,6 +466,7 @@ impl SharedLimits {
             Some(gate) => match tokio::time::timeout(QUEUE_WAIT, gate.acquire()).await {
                 Ok(permit) => Some(permit),
                 Err(_) => {
+                    self.busy.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("kiro_gateway_shared_limits_busy_total", "engine" => self.engine.name())
                         .increment(1);
                     return Err(format!(

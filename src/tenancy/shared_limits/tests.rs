@@ -317,6 +317,7 @@ async fn a_saturated_engine_queues_admissions_without_degrading() {
     assert!(decisions.iter().all(Result::is_ok));
     assert!(!shared.is_degraded(), "busy is not down");
     assert_eq!(shared.status()["state"], "shared");
+    assert_eq!(shared.status()["busy"], 3);
     // 7 calls got the connection within the first second (at 0, 150, ..., 900 ms); the other
     // 3 gave up waiting at 1 s and never reached the engine.
     assert_eq!(engine.calls.load(Ordering::SeqCst), 7);
