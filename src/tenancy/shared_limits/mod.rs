@@ -329,6 +329,8 @@ pub type PeersPresent = Arc<dyn Fn() -> bool + Send + Sync>;
 /// Health of the engine as this process sees it.
 struct Health {
     degraded: AtomicBool,
+    /// Switches to degraded since the start.
+    degradations: AtomicU64,
     since: Mutex<(Instant, Option<String>)>,
 }
 
@@ -365,6 +367,7 @@ impl SharedLimits {
             peers,
             health: Health {
                 degraded: AtomicBool::new(false),
+                degradations: AtomicU64::new(0),
                 since: Mutex::new((Instant::now(), None)),
             },
             held: Mutex::new(HashMap::new()),
@@ -399,9 +402,16 @@ impl SharedLimits {
         self.busy.load(Ordering::Relaxed)
     }
 
+    /// How many times the engine was marked degraded since the start (a probe may have found
+    /// it back since).
+    pub fn degradations(&self) -> u64 {
+        self.health.degradations.load(Ordering::Relaxed)
+    }
+
     fn mark_degraded(&self, error: &str) {
         if let Ok(mut since) = self.health.since.lock() {
             if !self.health.degraded.swap(true, Ordering::AcqRel) {
+                self.health.degradations.fetch_add(1, Ordering::Relaxed);
                 *since = (Instant::now(), Some(error.to_owned()));
                 tracing::warn!(
                     engine = self.engine.name(),
@@ -522,6 +532,7 @@ impl SharedLimits {
                 held.insert(lease.lease.clone(), lease.subject.clone());
             }
         }
+        let mut asked = false;
         let outcome = self
             .bounded("an admission", || {
                 if self.is_degraded() {
@@ -529,6 +540,7 @@ impl SharedLimits {
                     let error = format!("{} is degraded", self.engine.name());
                     return Box::pin(async move { Err(error) });
                 }
+                asked = true;
                 self.engine.admit(&asks, RATE_WINDOW, LEASE_TTL)
             })
             .await;
@@ -538,9 +550,15 @@ impl SharedLimits {
                 leases.iter().for_each(|l| self.forget(&l.lease));
                 Ok(Err((at, why)))
             }
-            Err(error) => {
-                // Some may have been taken before the failure: give them back to be sure.
+            // Some may have been taken before the failure: given back to be sure. A call that
+            // never reached the engine (pool busy, engine degraded) took nothing, and a
+            // release would only add load to a saturated pool.
+            Err(error) if asked => {
                 leases.into_iter().for_each(|l| self.release(l));
+                Err(error)
+            }
+            Err(error) => {
+                leases.iter().for_each(|l| self.forget(&l.lease));
                 Err(error)
             }
         }
