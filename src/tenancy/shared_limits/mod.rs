@@ -121,15 +121,18 @@ pub trait CounterEngine: Send + Sync + 'static {
         Box::pin(admit_in_steps(self, asks, window, ttl))
     }
 
-    /// Gives many slots `(subject, lease)` back; the default releases them one by one.
+    /// Gives many slots `(subject, lease)` back; the default sends every release at once (a
+    /// multiplexed connection pipelines them: one by one, a batch of hundreds would outlast
+    /// [`COMMAND_TIMEOUT`] under load and mark a healthy engine degraded).
     fn release_all<'a>(
         &'a self,
         held: &'a [(String, String)],
     ) -> BoxFuture<'a, Result<(), EngineError>> {
+        let releases = held
+            .iter()
+            .map(|(subject, lease)| self.release(subject, lease));
         Box::pin(async move {
-            for (subject, lease) in held {
-                self.release(subject, lease).await?;
-            }
+            futures_util::future::try_join_all(releases).await?;
             Ok(())
         })
     }
