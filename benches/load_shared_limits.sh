@@ -75,12 +75,19 @@ provision() {
     python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])'
 }
 
-# The shared-limits part of /ready, as `state busy` (`off` without an engine).
+# The shared-limits part of /ready, as `state busy` (`off` without an engine); `degraded` as
+# the state when the log shows the engine was degraded at any time (a probe may have found it
+# back since).
 limits_state() {
-  curl -s "http://127.0.0.1:$1/ready" | python3 -c '
+  local port=$1 mode=$2
+  if grep -q "shared limits degraded" "$work/gw-$mode.out"; then
+    echo "degraded 0"
+    return
+  fi
+  curl -s "http://127.0.0.1:$port/ready" | python3 -c '
 import json, sys
 s = json.load(sys.stdin).get("shared_limits")
-print(f"{s[\"state\"]} {s.get(\"busy\", 0)}" if s else "off 0")'
+print("%s %s" % (s["state"], s.get("busy", 0)) if s else "off 0")'
 }
 
 # name, port, key: warms up, runs the load, prints requests/s, p50, p99 and the answers.
@@ -95,7 +102,7 @@ LUA
   local url="http://127.0.0.1:$port/v1/chat/completions"
   wrk -t2 -c8 -d2s -s "$work/post.lua" "$url" >/dev/null
   wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$work/post.lua" "$url" >"$work/$name.txt"
-  python3 - "$work/$name.txt" "$name" "$(limits_state "$port")" <<'PY'
+  python3 - "$work/$name.txt" "$name" "$(limits_state "$port" "$name")" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 def ms(label):
