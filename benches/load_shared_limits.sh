@@ -9,12 +9,14 @@
 # otherwise some requests were counted locally and the figures would not be the engine's.
 #
 #   bash benches/load_shared_limits.sh   # needs `wrk` (apt-get install wrk), python3, curl
+#   MODES=postgres SHARED_LIMITS_PG_POOL=4 bash benches/load_shared_limits.sh   # one mode, pool 4
 #
 # Everything runs on this machine; nothing leaves loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}
+MODES=${MODES:-off postgres redis}
 CONNECTIONS=${CONNECTIONS:-64}
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
 
@@ -119,7 +121,7 @@ PY
 }
 
 key=""
-for mode in off postgres redis; do
+for mode in $MODES; do
   start_gateway "$mode"
   [[ -n "$key" ]] || key=$(provision "$gw_port")
   load "$mode" "$gw_port" "$key"
