@@ -240,6 +240,13 @@ pub struct ServeArgs {
     #[arg(long = "shared-limits", env = "SHARED_LIMITS", default_value = "auto")]
     pub shared_limits: crate::tenancy::shared_limits::Mode,
 
+    /// Connections of each process's pool for the shared rate and concurrency counters on
+    /// PostgreSQL (besides the store's; at least 1). Each limited request holds one for one
+    /// round trip; requests beyond it wait up to a second for one, then are counted in their
+    /// process alone without marking the engine degraded. See docs/deploy.md.
+    #[arg(long = "shared-limits-pg-pool", env = "SHARED_LIMITS_PG_POOL", default_value_t = crate::tenancy::shared_limits::DEFAULT_PG_POOL)]
+    pub shared_limits_pg_pool: u32,
+
     /// Redis or Valkey for shared rate and concurrency counters
     /// (`redis://[:password@]host:6379[/db]`); optional.
     #[arg(long = "redis-url", env = "REDIS_URL", hide_env_values = true)]

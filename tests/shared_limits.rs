@@ -7,7 +7,11 @@ mod limits_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kiro_gateway::tenancy::shared_limits::{CounterEngine, Hit};
+use kiro_gateway::tenancy::limits::{Limits, QuotaBook, Subject};
+use kiro_gateway::tenancy::shared_limits::{CounterEngine, Hit, SharedLimits};
+use kiro_layers::quota::{Admission, QuotaGuard, QuotaPermit};
+use kiro_layers::traits::Principal;
+use kiro_layers::GatewayError;
 use limits_support::engines;
 
 /// `hits` requests at once, spread over `clients`, against a window of `limit`.
@@ -126,5 +130,163 @@ async fn a_slot_its_process_stops_renewing_expires_and_a_renewed_one_does_not() 
                 .unwrap(),
             "{name}: the renewed slot still counts"
         );
+    }
+}
+
+/// Two "processes" (a book and its shared limits each) on the clients of one engine.
+fn start_processes(
+    clients: &[Arc<dyn CounterEngine>],
+    limits: &[(Subject, Limits)],
+) -> Vec<(QuotaBook, Arc<SharedLimits>)> {
+    clients
+        .iter()
+        .map(|client| {
+            let book = QuotaBook::new();
+            for (subject, limit) in limits {
+                book.set(subject.clone(), *limit);
+            }
+            let shared = SharedLimits::new(Arc::clone(client), None);
+            shared.spawn();
+            book.share(Arc::clone(&shared));
+            (book, shared)
+        })
+        .collect()
+}
+
+fn principal(key: &str, agent: Option<&str>) -> Principal {
+    Principal {
+        key_id: key.into(),
+        user_id: None,
+        agent_id: agent.map(str::to_owned),
+        allowed_models: vec![],
+    }
+}
+
+async fn admit(book: &QuotaBook, principal: &Principal) -> Result<QuotaPermit, GatewayError> {
+    match book.admit(principal) {
+        Admission::Now(decision) => decision,
+        Admission::Later(decision) => decision.await,
+    }
+}
+
+/// 64 admissions at once over two processes (more than the DEFAULT_PG_POOL connections of
+/// each one's pool), the permits held until all have answered; returns the admitted ones and
+/// the refusals' messages.
+async fn burst(
+    processes: &[(QuotaBook, Arc<SharedLimits>)],
+    principal: &Principal,
+) -> (Vec<QuotaPermit>, Vec<String>) {
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let book = processes[i % processes.len()].0.clone();
+            let principal = principal.clone();
+            tokio::spawn(async move { admit(&book, &principal).await })
+        })
+        .collect();
+    let (mut admitted, mut refused) = (Vec::new(), Vec::new());
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(permit) => admitted.push(permit),
+            Err(error) => refused.push(error.message().to_owned()),
+        }
+    }
+    (admitted, refused)
+}
+
+/// A burst (see [`burst`]) on a new key with `limits` over two processes on `clients`: the
+/// number admitted, once every admission was checked to have been counted in the engine
+/// (none degraded, none waited out for a connection), and the refusals' messages.
+async fn burst_on_a_new_key(
+    name: &str,
+    clients: &[Arc<dyn CounterEngine>],
+    limits: Limits,
+) -> (usize, Vec<String>) {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let processes = start_processes(clients, &[(Subject::Key(id.clone()), limits)]);
+    let (admitted, refused) = burst(&processes, &principal(&id, None)).await;
+    for (_, shared) in &processes {
+        assert_eq!(shared.degradations(), 0, "{name}: a burst is not an outage");
+        assert_eq!(shared.busy(), 0, "{name}: every admission got a connection");
+    }
+    (admitted.len(), refused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_admissions_at_once_get_exactly_the_limit_without_degrading() {
+    for (name, clients) in engines(2).await {
+        let rate = Limits {
+            rpm_limit: Some(20),
+            max_concurrency: Some(1000),
+            ..Limits::default()
+        };
+        limits_support::away_from_window_end().await;
+        let (admitted, refused) = burst_on_a_new_key(name, &clients, rate).await;
+        assert_eq!(admitted, 20, "{name}: exactly the rpm limit");
+        assert!(refused.iter().all(|m| m.contains("rate limit")), "{name}");
+
+        let concurrency = Limits {
+            rpm_limit: Some(1000),
+            max_concurrency: Some(5),
+            ..Limits::default()
+        };
+        let (admitted, refused) = burst_on_a_new_key(name, &clients, concurrency).await;
+        assert_eq!(admitted, 5, "{name}: exactly the concurrency limit");
+        assert!(
+            refused.iter().all(|m| m.contains("concurrency limit")),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_admission_holds_no_slot_of_another_subject() {
+    for (name, clients) in engines(1).await {
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let (agent, key, free) = (
+            format!("a{unique}"),
+            format!("k{unique}"),
+            format!("f{unique}"),
+        );
+        // The agent's slot is taken (its subject sorts first), then the key's window refuses.
+        let processes = start_processes(
+            &clients,
+            &[
+                (
+                    Subject::Agent(agent.clone()),
+                    Limits {
+                        max_concurrency: Some(2),
+                        ..Limits::default()
+                    },
+                ),
+                (Subject::Key(key.clone()), rpm(1)),
+                (Subject::Key(free.clone()), Limits::default()),
+            ],
+        );
+        let book = &processes[0].0;
+        limits_support::away_from_window_end().await;
+        let first = admit(book, &principal(&key, Some(&agent))).await.unwrap();
+        let refused = admit(book, &principal(&key, Some(&agent)))
+            .await
+            .unwrap_err();
+        assert!(refused.message().contains("rate limit"), "{name}");
+        // Had the refused request kept its agent slot, both would now be taken.
+        let second = admit(book, &principal(&free, Some(&agent))).await;
+        assert!(
+            second.is_ok(),
+            "{name}: the refused request gave its slot back"
+        );
+        let third = admit(book, &principal(&free, Some(&agent))).await;
+        assert!(
+            third.unwrap_err().message().contains("concurrency limit"),
+            "{name}"
+        );
+        drop(first);
+    }
+}
+
+fn rpm(limit: u32) -> Limits {
+    Limits {
+        rpm_limit: Some(limit),
+        ..Limits::default()
     }
 }

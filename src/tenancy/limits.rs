@@ -8,7 +8,7 @@
 //!
 //! Rate and concurrency limits are counted here too, unless [`QuotaBook::share`] connected
 //! [`SharedLimits`]: then, while the shared engine is in use, a request of a subject with such
-//! a limit is counted there (one round trip per limited subject and kind) and only mirrored
+//! a limit is counted there (one round trip for all its limited subjects) and only mirrored
 //! here; unlimited subjects never leave memory.
 
 use std::collections::HashMap;
@@ -20,7 +20,7 @@ use kiro_layers::quota::{Admission, QuotaGuard, QuotaPermit};
 use kiro_layers::traits::Principal;
 use kiro_layers::GatewayError;
 
-use super::shared_limits::{Hit, Lease, SharedLimits};
+use super::shared_limits::{Lease, Refusal, SharedLimits};
 
 /// Whose limits: a key, a user or an agent.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -332,48 +332,32 @@ fn admit_locally(entries: Entries) -> Result<QuotaPermit, GatewayError> {
     Ok(QuotaPermit::new(move || release_local(&entered)))
 }
 
-/// The same decision with concurrency and rate counted in `shared`; `Err(None)` when the
-/// engine failed (the caller decides locally instead).
+/// The same decision with concurrency and rate counted in `shared`, in one engine call for
+/// all subjects; `Err(None)` when the engine failed (the caller decides locally instead).
 async fn admit_shared(
     shared: &Arc<SharedLimits>,
     entries: &Entries,
 ) -> Result<QuotaPermit, Option<GatewayError>> {
-    let mut leases: Vec<Lease> = Vec::new();
-    let give_back = |leases: Vec<Lease>| leases.into_iter().for_each(|l| shared.release(l));
-    for (subject, entry) in entries {
-        let cap = entry.max_concurrency();
-        if cap == 0 {
-            continue;
+    let limited: Vec<(&Subject, u32, u32)> = entries
+        .iter()
+        .map(|(subject, entry)| (subject, entry.rpm_limit(), entry.max_concurrency()))
+        .filter(|(_, rpm, cap)| *rpm > 0 || *cap > 0)
+        .collect();
+    let asks: Vec<(String, u32, u32)> = limited
+        .iter()
+        .map(|(subject, rpm, cap)| (subject.shared_name(), *rpm, *cap))
+        .collect();
+    let leases: Vec<Lease> = match shared.admit(&asks).await {
+        Ok(Ok(leases)) => leases,
+        Ok(Err((at, why))) => {
+            let (subject, rpm, cap) = limited[at];
+            return Err(Some(match why {
+                Refusal::Concurrency => concurrency_refused(subject, cap),
+                Refusal::Rate(after) => rate_refused(subject, rpm, after),
+            }));
         }
-        match shared.acquire(&subject.shared_name(), cap).await {
-            Ok(Some(lease)) => leases.push(lease),
-            Ok(None) => {
-                give_back(leases);
-                return Err(Some(concurrency_refused(subject, cap)));
-            }
-            Err(_) => {
-                give_back(leases);
-                return Err(None);
-            }
-        }
-    }
-    for (subject, entry) in entries {
-        let limit = entry.rpm_limit();
-        if limit == 0 {
-            continue;
-        }
-        match shared.hit(&subject.shared_name(), limit).await {
-            Ok(Hit::Admitted) => {}
-            Ok(Hit::Refused(after)) => {
-                give_back(leases);
-                return Err(Some(rate_refused(subject, limit, after)));
-            }
-            Err(_) => {
-                give_back(leases);
-                return Err(None);
-            }
-        }
-    }
+        Err(_) => return Err(None),
+    };
     // Mirrored here so the in-flight counts the APIs show stay right.
     let entered: Vec<Arc<Entry>> = entries.iter().map(|(_, e)| Arc::clone(e)).collect();
     entered.iter().for_each(|e| e.enter_uncapped());

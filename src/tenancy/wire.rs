@@ -206,6 +206,7 @@ fn start_shared_limits(
         args.shared_limits,
         &args.database_url,
         args.redis_url.as_deref(),
+        args.shared_limits_pg_pool,
     )?
     else {
         tracing::info!("rate and concurrency limits are counted in this process only");

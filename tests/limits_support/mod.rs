@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kiro_gateway::store::Secret;
-use kiro_gateway::tenancy::shared_limits::{CounterEngine, PgCounters, RedisCounters};
+use kiro_gateway::tenancy::shared_limits::{
+    CounterEngine, PgCounters, RedisCounters, DEFAULT_PG_POOL,
+};
 
 /// An empty database on the server of `admin` (a `TEST_DATABASE_URL`), and its URL. (Not
 /// store_support's copy: process_support includes that one, and a test may use both.)
@@ -53,7 +55,10 @@ pub async fn engines(clients: usize) -> Vec<(&'static str, Vec<Arc<dyn CounterEn
     let mut out = Vec::new();
     if let Some(url) = pg_database().await {
         let list = (0..clients)
-            .map(|_| Arc::new(PgCounters::connect(&url).unwrap()) as Arc<dyn CounterEngine>)
+            .map(|_| {
+                Arc::new(PgCounters::connect(&url, DEFAULT_PG_POOL).unwrap())
+                    as Arc<dyn CounterEngine>
+            })
             .collect();
         out.push(("postgres", list));
     }

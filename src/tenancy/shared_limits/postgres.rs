@@ -1,9 +1,13 @@
-//! Shared counters in the PostgreSQL database the processes already share (tables and
-//! functions of migration 0009). A window hit is one call of `kiro_limit_hit` (an upsert that
-//! counts only below the limit); a slot take is one call of `kiro_limit_acquire` (count and
-//! insert under a transaction-scoped advisory lock per subject). Both read the database's
-//! clock. The counters have their own small connection pool, so a busy store pool never
-//! delays them and they never starve the store.
+//! Shared counters in the PostgreSQL database the processes already share (unlogged tables and
+//! functions of migration 0009). An admission is one call of `kiro_limit_admit`: every slot
+//! (count and insert under a transaction-scoped advisory lock per subject) and every window
+//! hit (an upsert that counts only below the limit) of the request, all or nothing, in the one
+//! implicit transaction of that statement. `kiro_limit_hit` and `kiro_limit_acquire` do one
+//! step alone. All read the database's clock. Releases are batched into one `DELETE`.
+//!
+//! The counters have their own connection pool (`SHARED_LIMITS_PG_POOL` connections), so a
+//! busy store pool never delays them and they never starve the store; calls beyond it queue
+//! in [`super::SharedLimits`] (see [`CounterEngine::parallelism`]).
 
 use std::time::Duration;
 
@@ -12,23 +16,30 @@ use bb8_postgres::PostgresConnectionManager;
 use futures_util::future::BoxFuture;
 use tokio_postgres::{Config, NoTls};
 
-use super::{CounterEngine, EngineError, Hit, COMMAND_TIMEOUT, RATE_WINDOW};
+use super::{Ask, CounterEngine, EngineError, Hit, Refusal, Verdict, COMMAND_TIMEOUT, RATE_WINDOW};
 
 type PgPool = Pool<PostgresConnectionManager<NoTls>>;
 
 /// See the module docs.
 pub struct PgCounters {
     pool: PgPool,
+    size: u32,
 }
+
+/// Connections of the counters' pool unless `SHARED_LIMITS_PG_POOL` says otherwise.
+pub const DEFAULT_POOL: u32 = 8;
 
 fn failed(error: impl std::fmt::Display) -> EngineError {
     format!("postgres: {error}")
 }
 
 impl PgCounters {
-    /// A pool for `url`; connects lazily, so a database that is down makes the counters start
-    /// degraded (the store itself fails the start in that case anyway).
-    pub fn connect(url: &str) -> Result<Self, String> {
+    /// A pool of `size` connections to `url`; connects lazily, so a database that is down
+    /// makes the counters start degraded (the store itself fails the start in that case anyway).
+    pub fn connect(url: &str, size: u32) -> Result<Self, String> {
+        if size == 0 {
+            return Err("SHARED_LIMITS_PG_POOL must be at least 1".into());
+        }
         let config: Config = url.parse().map_err(|e| {
             format!(
                 "invalid PostgreSQL URL {}: {e}",
@@ -37,10 +48,10 @@ impl PgCounters {
         })?;
         let manager = PostgresConnectionManager::new(config, NoTls);
         let pool = Pool::builder()
-            .max_size(8)
+            .max_size(size)
             .connection_timeout(COMMAND_TIMEOUT)
             .build_unchecked(manager);
-        Ok(PgCounters { pool })
+        Ok(PgCounters { pool, size })
     }
 
     async fn client(
@@ -111,6 +122,76 @@ impl CounterEngine for PgCounters {
                 .map_err(failed)?;
             Ok(row.get(0))
         })
+    }
+
+    fn admit<'a>(
+        &'a self,
+        asks: &'a [Ask],
+        window: Duration,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Verdict, EngineError>> {
+        Box::pin(async move {
+            let subjects: Vec<&str> = asks.iter().map(|a| a.subject.as_str()).collect();
+            let rpm: Vec<i32> = asks.iter().map(|a| to_i32(a.rpm_limit)).collect();
+            let caps: Vec<i32> = asks.iter().map(|a| to_i32(a.max_concurrency)).collect();
+            let leases: Vec<&str> = asks.iter().map(|a| a.lease.as_str()).collect();
+            let client = self.client().await?;
+            let row = client
+                .query_one(
+                    "SELECT refused_at, refused_kind, window_left_ms \
+                     FROM kiro_limit_admit($1, $2, $3, $4, $5, $6)",
+                    &[
+                        &subjects,
+                        &rpm,
+                        &caps,
+                        &leases,
+                        &millis(window),
+                        &millis(ttl),
+                    ],
+                )
+                .await
+                .map_err(failed)?;
+            let refused_at: i32 = row.get(0);
+            let Some(at) = usize::try_from(refused_at)
+                .ok()
+                .and_then(|at| at.checked_sub(1))
+            else {
+                return Ok(Verdict::Admitted);
+            };
+            let kind: Option<String> = row.get(1);
+            let left: i64 = row.get(2);
+            let why = match kind.as_deref() {
+                Some("concurrency") => Refusal::Concurrency,
+                Some("rate") => Refusal::Rate(Duration::from_millis(left.max(0).unsigned_abs())),
+                other => return Err(failed(format!("unexpected refusal {other:?}"))),
+            };
+            if at >= asks.len() {
+                return Err(failed(format!(
+                    "refusal of subject {refused_at} of {}",
+                    asks.len()
+                )));
+            }
+            Ok(Verdict::Refused { at, why })
+        })
+    }
+
+    fn release_all<'a>(
+        &'a self,
+        held: &'a [(String, String)],
+    ) -> BoxFuture<'a, Result<(), EngineError>> {
+        Box::pin(async move {
+            let leases: Vec<&str> = held.iter().map(|(_, lease)| lease.as_str()).collect();
+            let client = self.client().await?;
+            client
+                .execute("DELETE FROM limit_slots WHERE lease = ANY($1)", &[&leases])
+                .await
+                .map_err(failed)?;
+            Ok(())
+        })
+    }
+
+    fn parallelism(&self) -> Option<usize> {
+        usize::try_from(self.size).ok()
     }
 
     fn release(&self, _subject: &str, lease: &str) -> BoxFuture<'_, Result<(), EngineError>> {

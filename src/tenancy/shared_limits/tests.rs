@@ -24,6 +24,10 @@ struct MemoryEngine {
     fail: AtomicBool,
     fail_hits: AtomicBool,
     hang: AtomicBool,
+    /// How long each answer takes (a slow but healthy engine).
+    delay: Mutex<Duration>,
+    /// Calls served at once, as a connection pool bounds them (`None`: any number).
+    parallel: Option<usize>,
 }
 
 impl MemoryEngine {
@@ -38,7 +42,9 @@ impl MemoryEngine {
             return Box::pin(async { Err("memory: connection refused".to_owned()) });
         }
         let value = value();
+        let delay = *self.delay.lock().unwrap();
         Box::pin(async move {
+            tokio::time::sleep(delay).await;
             if hang {
                 futures_util::future::pending::<()>().await;
             }
@@ -118,6 +124,10 @@ impl CounterEngine for Arc<MemoryEngine> {
 
     fn probe(&self) -> BoxFuture<'_, Result<(), EngineError>> {
         self.answer(|| ())
+    }
+
+    fn parallelism(&self) -> Option<usize> {
+        self.parallel
     }
 }
 
@@ -292,6 +302,51 @@ async fn a_hanging_engine_delays_a_request_by_the_command_timeout_at_most() {
     assert!(status["error"].as_str().unwrap().contains("did not answer"));
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_saturated_engine_queues_admissions_without_degrading() {
+    // One connection, 150 ms a call: 10 admissions at once queue for it; those that got no
+    // connection within QUEUE_WAIT are counted locally, and the engine stays in use.
+    let engine = Arc::new(MemoryEngine {
+        delay: Mutex::new(Duration::from_millis(150)),
+        parallel: Some(1),
+        ..MemoryEngine::default()
+    });
+    let (book, shared) = process(&engine, rpm(100));
+    let started = tokio::time::Instant::now();
+    let decisions = futures_util::future::join_all((0..10).map(|_| admit(&book))).await;
+    assert!(decisions.iter().all(Result::is_ok));
+    assert_eq!(shared.degradations(), 0, "busy is not down");
+    assert_eq!(shared.status()["state"], "shared");
+    assert_eq!(shared.status()["busy"], 3);
+    // 7 calls got the connection within the first second (at 0, 150, ..., 900 ms); the other
+    // 3 gave up waiting at 1 s and never reached the engine.
+    assert_eq!(engine.calls.load(Ordering::SeqCst), 7);
+    assert_eq!(engine.windows.lock().unwrap().get("key:k1"), Some(&7));
+    assert_eq!(started.elapsed(), Duration::from_millis(1050));
+    // Free again: the next admission is counted in the engine.
+    assert!(admit(&book).await.is_ok());
+    assert_eq!(engine.windows.lock().unwrap().get("key:k1"), Some(&8));
+}
+
+#[tokio::test(start_paused = true)]
+async fn admissions_queued_behind_a_dead_engine_do_not_wait_for_it() {
+    // The engine hangs: the call holding the only connection times out and marks it
+    // degraded; the queued ones then give up at once instead of timing out one by one.
+    let engine = Arc::new(MemoryEngine {
+        parallel: Some(1),
+        ..MemoryEngine::default()
+    });
+    engine.hang.store(true, Ordering::SeqCst);
+    let (book, shared) = process(&engine, rpm(100));
+    let started = tokio::time::Instant::now();
+    let decisions = futures_util::future::join_all((0..4).map(|_| admit(&book))).await;
+    assert!(decisions.iter().all(Result::is_ok));
+    assert!(shared.is_degraded());
+    assert_eq!(shared.degradations(), 1);
+    assert_eq!(started.elapsed(), COMMAND_TIMEOUT);
+    assert_eq!(engine.calls.load(Ordering::SeqCst), 1);
+}
+
 #[tokio::test]
 async fn a_slot_taken_before_a_failure_is_given_back() {
     let engine = Arc::new(MemoryEngine::default());
@@ -326,25 +381,26 @@ async fn settings_select_the_engine() {
     let pg = "postgres://u@127.0.0.1:1/db";
     let sqlite = "sqlite://x.db";
     let redis = Some("redis://127.0.0.1:1");
-    assert!(select(Mode::Off, pg, redis).unwrap().is_none());
-    assert!(select(Mode::Auto, sqlite, None).unwrap().is_none());
-    let (engine, with_peers) = pick(select(Mode::Auto, pg, None));
+    assert!(select(Mode::Off, pg, redis, 8).unwrap().is_none());
+    assert!(select(Mode::Auto, sqlite, None, 8).unwrap().is_none());
+    let (engine, with_peers) = pick(select(Mode::Auto, pg, None, 8));
     assert_eq!((engine.name(), with_peers), ("postgres", true));
-    let (engine, with_peers) = pick(select(Mode::Auto, sqlite, redis));
+    let (engine, with_peers) = pick(select(Mode::Auto, sqlite, redis, 8));
     assert_eq!((engine.name(), with_peers), ("redis", true));
-    let (engine, with_peers) = pick(select(Mode::Postgres, pg, redis));
+    let (engine, with_peers) = pick(select(Mode::Postgres, pg, redis, 8));
     assert_eq!((engine.name(), with_peers), ("postgres", false));
-    let (engine, with_peers) = pick(select(Mode::Redis, pg, redis));
+    let (engine, with_peers) = pick(select(Mode::Redis, pg, redis, 8));
     assert_eq!((engine.name(), with_peers), ("redis", false));
-    assert!(refusal(select(Mode::Redis, pg, None)).contains("REDIS_URL"));
-    assert!(refusal(select(Mode::Postgres, sqlite, None)).contains("postgres://"));
+    assert!(refusal(select(Mode::Redis, pg, None, 8)).contains("REDIS_URL"));
+    assert!(refusal(select(Mode::Postgres, sqlite, None, 8)).contains("postgres://"));
     assert!("sometimes"
         .parse::<Mode>()
         .unwrap_err()
         .contains("off, auto"));
     assert_eq!("Valkey".parse::<Mode>().unwrap(), Mode::Redis);
-    let bad = refusal(select(Mode::Redis, pg, Some("http://u:secret@h")));
+    let bad = refusal(select(Mode::Redis, pg, Some("http://u:secret@h"), 8));
     assert!(!bad.contains("secret"), "{bad}");
+    assert!(refusal(select(Mode::Postgres, pg, None, 0)).contains("SHARED_LIMITS_PG_POOL"));
 }
 
 fn pick(selected: Result<Option<Selected>, String>) -> (Arc<dyn CounterEngine>, bool) {
