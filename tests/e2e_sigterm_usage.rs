@@ -86,7 +86,7 @@ async fn sigterm_mid_stream_loses_no_usage_record() {
     sigterm_mid_stream(Shape {
         dripping: 25,
         drip: "drip:20:100",
-        last_delta: "d19 ",
+        last_delta: "\"d19@",
         stalled: 25,
         drain: 3,
         extra: &[],
@@ -105,7 +105,7 @@ async fn sigterm_with_a_thousand_streams_open_loses_no_usage_record() {
     sigterm_mid_stream(Shape {
         dripping: 500,
         drip: "drip:30:200",
-        last_delta: "d29 ",
+        last_delta: "\"d29@",
         stalled: 500,
         drain: 10,
         extra: &["--kiro-http2", "always"],
