@@ -24,7 +24,6 @@ from selenium.common.exceptions import (
 )
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 ADMIN_KEY = "console-browser-admin-key"
@@ -140,6 +139,17 @@ def text_of(driver, name):
     )
 
 
+def is_gone(element):
+    """True once the element left the document. Selenium's `staleness_of` knows only the stale
+    error; Chromium may instead answer "Node with given id does not belong to the document",
+    which says the same thing."""
+    try:
+        element.is_enabled()
+        return False
+    except (StaleElementReferenceException, WebDriverException):
+        return True
+
+
 def submit(driver, button):
     """Clicks a submit button (an element, or its data-testid, which is looked up again if the
     page was still settling) and waits for the next page to have loaded."""
@@ -153,7 +163,7 @@ def submit(driver, button):
             if attempt == 4 or not isinstance(button, str):
                 raise
             time.sleep(0.3)
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 30).until(lambda _: is_gone(old))
     WebDriverWait(driver, 30).until(
         lambda d: d.execute_script("return document.readyState") == "complete"
     )
