@@ -40,6 +40,9 @@ pub struct Gateway {
     pub cursor: Option<crate::cursor_account::CursorAccount>,
     /// The background `ListAvailableModels` refresher of the model catalog.
     pub catalog: CatalogHandle,
+    /// Keeps Cursor's models in the catalog while the pool holds Cursor accounts (its task
+    /// stops when this and the database pool's copy are dropped).
+    pub cursor_catalog: kiro_layers::cursor::catalog::CatalogKeeper,
     /// `GET /ready`: add checks (the database) with [`crate::ops::Readiness::add`].
     pub readiness: crate::ops::Readiness,
     /// The debug capture writer, when `DEBUG_MODE` is not off.
@@ -155,10 +158,14 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
     let aliases: HashMap<String, String> = args.aliases()?.into_iter().collect();
     let models = ModelRegistry::new(fallback_models(), aliases)
         .pass_through_unknown(args.pass_through_unknown_models);
-    // In the background: start-up never waits for ListAvailableModels.
-    if let Some(account) = &cursor {
-        account.load_models(models.clone(), http.clone());
-    }
+    // In the background: start-up never waits for ListAvailableModels or AvailableModels.
+    let cursor_catalog = kiro_layers::cursor::catalog::CatalogKeeper::spawn(
+        models.clone(),
+        cursor_service.config().clone(),
+        http.clone(),
+        Duration::from_secs(args.model_cache_ttl),
+    );
+    cursor_catalog.set_accounts(pool_providers.clone());
     let catalog = CatalogRefresher::new(models.clone(), providers, http.clone())
         .with_ttl(Duration::from_secs(args.model_cache_ttl))
         .spawn();
@@ -183,6 +190,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         fingerprint_value,
         models.clone(),
         Arc::new(cursor_service.config().clone()),
+        cursor_catalog.clone(),
         Arc::clone(&usage),
     )
     .await?
@@ -330,6 +338,7 @@ pub async fn assemble(args: &ServeArgs, usage: Arc<dyn UsageSink>) -> Result<Gat
         demo_upstream,
         cursor,
         catalog,
+        cursor_catalog,
         readiness,
         debug,
         tenancy,

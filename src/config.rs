@@ -288,7 +288,8 @@ pub struct ServeArgs {
     )]
     pub pass_through_unknown_models: bool,
 
-    /// Seconds between `ListAvailableModels` refreshes of the model catalog.
+    /// Seconds between refreshes of the model catalogs (Kiro's `ListAvailableModels`, Cursor's
+    /// `AvailableModels`; a failed Cursor fetch is retried sooner).
     #[arg(
         long = "model-cache-ttl",
         env = "MODEL_CACHE_TTL",

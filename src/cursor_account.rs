@@ -9,9 +9,6 @@ use kiro_layers::cursor::auth::{
 };
 use kiro_layers::cursor::headers::CursorConfig;
 use kiro_layers::cursor::service::CursorService;
-use kiro_layers::models::ModelRegistry;
-use kiro_layers::pool::CredentialProvider;
-use kiro_layers::traits::AccountKind;
 
 use crate::config::ServeArgs;
 
@@ -95,42 +92,4 @@ pub fn cursor_config(args: &ServeArgs) -> CursorConfig {
         client_version: args.cursor_client_version.clone(),
         ..CursorConfig::default()
     }
-}
-
-impl CursorAccount {
-    /// Loads Cursor's `AvailableModels` into `models` in the background (start-up never waits).
-    pub fn load_models(&self, models: ModelRegistry, http: reqwest::Client) {
-        load_models(
-            Arc::clone(&self.credential) as Arc<dyn CredentialProvider>,
-            self.service.config().clone(),
-            models,
-            http,
-        );
-    }
-}
-
-/// Loads Cursor's `AvailableModels`, as the account of `credential`, into `models` in the
-/// background (start-up and account creation never wait for it).
-pub fn load_models(
-    credential: Arc<dyn CredentialProvider>,
-    config: CursorConfig,
-    models: ModelRegistry,
-    http: reqwest::Client,
-) {
-    tokio::spawn(async move {
-        let current = match credential.current().await {
-            Ok(current) => current,
-            Err(error) => {
-                tracing::warn!("Cursor's models are unknown: {}", error.message());
-                return;
-            }
-        };
-        match kiro_layers::cursor::catalog::fetch_models(&http, &config, &current).await {
-            Ok(list) => {
-                tracing::info!(count = list.len(), "Cursor models loaded");
-                models.replace_models_of(AccountKind::CURSOR, list);
-            }
-            Err(error) => tracing::warn!("Cursor's models are unknown: {}", error.message()),
-        }
-    });
 }

@@ -1,7 +1,8 @@
 //! The real server with a Kiro account (fake Kiro) and a Cursor account from the configuration
 //! (`--cursor-session-token`, fake Cursor over HTTP/2 prior knowledge): Cursor's catalog joins
 //! `/v1/models` (each name once), a Cursor-only model is served by the Cursor account over
-//! loopback, and its usage row names that account.
+//! loopback, and its usage row names that account. A failed `AvailableModels` is retried, and
+//! the catalog is fetched again every `MODEL_CACHE_TTL`.
 
 mod common;
 
@@ -36,29 +37,8 @@ async fn a_configured_cursor_account_serves_its_models_through_the_server() {
     let client = reqwest::Client::new();
     let url = |path: &str| format!("http://{}{path}", harness.addr);
     // Cursor's catalog loads in the background.
-    let mut listed = serde_json::Value::Null;
-    for _ in 0..50 {
-        listed = client
-            .get(url("/v1/models"))
-            .bearer_auth(common::KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if listed.to_string().contains("gpt-5.4-medium") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let ids: Vec<&str> = listed["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| m["id"].as_str())
-        .collect();
-    assert!(ids.contains(&"gpt-5.4-medium"), "{ids:?}");
+    let ids = listed_until(&harness, "gpt-5.4-medium", Duration::from_secs(5)).await;
+    assert!(ids.iter().any(|id| id == "gpt-5.4-medium"), "{ids:?}");
     assert_eq!(
         ids.iter().filter(|id| **id == "claude-sonnet-4.5").count(),
         1,
@@ -84,4 +64,68 @@ async fn a_configured_cursor_account_serves_its_models_through_the_server() {
     assert_eq!(last.account_id.as_deref(), Some("cursor"));
     assert!(last.output_tokens > 0);
     assert_eq!(cursor.stats().chat_calls, 1);
+}
+
+/// The ids `/v1/models` lists once `wanted` is among them, or when `within` has passed.
+async fn listed_until(harness: &common::Harness, wanted: &str, within: Duration) -> Vec<String> {
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let listed: serde_json::Value = client
+            .get(format!("http://{}/v1/models", harness.addr))
+            .bearer_auth(common::KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ids: Vec<String> = listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["id"].as_str().map(str::to_owned))
+            .collect();
+        if ids.iter().any(|id| id == wanted) || tokio::time::Instant::now() > deadline {
+            return ids;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursor_models_that_failed_to_load_at_start_arrive_later_and_are_fetched_again_each_ttl() {
+    let cursor = fake_cursor::start(FakeCursorConfig::default())
+        .await
+        .unwrap();
+    // Cursor is down when the gateway starts: the first two fetches fail.
+    cursor.fail_model_lists(2);
+    let session = format!("user_01FAKE::{}", cursor.issue_session_token(3600));
+    let refresh = cursor.issue_refresh_token();
+    let base = cursor.base_url();
+    let harness = common::start_with(
+        FakeKiroConfig::default(),
+        &[
+            "--cursor-session-token",
+            &session,
+            "--cursor-refresh-token",
+            &refresh,
+            "--cursor-api-url",
+            &base,
+            "--model-cache-ttl",
+            "1",
+        ],
+    )
+    .await;
+    // Retried (after at most the TTL) until Cursor answers: no restart needed.
+    let ids = listed_until(&harness, "gpt-5.4-medium", Duration::from_secs(15)).await;
+    assert!(ids.iter().any(|id| id == "gpt-5.4-medium"), "{ids:?}");
+    let after_load = cursor.stats().model_lists;
+    assert!(after_load >= 3, "{after_load} fetches");
+    // And asked again each TTL.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while cursor.stats().model_lists == after_load && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(cursor.stats().model_lists > after_load);
 }

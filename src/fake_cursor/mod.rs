@@ -95,6 +95,8 @@ pub struct FakeCursorStats {
     pub refused: u64,
     /// Refreshes served.
     pub refreshes: u64,
+    /// `AvailableModels` calls (answered or failed).
+    pub model_lists: u64,
 }
 
 pub(crate) struct State {
@@ -109,6 +111,9 @@ pub(crate) struct State {
     pub chat_calls: AtomicU64,
     pub refused: AtomicU64,
     pub refreshes: AtomicU64,
+    pub model_lists: AtomicU64,
+    /// How many of the next `AvailableModels` calls answer 503 (an outage).
+    pub failing_model_lists: AtomicU64,
     serial: AtomicU64,
 }
 
@@ -185,6 +190,8 @@ pub async fn start_on(
         chat_calls: AtomicU64::new(0),
         refused: AtomicU64::new(0),
         refreshes: AtomicU64::new(0),
+        model_lists: AtomicU64::new(0),
+        failing_model_lists: AtomicU64::new(0),
         serial: AtomicU64::new(1),
     });
     let task = tokio::spawn(accept_loop(listener, Arc::clone(&state)));
@@ -264,6 +271,13 @@ impl FakeCursorHandle {
         }
     }
 
+    /// The next `count` `AvailableModels` calls answer 503.
+    pub fn fail_model_lists(&self, count: u64) {
+        self.state
+            .failing_model_lists
+            .store(count, Ordering::Relaxed);
+    }
+
     /// The next chat call gets `scenario`.
     pub fn push_scenario(&self, scenario: Scenario) {
         if let Ok(mut scenarios) = self.state.scenarios.lock() {
@@ -277,6 +291,7 @@ impl FakeCursorHandle {
             chat_calls: self.state.chat_calls.load(Ordering::Relaxed),
             refused: self.state.refused.load(Ordering::Relaxed),
             refreshes: self.state.refreshes.load(Ordering::Relaxed),
+            model_lists: self.state.model_lists.load(Ordering::Relaxed),
         }
     }
 

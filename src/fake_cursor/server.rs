@@ -60,6 +60,18 @@ pub(crate) async fn handle(
         return Ok(poll(&state, parts.uri.query().unwrap_or("")));
     }
     if parts.method == http::Method::POST && path == MODELS_PATH {
+        state.model_lists.fetch_add(1, Ordering::Relaxed);
+        let failing =
+            state
+                .failing_model_lists
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        if failing.is_ok() {
+            return Ok(full(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "upstream connect error",
+            ));
+        }
         let models = AvailableModelsResponse {
             model_names: state.config.models.clone(),
             models: state

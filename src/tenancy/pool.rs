@@ -22,9 +22,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use chrono::Utc;
 use futures_util::future::BoxFuture;
 use kiro_layers::cursor::auth::{CursorCredential, CursorSecrets, CursorTokenStore};
+use kiro_layers::cursor::catalog::CatalogKeeper;
 use kiro_layers::cursor::headers::CursorConfig;
 use kiro_layers::kiro::auth::{CredentialStore, Endpoints, RefreshingCredential, TokenSet};
-use kiro_layers::models::ModelRegistry;
 use kiro_layers::pool::{
     AccountStatus as LiveStatus, CredentialProvider, PoolObserver, PoolPolicy, RoundRobinPool,
 };
@@ -183,9 +183,9 @@ pub struct PoolSettings {
     pub policy: PoolPolicy,
     /// Where Cursor accounts are served (URL, client version, OAuth client id).
     pub cursor: Arc<CursorConfig>,
-    /// The catalog Cursor's models join when a Cursor account is added (none in tests that
-    /// do not look at models).
-    pub models: Option<ModelRegistry>,
+    /// Keeps Cursor's models in the catalog while the pool holds a Cursor account (none in
+    /// tests that do not look at models).
+    pub cursor_catalog: Option<CatalogKeeper>,
 }
 
 /// Credentials by account id, with the creation time that tells a re-created account apart.
@@ -251,18 +251,13 @@ impl DbPool {
         let mut next = HashMap::new();
         let mut providers: Vec<Arc<dyn CredentialProvider>> =
             self.env.iter().map(Arc::clone).collect();
-        let mut new_cursor = None;
         for row in rows.iter().filter(|r| r.status == AccountStatus::Active) {
             let credential = match old.get(&row.id) {
                 Some((created, credential)) if *created == row.created_at.timestamp() => {
                     Arc::clone(credential)
                 }
                 _ if row.kind == AccountKind::KIRO => self.kiro_credential(row),
-                _ if row.kind == AccountKind::CURSOR => {
-                    let credential = self.cursor_credential(row);
-                    new_cursor = Some(Arc::clone(&credential));
-                    credential
-                }
+                _ if row.kind == AccountKind::CURSOR => self.cursor_credential(row),
                 _ => {
                     tracing::warn!(account = row.id, kind = %row.kind, "this gateway has no upstream for the account's kind; skipped");
                     continue;
@@ -271,15 +266,10 @@ impl DbPool {
             providers.push(Arc::clone(&credential));
             next.insert(row.id, (row.created_at.timestamp(), credential));
         }
-        // A Cursor account that joins (at start or when added) loads Cursor's catalog, so its
+        // A Cursor account that joins (at start or when added) fetches Cursor's catalog, so its
         // models resolve without a restart.
-        if let (Some(credential), Some(models)) = (new_cursor, &self.settings.models) {
-            crate::cursor_account::load_models(
-                credential,
-                (*self.settings.cursor).clone(),
-                models.clone(),
-                self.settings.http.clone(),
-            );
+        if let Some(catalog) = &self.settings.cursor_catalog {
+            catalog.set_accounts(providers.clone());
         }
         let mut policy = self.settings.policy.clone();
         // One cap for the whole pool: the smallest any account asks for.

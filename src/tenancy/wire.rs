@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kiro_layers::cursor::catalog::CatalogKeeper;
 use kiro_layers::cursor::headers::CursorConfig;
 use kiro_layers::kiro::auth::Endpoints;
 use kiro_layers::models::ModelRegistry;
@@ -116,6 +117,7 @@ pub async fn start(
     fingerprint: String,
     models: ModelRegistry,
     cursor: Arc<CursorConfig>,
+    cursor_catalog: CatalogKeeper,
     log_sink: Arc<dyn UsageSink>,
 ) -> Result<Option<TenancyRuntime>, String> {
     let Some((store, secret)) = open_store(args).await? else {
@@ -149,7 +151,7 @@ pub async fn start(
             fingerprint,
             policy: args.pool_policy(),
             cursor,
-            models: Some(models.clone()),
+            cursor_catalog: Some(cursor_catalog),
         },
         env_credentials,
     )

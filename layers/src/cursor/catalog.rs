@@ -1,13 +1,21 @@
 //! Cursor's model catalog: `POST /aiserver.v1.AiService/AvailableModels`, a unary Connect call
 //! (raw protobuf, no envelope) whose body `18 01` (field 3 = true) is what the 2.0.77 IDE sends.
 //! The names are Cursor's own ids; they change every few months, so they are fetched, never
-//! hard-coded, and cached by the caller.
+//! hard-coded, and kept fresh by a [`CatalogKeeper`].
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use prost::Message as _;
+use tokio::sync::watch;
 
 use super::headers::{chat_headers, CursorConfig, MODELS_PATH};
 use super::proto::{AvailableModelsRequest, AvailableModelsResponse};
 use crate::error::GatewayError;
+use crate::kiro::catalog::merge_model_lists;
+use crate::models::ModelRegistry;
+use crate::pool::CredentialProvider;
 use crate::traits::{AccountKind, Credential, ModelInfo};
 
 /// Context window assumed when Cursor gives none.
@@ -56,6 +64,127 @@ pub async fn fetch_models(
         GatewayError::upstream_stream(format!("Cursor's model list does not decode: {e}"))
     })?;
     Ok(to_models(answer))
+}
+
+/// The first wait after a failed fetch; it doubles with each failure, up to the TTL.
+const FIRST_RETRY: Duration = Duration::from_secs(5);
+
+/// Keeps Cursor's models in a [`ModelRegistry`]: fetched as soon as a Cursor account joins, again
+/// every TTL (Cursor adds and retires models every few months), and retried sooner after a
+/// failure, so one failed fetch at start-up does not leave Cursor's models unknown until a
+/// restart. Every Cursor account is asked and the answers merged; when none answers, the
+/// registry keeps its last good list. Cheap to clone; the task stops when the last clone drops.
+#[derive(Clone)]
+pub struct CatalogKeeper {
+    accounts: Arc<watch::Sender<Vec<Arc<dyn CredentialProvider>>>>,
+}
+
+impl CatalogKeeper {
+    /// Starts the background task; it waits for [`CatalogKeeper::set_accounts`].
+    pub fn spawn(
+        registry: ModelRegistry,
+        config: CursorConfig,
+        http: reqwest::Client,
+        ttl: Duration,
+    ) -> Self {
+        let (sender, receiver) = watch::channel(Vec::new());
+        let ttl = ttl.max(Duration::from_secs(1));
+        tokio::spawn(keep(receiver, registry, config, http, ttl));
+        CatalogKeeper {
+            accounts: Arc::new(sender),
+        }
+    }
+
+    /// The Cursor accounts to ask (others are ignored). A set with an account not asked before
+    /// starts a fetch at once; the same set again changes nothing.
+    pub fn set_accounts(&self, accounts: Vec<Arc<dyn CredentialProvider>>) {
+        let accounts: Vec<_> = accounts
+            .into_iter()
+            .filter(|a| a.kind() == AccountKind::CURSOR)
+            .collect();
+        self.accounts.send_if_modified(|current| {
+            if ids(current) == ids(&accounts) {
+                return false;
+            }
+            *current = accounts;
+            true
+        });
+    }
+}
+
+fn ids(accounts: &[Arc<dyn CredentialProvider>]) -> BTreeSet<String> {
+    accounts.iter().map(|a| a.account_id().to_owned()).collect()
+}
+
+async fn keep(
+    mut accounts: watch::Receiver<Vec<Arc<dyn CredentialProvider>>>,
+    registry: ModelRegistry,
+    config: CursorConfig,
+    http: reqwest::Client,
+    ttl: Duration,
+) {
+    let mut retry = FIRST_RETRY;
+    loop {
+        let asked = accounts.borrow_and_update().clone();
+        let wait = if asked.is_empty() {
+            None
+        } else {
+            match fetch_all(&http, &config, &asked).await {
+                Ok(models) => {
+                    tracing::info!(count = models.len(), "Cursor models loaded");
+                    registry.replace_models_of(AccountKind::CURSOR, models);
+                    retry = FIRST_RETRY;
+                    Some(ttl)
+                }
+                Err(message) => {
+                    let wait = retry.min(ttl);
+                    tracing::warn!(
+                        retry_in_seconds = wait.as_secs(),
+                        "Cursor's models are unknown: {message}"
+                    );
+                    retry = (retry * 2).min(ttl);
+                    Some(wait)
+                }
+            }
+        };
+        let changed = async {
+            match wait {
+                Some(wait) => tokio::time::timeout(wait, accounts.changed())
+                    .await
+                    .unwrap_or(Ok(())),
+                None => accounts.changed().await,
+            }
+        };
+        // Err: every keeper handle is gone.
+        if changed.await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Asks every account; the merged answers, or the first failure when none answered.
+async fn fetch_all(
+    http: &reqwest::Client,
+    config: &CursorConfig,
+    accounts: &[Arc<dyn CredentialProvider>],
+) -> Result<Vec<ModelInfo>, String> {
+    let fetches = accounts.iter().map(|account| async move {
+        let credential = account.current().await?;
+        fetch_models(http, config, &credential).await
+    });
+    let mut lists = Vec::new();
+    let mut failure = None;
+    for result in futures_util::future::join_all(fetches).await {
+        match result {
+            Ok(list) if !list.is_empty() => lists.push(list),
+            Ok(_) => failure = Some("Cursor listed no models".to_owned()),
+            Err(error) => failure = Some(error.message().to_owned()),
+        }
+    }
+    match (lists.is_empty(), failure) {
+        (true, Some(failure)) => Err(failure),
+        _ => Ok(merge_model_lists(lists)),
+    }
 }
 
 /// The catalog entries of an `AvailableModels` answer (the detailed list, else the names).
