@@ -284,6 +284,46 @@ async fn a_refused_admission_holds_no_slot_of_another_subject() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_admission_counts_no_window_hit_of_another_subject() {
+    for (name, clients) in engines(2).await {
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let (agent, key, free) = (
+            format!("a{unique}"),
+            format!("k{unique}"),
+            format!("f{unique}"),
+        );
+        // A request's key is asked before its agent: the key's window takes a hit, then the
+        // agent's refuses.
+        let processes = start_processes(
+            &clients,
+            &[
+                (Subject::Key(key.clone()), rpm(2)),
+                (Subject::Agent(agent.clone()), rpm(1)),
+                (Subject::Key(free.clone()), Limits::default()),
+            ],
+        );
+        let (book, other) = (&processes[0].0, &processes[1].0);
+        limits_support::away_from_window_end().await;
+        let _first = admit(book, &principal(&free, Some(&agent))).await.unwrap();
+        // In the other process, whose own counters have seen nothing: the engine refuses.
+        let refused = admit(other, &principal(&key, Some(&agent)))
+            .await
+            .unwrap_err();
+        assert!(refused.message().contains("rate limit"), "{name}");
+        // Had the refused request counted in the key's window, one of these two would not fit.
+        for _ in 0..2 {
+            let alone = admit(book, &principal(&key, None)).await;
+            assert!(
+                alone.is_ok(),
+                "{name}: the refused request took nothing from the key's window"
+            );
+        }
+        let over = admit(book, &principal(&key, None)).await;
+        assert!(over.unwrap_err().message().contains("rate limit"), "{name}");
+    }
+}
+
 fn rpm(limit: u32) -> Limits {
     Limits {
         rpm_limit: Some(limit),

@@ -6,6 +6,8 @@
 //!   the key expires two windows after its last hit.
 //! - Slots: a sorted set `<prefix>slots:<subject>`, member = lease, score = expiry in ms;
 //!   expired members are dropped before counting.
+//! - Admission: one script checks every slot and window of a request, then takes them all or
+//!   none (one round trip, and a refused request uses up nothing of another subject).
 
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use futures_util::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
-use super::{CounterEngine, EngineError, Hit, COMMAND_TIMEOUT};
+use super::{Ask, CounterEngine, EngineError, Hit, Refusal, Verdict, COMMAND_TIMEOUT};
 
 const PREFIX: &str = "kiro-gateway:";
 
@@ -45,6 +47,53 @@ redis.call('PEXPIRE', KEYS[1], ttl)
 return 1
 ";
 
+/// KEYS: per ask its slots key then its window key. ARGV: window ms, lease ttl ms, then per ask
+/// its rpm limit, its concurrency cap (0: none) and its lease. Returns `{0, 0}` when admitted,
+/// else `{ask number from 1, 1}` for a full set of slots or `{ask number, 2, ms left}` for a
+/// full window. Slots are checked before windows, as the step-by-step default does.
+const ADMIT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[2])
+local index = math.floor(now / window)
+local asks = #KEYS / 2
+local function arg(i, n) return ARGV[2 + (i - 1) * 3 + n] end
+local function count(key)
+  local current = redis.call('HMGET', key, 'w', 'n')
+  if tonumber(current[1]) == index then return tonumber(current[2]) end
+  return 0
+end
+for i = 1, asks do
+  local slots, cap, lease = KEYS[i * 2 - 1], tonumber(arg(i, 2)), arg(i, 3)
+  if cap > 0 then
+    redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
+    if not redis.call('ZSCORE', slots, lease) and redis.call('ZCARD', slots) >= cap then
+      return {i, 1, 0}
+    end
+  end
+end
+for i = 1, asks do
+  local limit = tonumber(arg(i, 1))
+  if limit > 0 and count(KEYS[i * 2]) >= limit then
+    return {i, 2, (index + 1) * window - now}
+  end
+end
+for i = 1, asks do
+  local slots, rpm = KEYS[i * 2 - 1], KEYS[i * 2]
+  local limit, cap, lease = tonumber(arg(i, 1)), tonumber(arg(i, 2)), arg(i, 3)
+  if cap > 0 then
+    redis.call('ZADD', slots, now + ttl, lease)
+    redis.call('PEXPIRE', slots, ttl)
+  end
+  if limit > 0 then
+    redis.call('HSET', rpm, 'w', index, 'n', count(rpm) + 1)
+    redis.call('PEXPIRE', rpm, window * 2)
+  end
+end
+return {0, 0, 0}
+";
+
 const RENEW: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -61,6 +110,7 @@ pub struct RedisCounters {
     connection: ConnectionManager,
     hit: Script,
     acquire: Script,
+    admit: Script,
     renew: Script,
 }
 
@@ -91,6 +141,7 @@ impl RedisCounters {
             connection,
             hit: Script::new(HIT),
             acquire: Script::new(ACQUIRE),
+            admit: Script::new(ADMIT),
             renew: Script::new(RENEW),
         })
     }
@@ -153,6 +204,40 @@ impl CounterEngine for RedisCounters {
                 .await
                 .map_err(failed)?;
             Ok(taken == 1)
+        })
+    }
+
+    fn admit<'a>(
+        &'a self,
+        asks: &'a [Ask],
+        window: Duration,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Verdict, EngineError>> {
+        let mut invocation = self.admit.prepare_invoke();
+        invocation.arg(millis(window)).arg(millis(ttl));
+        for ask in asks {
+            invocation
+                .key(format!("{PREFIX}slots:{}", ask.subject))
+                .key(format!("{PREFIX}rpm:{}", ask.subject))
+                .arg(ask.rpm_limit)
+                .arg(ask.max_concurrency)
+                .arg(&ask.lease);
+        }
+        let mut connection = self.connection.clone();
+        Box::pin(async move {
+            let (at, kind, left): (usize, i64, i64) = invocation
+                .invoke_async(&mut connection)
+                .await
+                .map_err(failed)?;
+            let Some(at) = at.checked_sub(1) else {
+                return Ok(Verdict::Admitted);
+            };
+            let why = match kind {
+                1 => Refusal::Concurrency,
+                2 => Refusal::Rate(Duration::from_millis(left.max(0).unsigned_abs())),
+                other => return Err(format!("redis: unexpected refusal kind {other}")),
+            };
+            Ok(Verdict::Refused { at, why })
         })
     }
 
