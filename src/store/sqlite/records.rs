@@ -104,41 +104,80 @@ pub(crate) fn query_usage_raw(
         UsageGroup::Hour => "strftime('%Y-%m-%dT%H', started_at / 1000, 'unixepoch')",
         UsageGroup::Kind => "COALESCE(account_kind, '')",
     };
+    usage_totals(c, &RAW, expr, f, f.from.map(ms), f.to.map(ms))
+}
+
+/// Where usage totals are summed from: a table, the sums of its requests and successes, and
+/// the column the time filter compares.
+pub(crate) struct UsageSource {
+    pub table: &'static str,
+    pub requests: &'static str,
+    pub time: &'static str,
+}
+
+const RAW: UsageSource = UsageSource {
+    table: "usage_records",
+    requests: "COUNT(*), SUM(status = 'ok')",
+    time: "started_at",
+};
+
+/// Totals per group of `expr` from `source`, filtered by `f` with `from` / `to` compared to the
+/// source's time column. Only the filters that are set go into the SQL: SQLite plans
+/// `?1 IS NULL OR …` before it sees the values, so such a clause keeps it off the time index
+/// and the last 24 hours of a million-row ledger become a full scan.
+pub(crate) fn usage_totals(
+    c: &Connection,
+    source: &UsageSource,
+    expr: &str,
+    f: &UsageFilter,
+    from: Option<i64>,
+    to: Option<i64>,
+) -> R<Vec<UsageAggregate>> {
+    let time = source.time;
+    let filters = [
+        ("user_id = ?", f.user_id),
+        ("key_id = ?", f.key_id),
+        ("agent_id = ?", f.agent_id),
+        (&format!("{time} >= ?") as &str, from),
+        (&format!("{time} < ?"), to),
+    ];
+    let mut clause = String::new();
+    let mut values: Vec<i64> = Vec::new();
+    for (condition, value) in filters {
+        if let Some(value) = value {
+            clause.push_str(if values.is_empty() {
+                " WHERE "
+            } else {
+                " AND "
+            });
+            clause.push_str(condition);
+            values.push(value);
+        }
+    }
     let sql = format!(
-        "SELECT {expr} AS grp, COUNT(*), SUM(status = 'ok'), SUM(input_tokens), \
-         SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(credits), \
-         SUM(charged), SUM(estimated) FROM usage_records WHERE (?1 IS NULL OR user_id = ?1) \
-         AND (?2 IS NULL OR key_id = ?2) AND (?3 IS NULL OR agent_id = ?3) \
-         AND (?4 IS NULL OR started_at >= ?4) AND (?5 IS NULL OR started_at < ?5) \
-         GROUP BY grp ORDER BY grp"
+        "SELECT {expr} AS grp, {requests}, SUM(input_tokens), SUM(output_tokens), \
+         SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(credits), SUM(charged), \
+         SUM(estimated) FROM {table}{clause} GROUP BY grp ORDER BY grp",
+        requests = source.requests,
+        table = source.table,
     );
+    let params: Vec<&dyn rusqlite::ToSql> = values.iter().map(|v| v as _).collect();
     let count =
         |r: &Row<'_>, i: usize| -> R<u64> { Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0)) };
-    all(
-        c,
-        &sql,
-        &[
-            &f.user_id,
-            &f.key_id,
-            &f.agent_id,
-            &f.from.map(ms),
-            &f.to.map(ms),
-        ],
-        |r| {
-            Ok(UsageAggregate {
-                group: r.get(0)?,
-                requests: count(r, 1)?,
-                successes: count(r, 2)?,
-                input_tokens: count(r, 3)?,
-                output_tokens: count(r, 4)?,
-                cache_read_tokens: count(r, 5)?,
-                cache_write_tokens: count(r, 6)?,
-                credits: r.get(7)?,
-                charged: r.get(8)?,
-                estimated_requests: count(r, 9)?,
-            })
-        },
-    )
+    all(c, &sql, &params, |r| {
+        Ok(UsageAggregate {
+            group: r.get(0)?,
+            requests: count(r, 1)?,
+            successes: count(r, 2)?,
+            input_tokens: count(r, 3)?,
+            output_tokens: count(r, 4)?,
+            cache_read_tokens: count(r, 5)?,
+            cache_write_tokens: count(r, 6)?,
+            credits: r.get(7)?,
+            charged: r.get(8)?,
+            estimated_requests: count(r, 9)?,
+        })
+    })
 }
 
 /// The model tables keyed by a name.

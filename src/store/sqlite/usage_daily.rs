@@ -1,10 +1,9 @@
 //! SQLite: the daily usage rollup (`usage_daily`, see `crate::store::usage_daily`).
 
 use kiro_layers::store::{UsageAggregate, UsageFilter, UsageGroup, UsageRow};
-use rusqlite::{params, Connection, Row};
+use rusqlite::{params, Connection};
 
-use super::records::query_usage_raw;
-use super::tenancy::all;
+use super::records::{query_usage_raw, usage_totals, UsageSource};
 use super::R;
 use crate::store::usage_daily::{fold, merge, plan};
 
@@ -86,33 +85,10 @@ fn query_days(
             "strftime('%Y-%m-%d', day * 86400, 'unixepoch')".to_owned()
         }
     };
-    let sql = format!(
-        "SELECT {expr} AS grp, SUM(requests), SUM(requests - errors), SUM(input_tokens), \
-         SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(credits), \
-         SUM(charged), SUM(estimated) FROM usage_daily WHERE (?1 IS NULL OR user_id = ?1) \
-         AND (?2 IS NULL OR key_id = ?2) AND (?3 IS NULL OR agent_id = ?3) \
-         AND (?4 IS NULL OR day >= ?4) AND (?5 IS NULL OR day < ?5) \
-         GROUP BY grp ORDER BY grp"
-    );
-    let count =
-        |r: &Row<'_>, i: usize| -> R<u64> { Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0)) };
-    all(
-        c,
-        &sql,
-        &[&f.user_id, &f.key_id, &f.agent_id, &from_day, &to_day],
-        |r| {
-            Ok(UsageAggregate {
-                group: r.get(0)?,
-                requests: count(r, 1)?,
-                successes: count(r, 2)?,
-                input_tokens: count(r, 3)?,
-                output_tokens: count(r, 4)?,
-                cache_read_tokens: count(r, 5)?,
-                cache_write_tokens: count(r, 6)?,
-                credits: r.get(7)?,
-                charged: r.get(8)?,
-                estimated_requests: count(r, 9)?,
-            })
-        },
-    )
+    const DAILY: UsageSource = UsageSource {
+        table: "usage_daily",
+        requests: "SUM(requests), SUM(requests - errors)",
+        time: "day",
+    };
+    usage_totals(c, &DAILY, &expr, f, from_day, to_day)
 }
