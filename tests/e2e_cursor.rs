@@ -19,21 +19,7 @@ async fn a_configured_cursor_account_serves_its_models_through_the_server() {
     })
     .await
     .unwrap();
-    let session = format!("user_01FAKE::{}", cursor.issue_session_token(3600));
-    let refresh = cursor.issue_refresh_token();
-    let base = cursor.base_url();
-    let harness = common::start_with(
-        FakeKiroConfig::default(),
-        &[
-            "--cursor-session-token",
-            &session,
-            "--cursor-refresh-token",
-            &refresh,
-            "--cursor-api-url",
-            &base,
-        ],
-    )
-    .await;
+    let harness = start_with_cursor(&cursor, &[]).await;
     let client = reqwest::Client::new();
     let url = |path: &str| format!("http://{}{path}", harness.addr);
     // Cursor's catalog loads in the background.
@@ -64,6 +50,26 @@ async fn a_configured_cursor_account_serves_its_models_through_the_server() {
     assert_eq!(last.account_id.as_deref(), Some("cursor"));
     assert!(last.output_tokens > 0);
     assert_eq!(cursor.stats().chat_calls, 1);
+}
+
+/// A gateway (on the fake Kiro) whose configured Cursor account is an account of `cursor`.
+async fn start_with_cursor(
+    cursor: &fake_cursor::FakeCursorHandle,
+    extra: &[&str],
+) -> common::Harness {
+    let session = format!("user_01FAKE::{}", cursor.issue_session_token(3600));
+    let refresh = cursor.issue_refresh_token();
+    let base = cursor.base_url();
+    let mut args = vec![
+        "--cursor-session-token",
+        &session,
+        "--cursor-refresh-token",
+        &refresh,
+        "--cursor-api-url",
+        &base,
+    ];
+    args.extend_from_slice(extra);
+    common::start_with(FakeKiroConfig::default(), &args).await
 }
 
 /// The ids `/v1/models` lists once `wanted` is among them, or when `within` has passed.
@@ -100,23 +106,7 @@ async fn cursor_models_that_failed_to_load_at_start_arrive_later_and_are_fetched
         .unwrap();
     // Cursor is down when the gateway starts: the first two fetches fail.
     cursor.fail_model_lists(2);
-    let session = format!("user_01FAKE::{}", cursor.issue_session_token(3600));
-    let refresh = cursor.issue_refresh_token();
-    let base = cursor.base_url();
-    let harness = common::start_with(
-        FakeKiroConfig::default(),
-        &[
-            "--cursor-session-token",
-            &session,
-            "--cursor-refresh-token",
-            &refresh,
-            "--cursor-api-url",
-            &base,
-            "--model-cache-ttl",
-            "1",
-        ],
-    )
-    .await;
+    let harness = start_with_cursor(&cursor, &["--model-cache-ttl", "1"]).await;
     // Retried (after at most the TTL) until Cursor answers: no restart needed.
     let ids = listed_until(&harness, "gpt-5.4-medium", Duration::from_secs(15)).await;
     assert!(ids.iter().any(|id| id == "gpt-5.4-medium"), "{ids:?}");
