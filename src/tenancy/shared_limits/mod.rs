@@ -6,8 +6,8 @@
 //! The contract:
 //!
 //! - Exact while the engine answers. A window hit and a slot take are each one atomic step in
-//!   the engine (PostgreSQL: one upsert, or an advisory-locked count and insert; Redis: one Lua
-//!   script), so N processes together admit at most `rpm_limit` requests per window and at
+//!   the engine (PostgreSQL: one upsert of a count row that counts only below the limit; Redis:
+//!   one Lua script), so N processes together admit at most `rpm_limit` requests per window and at
 //!   most `max_concurrency` at once: no process can go over, whatever the interleaving. The window is fixed (one minute numbered by the engine's clock, so skewed
 //!   process clocks agree), as the in-process window is.
 //! - Only limited subjects pay. A request whose key, user and agent have no rpm or

@@ -1,9 +1,10 @@
 //! Shared counters in the PostgreSQL database the processes already share (unlogged tables and
-//! functions of migration 0009). An admission is one call of `kiro_limit_admit`: every slot
-//! (count and insert under a transaction-scoped advisory lock per subject) and every window
-//! hit (an upsert that counts only below the limit) of the request, all or nothing, in the one
-//! implicit transaction of that statement. `kiro_limit_hit` and `kiro_limit_acquire` do one
-//! step alone. All read the database's clock. Releases are batched into one `DELETE`.
+//! functions of migrations 0009 and 0013). An admission is one call of `kiro_limit_admit`:
+//! every slot (a per-subject count row bumped below the cap, plus the lease's row) and every
+//! window hit (an upsert that counts only below the limit) of the request, all or nothing, in
+//! the one implicit transaction of that statement. `kiro_limit_hit` and `kiro_limit_acquire`
+//! do one step alone. All read the database's clock. Releases are batched into one call of
+//! `kiro_limit_release`.
 //!
 //! The counters have their own connection pool (`SHARED_LIMITS_PG_POOL` connections), so a
 //! busy store pool never delays them and they never starve the store; calls beyond it queue
@@ -183,7 +184,7 @@ impl CounterEngine for PgCounters {
             let leases: Vec<&str> = held.iter().map(|(_, lease)| lease.as_str()).collect();
             let client = self.client().await?;
             client
-                .execute("DELETE FROM limit_slots WHERE lease = ANY($1)", &[&leases])
+                .execute("SELECT kiro_limit_release($1)", &[&leases])
                 .await
                 .map_err(failed)?;
             Ok(())
@@ -199,7 +200,7 @@ impl CounterEngine for PgCounters {
         Box::pin(async move {
             let client = self.client().await?;
             client
-                .execute("DELETE FROM limit_slots WHERE lease = $1", &[&lease])
+                .execute("SELECT kiro_limit_release(ARRAY[$1::text])", &[&lease])
                 .await
                 .map_err(failed)?;
             Ok(())
