@@ -384,9 +384,16 @@ impl RoundRobinPool {
     /// Rests `account_id` for `period` (a cooldown learnt from another process); `throttled`
     /// marks an upstream 429. Returns false for an unknown account.
     pub fn rest_account(&self, account_id: &str, period: Duration, throttled: bool) -> bool {
-        self.find(account_id)
-            .map(|a| a.rest(period, throttled))
-            .is_some()
+        let Some(account) = self.find(account_id) else {
+            return false;
+        };
+        if throttled {
+            // The next throttle here continues that process's run of throttles.
+            let mut throttle = account.throttle.lock().unwrap_or_else(|p| p.into_inner());
+            throttle.learnt(Instant::now(), period, self.policy.throttle_cooldown);
+        }
+        account.rest(period, throttled);
+        true
     }
 
     /// Opens `account_id`'s breaker for `period` (learnt from another process): it rests, then

@@ -8,6 +8,9 @@
 //!   (attempts that were already out when Kiro said stop): it does not grow the rest, it only
 //!   lengthens it to a longer `Retry-After`.
 //! - A success on the account ends the run of throttles: the next one rests for the base again.
+//! - A throttle rest another process took (learnt through the shared store) counts here too:
+//!   its length says how long that process's run is, so the next throttle in this process
+//!   grows from there instead of from the base.
 //! - Nothing else touches it: a quota (402) or failure rest is the breaker's and the pool's
 //!   business, and those rests are not shortened by anything here.
 
@@ -54,6 +57,22 @@ impl ThrottleRest {
         let period = asked.map_or(grown, |asked| asked.max(grown));
         self.until = Some(now + period);
         Some(period)
+    }
+
+    /// A throttle rest learnt from another process, `left` of it still to run at `now`: this
+    /// process's throttles during it belong to the same burst, and the run is at least as long
+    /// as a rest of that length implies (`base` × 2^(run − 1) ≥ `left`). A long `Retry-After`
+    /// elsewhere so counts as a long run here: the next throttle rests longer, not shorter.
+    pub fn learnt(&mut self, now: Instant, left: Duration, base: Duration) {
+        let until = now + left;
+        if self.until.is_none_or(|u| u < until) {
+            self.until = Some(until);
+        }
+        let mut implied = 1;
+        while implied <= MAX_DOUBLINGS && base.saturating_mul(1 << (implied - 1)) < left {
+            implied += 1;
+        }
+        self.consecutive = self.consecutive.max(implied);
     }
 
     /// An attempt on the account succeeded: the run of throttles is over.
@@ -133,5 +152,33 @@ mod tests {
             rest.throttled(now, asked, BASE),
             Some(Duration::from_secs(4))
         );
+    }
+
+    #[test]
+    fn a_rest_learnt_from_another_process_continues_its_run() {
+        let now = Instant::now();
+        let mut rest = ThrottleRest::default();
+        // Another process rested the account 4 s (its third throttle); 3.5 s are left.
+        rest.learnt(now, Duration::from_millis(3_500), BASE);
+        assert_eq!(rest.consecutive(), 3);
+        // A throttle here during that rest is the same burst.
+        assert_eq!(
+            rest.throttled(now + Duration::from_secs(1), None, BASE),
+            None
+        );
+        // The next one after it is the fourth: 8 s.
+        let later = now + Duration::from_secs(5);
+        assert_eq!(
+            rest.throttled(later, None, BASE),
+            Some(Duration::from_secs(8))
+        );
+        // Its own rest coming back from the store changes nothing.
+        rest.learnt(later, Duration::from_secs(8), BASE);
+        assert_eq!(rest.consecutive(), 4);
+        // A short rest learnt never shortens the run.
+        rest.learnt(later, Duration::from_millis(500), BASE);
+        assert_eq!(rest.consecutive(), 4);
+        rest.success();
+        assert_eq!(rest.consecutive(), 0);
     }
 }
