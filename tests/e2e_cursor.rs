@@ -74,11 +74,11 @@ async fn start_with_cursor(
 
 /// The ids `/v1/models` lists once `wanted` is among them, or when `within` has passed.
 async fn listed_until(harness: &common::Harness, wanted: &str, within: Duration) -> Vec<String> {
-    let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        let listed: serde_json::Value = client
-            .get(format!("http://{}/v1/models", harness.addr))
+        let listed: serde_json::Value = harness
+            .http
+            .get(harness.url("/v1/models"))
             .bearer_auth(common::KEY)
             .send()
             .await

@@ -86,10 +86,6 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         "0012_login_flows",
         include_str!("../../schema/sqlite/0012_login_flows.sql"),
     ),
-    (
-        "0013_limit_slot_counts",
-        include_str!("../../schema/sqlite/0013_limit_slot_counts.sql"),
-    ),
 ];
 
 /// PostgreSQL migrations, in order.
@@ -141,10 +137,6 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
     (
         "0012_login_flows",
         include_str!("../../schema/postgres/0012_login_flows.sql"),
-    ),
-    (
-        "0013_limit_slot_counts",
-        include_str!("../../schema/postgres/0013_limit_slot_counts.sql"),
     ),
 ];
 

@@ -95,8 +95,8 @@ impl CatalogKeeper {
         }
     }
 
-    /// The Cursor accounts to ask (others are ignored). A set with an account not asked before
-    /// starts a fetch at once; the same set again changes nothing.
+    /// The Cursor accounts to ask (others are ignored). A different set starts a fetch at once;
+    /// the same set again changes nothing.
     pub fn set_accounts(&self, accounts: Vec<Arc<dyn CredentialProvider>>) {
         let accounts: Vec<_> = accounts
             .into_iter()
@@ -162,7 +162,7 @@ async fn keep(
     }
 }
 
-/// Asks every account; the merged answers, or the first failure when none answered.
+/// Asks every account; the merged answers, or a failure when none answered.
 async fn fetch_all(
     http: &reqwest::Client,
     config: &CursorConfig,

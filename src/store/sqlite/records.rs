@@ -134,26 +134,22 @@ pub(crate) fn usage_totals(
     to: Option<i64>,
 ) -> R<Vec<UsageAggregate>> {
     let time = source.time;
-    let filters = [
-        ("user_id = ?", f.user_id),
-        ("key_id = ?", f.key_id),
-        ("agent_id = ?", f.agent_id),
-        (&format!("{time} >= ?") as &str, from),
-        (&format!("{time} < ?"), to),
+    let filters: [(String, Option<i64>); 5] = [
+        ("user_id = ?".into(), f.user_id),
+        ("key_id = ?".into(), f.key_id),
+        ("agent_id = ?".into(), f.agent_id),
+        (format!("{time} >= ?"), from),
+        (format!("{time} < ?"), to),
     ];
-    let mut clause = String::new();
-    let mut values: Vec<i64> = Vec::new();
-    for (condition, value) in filters {
-        if let Some(value) = value {
-            clause.push_str(if values.is_empty() {
-                " WHERE "
-            } else {
-                " AND "
-            });
-            clause.push_str(condition);
-            values.push(value);
-        }
-    }
+    let (conditions, values): (Vec<String>, Vec<i64>) = filters
+        .into_iter()
+        .filter_map(|(condition, value)| value.map(|v| (condition, v)))
+        .unzip();
+    let clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
     let sql = format!(
         "SELECT {expr} AS grp, {requests}, SUM(input_tokens), SUM(output_tokens), \
          SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(credits), SUM(charged), \

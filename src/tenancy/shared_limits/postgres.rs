@@ -1,8 +1,8 @@
 //! Shared counters in the PostgreSQL database the processes already share (unlogged tables and
-//! functions of migrations 0009 and 0013). An admission is one call of `kiro_limit_admit`:
+//! functions of migration 0009). An admission is one call of `kiro_limit_admit`:
 //! every slot (a per-subject count row bumped below the cap, plus the lease's row) and every
 //! window hit (an upsert that counts only below the limit) of the request, all or nothing, in
-//! the one implicit transaction of that statement. `kiro_limit_hit` and `kiro_limit_acquire`
+//! the one implicit transaction of that statement. `kiro_limit_hit` and `kiro_limit_take`
 //! do one step alone. All read the database's clock. Releases are batched into one call of
 //! `kiro_limit_release`.
 //!
@@ -116,7 +116,7 @@ impl CounterEngine for PgCounters {
             let client = self.client().await?;
             let row = client
                 .query_one(
-                    "SELECT kiro_limit_acquire($1, $2, $3, $4)",
+                    "SELECT kiro_limit_take($1, $2, $3, $4)",
                     &[&subject, &to_i32(cap), &lease, &millis(ttl)],
                 )
                 .await

@@ -1,2 +1,0 @@
--- Nothing to change: shared concurrency counters live in PostgreSQL (0013 there) or in Redis.
--- This file keeps the migration numbers of both backends in step.
