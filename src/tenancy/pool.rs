@@ -199,6 +199,9 @@ pub struct DbPool {
     env: Vec<Arc<dyn CredentialProvider>>,
     pool: Arc<RwLock<RoundRobinPool>>,
     credentials: Arc<RwLock<CredentialMap>>,
+    /// One rebuild at a time: two at once (an admin change and its store notification) would
+    /// each make a new credential for a new account, and one of them refresh a second time.
+    rebuilding: Arc<tokio::sync::Mutex<()>>,
     turn: Arc<StoreTurn>,
 }
 
@@ -226,6 +229,7 @@ impl DbPool {
             env,
             pool: Arc::new(RwLock::new(pool)),
             credentials: Arc::new(RwLock::new(HashMap::new())),
+            rebuilding: Arc::new(tokio::sync::Mutex::new(())),
             turn,
         };
         db_pool.rebuild().await?;
@@ -242,6 +246,7 @@ impl DbPool {
     /// Re-reads the accounts (keeping the credentials, and so the access tokens, of accounts
     /// that did not change) and applies the shared rests.
     pub async fn rebuild(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.rebuilding.lock().await;
         let rows = self.store.list_accounts().await?;
         let old = self
             .credentials
